@@ -1,0 +1,50 @@
+//! `kv-node` binary: parses flags, sets up logging, runs the server until
+//! SIGINT or SIGTERM.
+
+use clap::Parser;
+use kv_node::{run, AppState, Config};
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let config = Config::parse();
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(config.log_level.clone()));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+
+    let listener = TcpListener::bind((config.bind, config.port)).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(
+        node_id = config.node_id,
+        mode = %config.mode(),
+        ui = kv_node::ui::is_built(),
+        "listening on http://{addr}"
+    );
+    run(listener, AppState::new(config), shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received; finishing requests in flight");
+}

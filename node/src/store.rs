@@ -1,0 +1,112 @@
+//! The node's in-memory store: key → (value, version).
+//!
+//! A [`DashMap`] shards the keys over independently locked maps, so that a
+//! read of one key never waits behind a write of another key in another
+//! shard, and a write holds only its shard's lock for the few instructions it
+//! takes. Version assignment happens under that lock, which is what makes
+//! concurrent writers of one key get versions 1, 2, 3… with no gap and no
+//! duplicate.
+
+use dashmap::{mapref::entry::Entry as MapEntry, DashMap};
+use kv_shared::{Version, WriteStatus};
+use std::sync::Arc;
+
+/// One stored value and its version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The stored value.
+    pub value: String,
+    /// Its version; higher versions are newer.
+    pub version: Version,
+}
+
+/// A cheap, cloneable handle to the node's map.
+#[derive(Debug, Clone, Default)]
+pub struct Store {
+    map: Arc<DashMap<String, Entry>>,
+}
+
+impl Store {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Writes `value` under the key's next version (1 for a new key) and
+    /// returns that version and whether the key was created.
+    pub fn write_next(&self, key: &str, value: String) -> (Version, WriteStatus) {
+        // The shard's write lock is held for the whole read-modify-write.
+        match self.map.entry(key.to_owned()) {
+            MapEntry::Occupied(mut slot) => {
+                let entry = slot.get_mut();
+                entry.version += 1;
+                entry.value = value;
+                (entry.version, WriteStatus::Updated)
+            }
+            MapEntry::Vacant(slot) => {
+                slot.insert(Entry { value, version: 1 });
+                (1, WriteStatus::Created)
+            }
+        }
+    }
+
+    /// Stores `value` at `version` unless the key already holds that version
+    /// or a newer one. Returns whether the store changed.
+    pub fn apply(&self, key: &str, value: String, version: Version) -> bool {
+        match self.map.entry(key.to_owned()) {
+            MapEntry::Occupied(mut slot) if slot.get().version < version => {
+                slot.insert(Entry { value, version });
+                true
+            }
+            MapEntry::Occupied(_) => false,
+            MapEntry::Vacant(slot) => {
+                slot.insert(Entry { value, version });
+                true
+            }
+        }
+    }
+
+    /// The key's current value and version, if any.
+    pub fn get(&self, key: &str) -> Option<Entry> {
+        self.map.get(key).map(|e| e.value().clone())
+    }
+
+    /// Number of keys stored.
+    pub fn len(&self) -> u64 {
+        self.map.len() as u64
+    }
+
+    /// Whether the store holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_start_at_one_and_grow_by_one() {
+        let s = Store::new();
+        assert_eq!(s.write_next("k", "a".into()), (1, WriteStatus::Created));
+        assert_eq!(s.write_next("k", "b".into()), (2, WriteStatus::Updated));
+        assert_eq!(
+            s.get("k"),
+            Some(Entry {
+                value: "b".into(),
+                version: 2
+            })
+        );
+    }
+
+    #[test]
+    fn apply_never_lets_an_older_version_win() {
+        let s = Store::new();
+        assert!(s.apply("k", "new".into(), 5));
+        assert!(!s.apply("k", "old".into(), 3));
+        assert!(!s.apply("k", "same".into(), 5));
+        assert_eq!(s.get("k").unwrap().value, "new");
+        assert_eq!(s.len(), 1);
+    }
+}

@@ -1,0 +1,102 @@
+//! Client-facing requests and responses.
+//!
+//! The shapes follow the original phase-1 document: `POST /set` takes
+//! `{"key","value"}` and answers `{"key","value","version","status"}`;
+//! `GET /get` answers `{"key","value","version"}`. Fields added since are
+//! optional on the wire so that the original curl examples read the same.
+
+use crate::ids::{Mode, NodeId, Role, Version};
+use serde::{Deserialize, Serialize};
+
+/// Body of `POST /set`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetRequest {
+    /// The key to write; must be non-empty (see [`crate::limits`]).
+    pub key: String,
+    /// The value to store; the empty string is a valid value.
+    pub value: String,
+}
+
+/// Whether a write created the key or replaced an existing value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WriteStatus {
+    /// The key did not exist before this write.
+    Created,
+    /// The key existed and now holds the new value.
+    Updated,
+}
+
+/// Answer of a successful `POST /set` (status 201).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetResponse {
+    /// The key written.
+    pub key: String,
+    /// The value written.
+    pub value: String,
+    /// The version the write was given.
+    pub version: Version,
+    /// Whether the key was created or updated.
+    pub status: WriteStatus,
+    /// The node that decided the write, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_by: Option<NodeId>,
+}
+
+/// Query string of `GET /get?key=K` and `GET /local_read?key=K`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyQuery {
+    /// The key to read.
+    pub key: String,
+}
+
+/// Answer of a successful `GET /get` or `GET /local_read` (status 200).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetResponse {
+    /// The key read.
+    pub key: String,
+    /// Its value.
+    pub value: String,
+    /// The version of that value.
+    pub version: Version,
+    /// The node that answered, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_by: Option<NodeId>,
+}
+
+/// Answer of `GET /health` (status 200).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthResponse {
+    /// Always `"healthy"` when the node answers at all.
+    pub status: String,
+    /// The node's wall-clock time, RFC 3339 in UTC.
+    pub time: String,
+    /// The node's id.
+    pub node_id: NodeId,
+    /// How the node replicates.
+    pub mode: Mode,
+    /// The node's role in its cluster.
+    pub role: Role,
+    /// Number of keys in the node's local store.
+    pub keys: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_response_has_the_seed_shape() {
+        let r = SetResponse {
+            key: "mykey".into(),
+            value: "myvalue".into(),
+            version: 1,
+            status: WriteStatus::Created,
+            served_by: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"key":"mykey","value":"myvalue","version":1,"status":"created"}"#
+        );
+    }
+}

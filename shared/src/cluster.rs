@@ -1,0 +1,189 @@
+//! Cluster-level types: quorum configuration, delay profile and `/status`.
+//!
+//! `GET /status` on every node answers a [`StatusResponse`]; the dashboard
+//! and the load tester read it to find the nodes, their roles and their lag.
+//! `GET /config` answers a [`ClusterConfig`], `POST /config` takes a
+//! [`ConfigUpdate`].
+
+use crate::ids::{Mode, NodeId, Role};
+use serde::{Deserialize, Serialize};
+
+/// Position in the leader's replication log (leader-follower mode).
+pub type Seq = u64;
+
+/// The artificial delays of the assignment's delay profile, in milliseconds.
+/// All zero means the profile is off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct DelayProfile {
+    /// The leader (or write coordinator) waits this long after each
+    /// replication message it sends to another replica.
+    pub send_ms: u32,
+    /// A replica waits this long after receiving an update before acknowledging it.
+    pub ack_ms: u32,
+    /// A replica waits this long before answering a read another node coordinates.
+    pub remote_read_ms: u32,
+}
+
+impl DelayProfile {
+    /// The assignment's profile: 200 ms per send, 100 ms before an ack,
+    /// 50 ms before answering a coordinated read.
+    pub const ASSIGNMENT: DelayProfile = DelayProfile {
+        send_ms: 200,
+        ack_ms: 100,
+        remote_read_ms: 50,
+    };
+
+    /// No artificial delay.
+    pub const OFF: DelayProfile = DelayProfile {
+        send_ms: 0,
+        ack_ms: 0,
+        remote_read_ms: 0,
+    };
+
+    /// Whether any delay is set.
+    pub fn is_on(&self) -> bool {
+        *self != Self::OFF
+    }
+}
+
+/// N, W and R of a cluster plus its delay profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterConfig {
+    /// Number of replicas.
+    pub n: u32,
+    /// Replicas that must hold a write before it is acknowledged.
+    pub w: u32,
+    /// Replicas a read consults.
+    pub r: u32,
+    /// Artificial delays (off by default).
+    #[serde(default)]
+    pub delay_profile: DelayProfile,
+}
+
+/// Body of `POST /config`: the fields to change; absent fields stay as they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ConfigUpdate {
+    /// New write quorum, 1..=N.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub w: Option<u32>,
+    /// New read quorum, 1..=N.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r: Option<u32>,
+    /// New delay profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_profile: Option<DelayProfile>,
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl ClusterConfig {
+    /// A validated configuration.
+    ///
+    /// # Errors
+    /// When N is 0 or W or R is outside 1..=N.
+    pub fn new(n: u32, w: u32, r: u32, delay_profile: DelayProfile) -> Result<Self, ConfigError> {
+        if n == 0 {
+            return Err(ConfigError("n must be at least 1".into()));
+        }
+        for (name, v) in [("w", w), ("r", r)] {
+            if v == 0 || v > n {
+                return Err(ConfigError(format!("{name} must be between 1 and n={n}, got {v}")));
+            }
+        }
+        Ok(Self { n, w, r, delay_profile })
+    }
+
+    /// This configuration with `update` applied.
+    ///
+    /// # Errors
+    /// When the result would be invalid; `self` is unchanged then.
+    pub fn with(&self, update: &ConfigUpdate) -> Result<Self, ConfigError> {
+        Self::new(
+            self.n,
+            update.w.unwrap_or(self.w),
+            update.r.unwrap_or(self.r),
+            update.delay_profile.unwrap_or(self.delay_profile),
+        )
+    }
+
+    /// Whether every read quorum overlaps every write quorum (R + W > N), so
+    /// that a read started after a write's acknowledgement sees that write.
+    pub fn is_strong(&self) -> bool {
+        self.r + self.w > self.n
+    }
+}
+
+/// One peer as a node sees it, in `/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    /// The peer's id.
+    pub id: NodeId,
+    /// The peer's base URL.
+    pub url: String,
+    /// The peer's role.
+    pub role: Role,
+    /// Whether the last contact with the peer succeeded.
+    pub up: bool,
+    /// Leader only: highest log position the follower acknowledged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acked_seq: Option<Seq>,
+    /// Leader only: entries the follower is behind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_entries: Option<u64>,
+    /// Leader only: age of the oldest entry the follower has not acknowledged, in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_ms: Option<u64>,
+    /// Leaderless only: hints waiting to be delivered to this peer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_hints: Option<u64>,
+}
+
+/// Answer of `GET /status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusResponse {
+    /// This node's id.
+    pub node_id: NodeId,
+    /// This node's base URL as its peers reach it.
+    pub url: String,
+    /// How the cluster replicates.
+    pub mode: Mode,
+    /// This node's role.
+    pub role: Role,
+    /// The leader's id (leader-follower mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<NodeId>,
+    /// N, W, R and the delay profile in force.
+    pub config: ClusterConfig,
+    /// Highest log position applied locally (leader-follower mode).
+    pub applied_seq: Seq,
+    /// Number of keys in the local store.
+    pub keys: u64,
+    /// The other nodes, sorted by id.
+    pub peers: Vec<PeerStatus>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quorums_outside_one_to_n_are_refused() {
+        assert!(ClusterConfig::new(5, 3, 3, DelayProfile::OFF).unwrap().is_strong());
+        assert!(!ClusterConfig::new(5, 1, 1, DelayProfile::OFF).unwrap().is_strong());
+        assert!(ClusterConfig::new(5, 0, 1, DelayProfile::OFF).is_err());
+        assert!(ClusterConfig::new(5, 1, 6, DelayProfile::OFF).is_err());
+        let c = ClusterConfig::new(5, 5, 1, DelayProfile::OFF).unwrap();
+        let bad = ConfigUpdate { w: Some(9), ..Default::default() };
+        assert!(c.with(&bad).unwrap_err().0.contains("w must be between 1 and n=5"));
+        let good = ConfigUpdate { r: Some(5), w: Some(1), delay_profile: None };
+        assert_eq!((c.with(&good).unwrap().w, c.with(&good).unwrap().r), (1, 5));
+    }
+}

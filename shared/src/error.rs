@@ -1,0 +1,32 @@
+//! The JSON body of every error response.
+
+use crate::ids::NodeId;
+use serde::{Deserialize, Serialize};
+
+/// Body of every non-2xx response: `{"error": "..."}` plus optional details.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Human-readable description of what went wrong.
+    pub error: String,
+    /// For a write that missed its quorum: how many replicas acknowledged it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acked: Option<u32>,
+    /// For a write that missed its quorum: how many acknowledgements it needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required: Option<u32>,
+    /// For a request that had to reach the leader: which node that is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<NodeId>,
+}
+
+impl ErrorBody {
+    /// An error body with only a message.
+    pub fn new(error: impl Into<String>) -> Self {
+        Self {
+            error: error.into(),
+            acked: None,
+            required: None,
+            leader: None,
+        }
+    }
+}

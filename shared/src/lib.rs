@@ -1,0 +1,23 @@
+//! The wire protocol of the replicated key-value store.
+//!
+//! Every type that crosses HTTP — between a client and a node, between two
+//! nodes, or between a node and the dashboard — is defined here and nowhere
+//! else. The crate is pure Rust + serde so that it builds for the host and for
+//! `wasm32-unknown-unknown` alike; fixed-width integers only, never `usize`.
+//!
+//! # Layout
+//! - [`ids`]: domain scalars (`NodeId`, `Version`) and the node's mode and role.
+//! - [`api`]: client requests and responses (`/set`, `/get`, `/health`).
+//! - [`cluster`]: N/W/R, the delay profile and `/status` (cluster view).
+//! - [`error`]: the JSON error body every failing request returns.
+//! - [`limits`]: size limits on keys, values and bodies, and their validation.
+
+pub mod api;
+pub mod cluster;
+pub mod error;
+pub mod ids;
+pub mod limits;
+
+pub use api::{GetResponse, HealthResponse, SetRequest, SetResponse, WriteStatus};
+pub use error::ErrorBody;
+pub use ids::{Mode, NodeId, Role, Version};

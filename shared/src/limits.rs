@@ -1,0 +1,106 @@
+//! Size limits and the validation of client input against them.
+//!
+//! The limits are part of the protocol so that clients (the load tester, the
+//! dashboard) can check input before they send it.
+
+use crate::api::SetRequest;
+
+/// Largest accepted request body, in bytes. Larger bodies get 413.
+pub const MAX_BODY_BYTES: u32 = 128 * 1024;
+/// Longest accepted key, in bytes of UTF-8. Longer keys get 400.
+pub const MAX_KEY_BYTES: u32 = 256;
+/// Longest accepted value, in bytes of UTF-8. Longer values get 413.
+pub const MAX_VALUE_BYTES: u32 = 64 * 1024;
+
+/// Why a key or value was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputError {
+    /// The key is empty.
+    EmptyKey,
+    /// The key is longer than [`MAX_KEY_BYTES`]; carries its length.
+    KeyTooLong(u32),
+    /// The value is longer than [`MAX_VALUE_BYTES`]; carries its length.
+    ValueTooLong(u32),
+}
+
+impl InputError {
+    /// The HTTP status that reports this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            InputError::EmptyKey | InputError::KeyTooLong(_) => 400,
+            InputError::ValueTooLong(_) => 413,
+        }
+    }
+}
+
+impl std::fmt::Display for InputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InputError::EmptyKey => write!(f, "key must be a non-empty string"),
+            InputError::KeyTooLong(n) => {
+                write!(f, "key is {n} bytes; the limit is {MAX_KEY_BYTES} bytes")
+            }
+            InputError::ValueTooLong(n) => {
+                write!(f, "value is {n} bytes; the limit is {MAX_VALUE_BYTES} bytes")
+            }
+        }
+    }
+}
+
+fn byte_len(s: &str) -> u32 {
+    u32::try_from(s.len()).unwrap_or(u32::MAX)
+}
+
+/// Checks a key against the limits.
+///
+/// # Errors
+/// [`InputError::EmptyKey`] or [`InputError::KeyTooLong`].
+pub fn validate_key(key: &str) -> Result<(), InputError> {
+    match byte_len(key) {
+        0 => Err(InputError::EmptyKey),
+        n if n > MAX_KEY_BYTES => Err(InputError::KeyTooLong(n)),
+        _ => Ok(()),
+    }
+}
+
+/// Checks a whole write request: its key, then its value.
+///
+/// # Errors
+/// The first [`InputError`] found.
+pub fn validate_set(req: &SetRequest) -> Result<(), InputError> {
+    validate_key(&req.key)?;
+    match byte_len(&req.value) {
+        n if n > MAX_VALUE_BYTES => Err(InputError::ValueTooLong(n)),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(key: &str, value: &str) -> SetRequest {
+        SetRequest {
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+
+    #[test]
+    fn empty_value_is_valid_but_empty_key_is_not() {
+        assert_eq!(validate_set(&req("k", "")), Ok(()));
+        assert_eq!(validate_set(&req("", "v")), Err(InputError::EmptyKey));
+    }
+
+    #[test]
+    fn limits_are_inclusive() {
+        let key = "k".repeat(MAX_KEY_BYTES as usize);
+        assert_eq!(validate_key(&key), Ok(()));
+        assert_eq!(
+            validate_key(&format!("{key}k")),
+            Err(InputError::KeyTooLong(MAX_KEY_BYTES + 1))
+        );
+        let value = "v".repeat(MAX_VALUE_BYTES as usize + 1);
+        assert_eq!(validate_set(&req("k", &value)).unwrap_err().status(), 413);
+    }
+}
