@@ -1,0 +1,116 @@
+//! Headless Chromium driven over WebDriver (Debian's chromium + chromedriver).
+#![allow(dead_code)]
+
+use fantoccini::{Client, ClientBuilder};
+use serde_json::json;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A chromedriver process and a browser session on it; both end on drop.
+pub struct Browser {
+    /// The WebDriver session.
+    pub client: Client,
+    driver: Child,
+    _profile: TempDir,
+}
+
+/// A directory removed on drop (Chromium's fresh user-data-dir).
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Browser {
+    /// Starts chromedriver on a free port and opens a headless Chromium session.
+    ///
+    /// # Panics
+    /// When chromedriver or Chromium is missing (`scripts/setup.sh` installs them)
+    /// or does not come up within 30 s.
+    pub async fn start() -> Self {
+        let port = free_port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver not found: run scripts/setup.sh");
+        let profile =
+            std::env::temp_dir().join(format!("kv-chromium-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&profile).unwrap();
+        let caps = json!({
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-background-networking", "--no-first-run",
+                    "--disable-component-update", "--disable-sync", "--disable-quic",
+                    "--window-size=1280,900",
+                    format!("--user-data-dir={}", profile.display()),
+                ]
+            }
+        });
+        let caps = match caps {
+            serde_json::Value::Object(m) => m,
+            _ => unreachable!(),
+        };
+        let url = format!("http://127.0.0.1:{port}");
+        // chromedriver takes a moment to listen: retry the connection, bounded.
+        let mut last_err = String::new();
+        for _ in 0..60 {
+            match ClientBuilder::rustls()
+                .expect("TLS roots")
+                .capabilities(caps.clone())
+                .connect(&url)
+                .await
+            {
+                Ok(client) => {
+                    return Self {
+                        client,
+                        driver,
+                        _profile: TempDir(profile),
+                    }
+                }
+                Err(e) => last_err = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        panic!("could not open a Chromium session via chromedriver: {last_err}");
+    }
+
+    /// Saves a screenshot as `target/tmp/screenshots/NAME.png` (a test artifact).
+    pub async fn screenshot(&self, name: &str) -> PathBuf {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.png"));
+        let png = self.client.screenshot().await.unwrap();
+        std::fs::write(&path, png).unwrap();
+        path
+    }
+
+    /// Ends the session and stops chromedriver.
+    pub async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
