@@ -48,7 +48,10 @@ pub async fn fallback(uri: Uri) -> Response {
                 .into_response()
         }
         None if path == "index.html" => Html(NO_UI_PAGE).into_response(),
-        None => AppError::new(StatusCode::NOT_FOUND, format!("no route for {}", uri.path()))
-            .into_response(),
+        None => AppError::new(
+            StatusCode::NOT_FOUND,
+            format!("no route for {}", uri.path()),
+        )
+        .into_response(),
     }
 }

@@ -22,15 +22,27 @@ fn binary_honours_port_env_and_stops_cleanly_on_sigterm() {
         .by_ref()
         .take(50)
         .map_while(Result::ok)
-        .find_map(|l| l.split("listening on http://").nth(1).and_then(|a| a.split_whitespace().next()).map(str::to_owned))
+        .find_map(|l| {
+            l.split("listening on http://")
+                .nth(1)
+                .and_then(|a| a.split_whitespace().next())
+                .map(str::to_owned)
+        })
         .expect("node logs its address");
-    assert!(addr.starts_with("127.0.0.1:"), "binds 127.0.0.1 by default: {addr}");
+    assert!(
+        addr.starts_with("127.0.0.1:"),
+        "binds 127.0.0.1 by default: {addr}"
+    );
 
     let body = blocking_get(&format!("http://{addr}/health"));
     assert!(body.contains("\"node_id\":3"), "{body}");
 
     let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     // Bounded wait for the exit.
     for _ in 0..100 {
         if let Some(status) = child.try_wait().unwrap() {

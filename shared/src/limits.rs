@@ -41,7 +41,10 @@ impl std::fmt::Display for InputError {
                 write!(f, "key is {n} bytes; the limit is {MAX_KEY_BYTES} bytes")
             }
             InputError::ValueTooLong(n) => {
-                write!(f, "value is {n} bytes; the limit is {MAX_VALUE_BYTES} bytes")
+                write!(
+                    f,
+                    "value is {n} bytes; the limit is {MAX_VALUE_BYTES} bytes"
+                )
             }
         }
     }
