@@ -1,40 +1,44 @@
-//! Handlers of the client API. They stay thin: parse, call the store (or,
-//! later, the replication core), translate the answer.
+//! Handlers of the client API. They stay thin: parse, call the store or the
+//! replication mode, translate the answer.
 
 use crate::error::{ApiJson, ApiPath, ApiQuery, AppError};
+use crate::leader_follower::FORWARDED_BY_HEADER;
+use crate::replication::local_read;
 use crate::server::AppState;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use kv_shared::api::KeyQuery;
+use kv_shared::cluster::{ClusterConfig, ConfigUpdate, StatusResponse};
 use kv_shared::limits::{validate_key, validate_set};
-use kv_shared::{GetResponse, HealthResponse, SetRequest, SetResponse};
+use kv_shared::{GetResponse, HealthResponse, NodeId, SetRequest, SetResponse};
 
-/// `POST /set`: writes a key and answers 201 with its new version.
+/// `POST /set`: writes a key and answers 201 with its new version. In a
+/// cluster, the write is decided by the mode (on a follower: forwarded to the
+/// leader).
 pub async fn set(
     State(state): State<AppState>,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<SetRequest>,
 ) -> Result<(StatusCode, Json<SetResponse>), AppError> {
     validate_set(&req)?;
-    let (version, status) = state.store.write_next(&req.key, req.value.clone());
-    Ok((
-        StatusCode::CREATED,
-        Json(SetResponse {
-            key: req.key,
-            value: req.value,
-            version,
-            status,
-            served_by: Some(state.config.node_id),
-        }),
-    ))
+    let forwarded_by: Option<NodeId> = headers
+        .get(FORWARDED_BY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let resp = state
+        .replication
+        .write(&state.cluster, &state.store, req, forwarded_by)
+        .await?;
+    Ok((StatusCode::CREATED, Json(resp)))
 }
 
-/// `GET /get?key=K`.
+/// `GET /get?key=K`: the newest copy among R replicas.
 pub async fn get_query(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<KeyQuery>,
 ) -> Result<Json<GetResponse>, AppError> {
-    read(&state, q.key)
+    read(&state, q.key).await
 }
 
 /// `GET /get/{key}`.
@@ -42,7 +46,16 @@ pub async fn get_path(
     State(state): State<AppState>,
     ApiPath(key): ApiPath<String>,
 ) -> Result<Json<GetResponse>, AppError> {
-    read(&state, key)
+    read(&state, key).await
+}
+
+async fn read(state: &AppState, key: String) -> Result<Json<GetResponse>, AppError> {
+    validate_key(&key)?;
+    let resp = state
+        .replication
+        .read(&state.cluster, &state.store, key)
+        .await?;
+    Ok(Json(resp))
 }
 
 /// `GET /local_read?key=K`: this node's own copy, never coordinated.
@@ -50,7 +63,7 @@ pub async fn local_read_query(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<KeyQuery>,
 ) -> Result<Json<GetResponse>, AppError> {
-    read(&state, q.key)
+    local(&state, q.key)
 }
 
 /// `GET /local_read/{key}`.
@@ -58,21 +71,12 @@ pub async fn local_read_path(
     State(state): State<AppState>,
     ApiPath(key): ApiPath<String>,
 ) -> Result<Json<GetResponse>, AppError> {
-    read(&state, key)
+    local(&state, key)
 }
 
-/// Reads the node's own copy of a key.
-fn read(state: &AppState, key: String) -> Result<Json<GetResponse>, AppError> {
+fn local(state: &AppState, key: String) -> Result<Json<GetResponse>, AppError> {
     validate_key(&key)?;
-    match state.store.get(&key) {
-        Some(entry) => Ok(Json(GetResponse {
-            key,
-            value: entry.value,
-            version: entry.version,
-            served_by: Some(state.config.node_id),
-        })),
-        None => Err(AppError::key_not_found(&key)),
-    }
+    local_read(&state.cluster, &state.store, key).map(Json)
 }
 
 /// `GET /health`: answers 200 while the node runs.
@@ -80,9 +84,74 @@ pub async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
     Json(HealthResponse {
         status: "healthy".into(),
         time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        node_id: state.config.node_id,
-        mode: state.config.mode(),
-        role: state.config.role(),
+        node_id: state.cluster.node_id(),
+        mode: state.cluster.mode(),
+        role: state.cluster.role(),
         keys: state.store.len(),
     })
+}
+
+/// `GET /status`: this node, its configuration, its peers and (on the
+/// leader) each follower's lag.
+pub async fn status(State(state): State<AppState>) -> Json<StatusResponse> {
+    Json(state.replication.status(&state.cluster, &state.store))
+}
+
+/// `GET /config`: N, W, R and the delay profile in force.
+pub async fn get_config(State(state): State<AppState>) -> Json<ClusterConfig> {
+    Json(state.cluster.config())
+}
+
+/// `POST /config`: changes W and/or R (and, with the admin token, the delay
+/// profile) on this node and pushes the change to every peer.
+///
+/// # Errors
+/// 400 when W or R is outside 1..=N; 401/403 for a delay change without the
+/// right token.
+pub async fn post_config(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(update): ApiJson<ConfigUpdate>,
+) -> Result<Json<ClusterConfig>, AppError> {
+    if update.delay_profile.is_some() {
+        check_admin(&state, &headers)?;
+    }
+    let envelope = state
+        .cluster
+        .apply_update(&update)
+        .map_err(AppError::bad_request)?;
+    let missed = state.cluster.broadcast_config(envelope).await;
+    if !missed.is_empty() {
+        tracing::warn!(
+            ?missed,
+            "configuration change not delivered to every peer yet"
+        );
+    }
+    Ok(Json(envelope.config))
+}
+
+/// Admin calls need `Authorization: Bearer TOKEN` matching `--admin-token`.
+fn check_admin(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
+    let Some(token) = state
+        .config
+        .admin_token
+        .as_deref()
+        .filter(|t| !t.is_empty())
+    else {
+        return Err(AppError::new(
+            StatusCode::FORBIDDEN,
+            "admin calls are disabled: start the node with --admin-token (ADMIN_TOKEN)",
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if given != Some(token) {
+        return Err(AppError::new(
+            StatusCode::UNAUTHORIZED,
+            "this change needs the header `Authorization: Bearer <admin token>`",
+        ));
+    }
+    Ok(())
 }

@@ -1,13 +1,67 @@
 //! Configuration of a node, from flags and environment variables.
+//!
+//! [`Config`] is what clap parses; [`Config::cluster_spec`] checks it and turns
+//! it into a [`ClusterSpec`]: who this node is, who its peers are, N, W, R and
+//! the delay profile. A node refuses to start on a spec that does not hold
+//! together (a follower with no peers, W > N, an unparsable peer list…).
 
-use clap::Parser;
+use crate::peers::{parse_peers, PeerInfo};
+use clap::{Parser, ValueEnum};
+use kv_shared::cluster::{ClusterConfig, DelayProfile};
 use kv_shared::{Mode, NodeId, Role};
 use std::net::IpAddr;
+use std::time::Duration;
+
+/// `--role` values (leader-follower mode only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    /// Decides every write and replicates its log.
+    Leader,
+    /// Applies the leader's log, forwards writes to the leader.
+    Follower,
+}
+
+/// `--mode` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum ModeArg {
+    /// One node, no replication (the phase-1 service).
+    #[default]
+    Standalone,
+    /// One leader, N-1 followers, tunable W and R.
+    LeaderFollower,
+    /// Every node coordinates writes (Dynamo-style).
+    Leaderless,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(m: ModeArg) -> Self {
+        match m {
+            ModeArg::Standalone => Mode::Standalone,
+            ModeArg::LeaderFollower => Mode::LeaderFollower,
+            ModeArg::Leaderless => Mode::Leaderless,
+        }
+    }
+}
+
+/// `--delay-profile` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum DelayProfileArg {
+    /// No artificial delay.
+    #[default]
+    Off,
+    /// 200 ms after each replication send, 100 ms before each ack, 50 ms
+    /// before answering a coordinated read (each overridable).
+    Assignment,
+}
 
 /// Flags of `kv-node`. Every flag can also be given as the environment
 /// variable named beside it.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "kv-node", version, about = "A replica of the replicated key-value store")]
+#[command(
+    name = "kv-node",
+    version,
+    about = "A replica of the replicated key-value store"
+)]
 pub struct Config {
     /// TCP port to listen on.
     #[arg(long, env = "PORT", default_value_t = 8080)]
@@ -21,26 +75,250 @@ pub struct Config {
     /// Log filter when `RUST_LOG` is not set (e.g. `info`, `debug`, `kv_node=trace`).
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+    /// How the cluster replicates.
+    #[arg(long, env = "MODE", value_enum, default_value_t = ModeArg::Standalone)]
+    pub mode: ModeArg,
+    /// This node's role (leader-follower mode only; required there).
+    #[arg(long, env = "ROLE", value_enum)]
+    pub role: Option<RoleArg>,
+    /// How peers reach this node; default `http://BIND:PORT`.
+    #[arg(long, env = "ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+    /// Every node of the cluster: `1=http://127.0.0.1:8081,2=http://127.0.0.1:8082,…`.
+    /// An entry with this node's own id is allowed and ignored.
+    #[arg(long, env = "PEERS", default_value = "")]
+    pub peers: String,
+    /// Write quorum, 1..=N. Default: majority in leader-follower mode, N in leaderless mode.
+    #[arg(long, env = "W")]
+    pub w: Option<u32>,
+    /// Read quorum, 1..=N. Default: majority in leader-follower mode, 1 in leaderless mode.
+    #[arg(long, env = "R")]
+    pub r: Option<u32>,
+    /// Artificial delays: `off` or `assignment` (200/100/50 ms).
+    #[arg(long, env = "DELAY_PROFILE", value_enum, default_value_t = DelayProfileArg::Off)]
+    pub delay_profile: DelayProfileArg,
+    /// Overrides the profile's wait after each replication send, in ms.
+    #[arg(long, env = "SEND_DELAY_MS")]
+    pub send_delay_ms: Option<u32>,
+    /// Overrides the profile's wait before acknowledging an update, in ms.
+    #[arg(long, env = "ACK_DELAY_MS")]
+    pub ack_delay_ms: Option<u32>,
+    /// Overrides the profile's wait before answering a coordinated read, in ms.
+    #[arg(long, env = "REMOTE_READ_DELAY_MS")]
+    pub remote_read_delay_ms: Option<u32>,
+    /// Bearer token required for admin calls (changing the delay profile).
+    /// Without one, such calls get 403.
+    #[arg(long, env = "ADMIN_TOKEN")]
+    pub admin_token: Option<String>,
+    /// How long a write waits for W acknowledgements before answering 503, in ms.
+    #[arg(long, env = "WRITE_TIMEOUT_MS", default_value_t = 3000)]
+    pub write_timeout_ms: u64,
+    /// How long a node waits for one peer's answer (reads, forwarding, config), in ms.
+    #[arg(long, env = "PEER_TIMEOUT_MS", default_value_t = 2000)]
+    pub peer_timeout_ms: u64,
+    /// Interval of the leader's heartbeats and of the peers' health probes, in ms.
+    #[arg(long, env = "HEARTBEAT_MS", default_value_t = 250)]
+    pub heartbeat_ms: u64,
+    /// Entries the leader keeps in its log for catch-up; a follower further
+    /// behind receives a snapshot first.
+    #[arg(long, env = "LOG_CAPACITY", default_value_t = 100_000)]
+    pub log_capacity: u32,
+    /// Most log entries in one replication message.
+    #[arg(long, env = "MAX_BATCH", default_value_t = 512)]
+    pub max_batch: u32,
+}
+
+/// Who this node is in its cluster, checked and ready to use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSpec {
+    /// How the cluster replicates.
+    pub mode: Mode,
+    /// This node's role.
+    pub role: Role,
+    /// This node's id.
+    pub node_id: NodeId,
+    /// How peers reach this node.
+    pub self_url: String,
+    /// The other nodes, sorted by id.
+    pub peers: Vec<PeerInfo>,
+    /// N, W, R and the delay profile at start.
+    pub config: ClusterConfig,
 }
 
 impl Config {
     /// How this node replicates.
     pub fn mode(&self) -> Mode {
-        Mode::Standalone
+        self.mode.into()
     }
 
     /// The part this node plays in its cluster.
     pub fn role(&self) -> Role {
-        Role::Standalone
+        match (self.mode, self.role) {
+            (ModeArg::Standalone, _) => Role::Standalone,
+            (ModeArg::Leaderless, _) => Role::Peer,
+            (ModeArg::LeaderFollower, Some(RoleArg::Leader)) => Role::Leader,
+            (ModeArg::LeaderFollower, _) => Role::Follower,
+        }
     }
 
-    /// A configuration for tests: port 0 (any free port) on 127.0.0.1.
-    pub fn for_tests(node_id: NodeId) -> Self {
-        Self {
-            port: 0,
-            bind: IpAddr::from([127, 0, 0, 1]),
-            node_id,
-            log_level: "warn".into(),
+    /// The delay profile the flags select.
+    pub fn delays(&self) -> DelayProfile {
+        let base = match self.delay_profile {
+            DelayProfileArg::Off => DelayProfile::OFF,
+            DelayProfileArg::Assignment => DelayProfile::ASSIGNMENT,
+        };
+        DelayProfile {
+            send_ms: self.send_delay_ms.unwrap_or(base.send_ms),
+            ack_ms: self.ack_delay_ms.unwrap_or(base.ack_ms),
+            remote_read_ms: self.remote_read_delay_ms.unwrap_or(base.remote_read_ms),
         }
+    }
+
+    /// How peers reach this node.
+    pub fn self_url(&self) -> String {
+        self.advertise_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}:{}", self.bind, self.port))
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
+    /// The write timeout.
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.write_timeout_ms)
+    }
+
+    /// The timeout of one request to a peer.
+    pub fn peer_timeout(&self) -> Duration {
+        Duration::from_millis(self.peer_timeout_ms)
+    }
+
+    /// The heartbeat and probe interval.
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms.max(10))
+    }
+
+    /// Checks the flags and derives the cluster this node belongs to.
+    ///
+    /// # Errors
+    /// A message naming the flag at fault.
+    pub fn cluster_spec(&self) -> Result<ClusterSpec, String> {
+        let mode = self.mode();
+        let peers = parse_peers(&self.peers, self.node_id)?;
+        let n = u32::try_from(peers.len() + 1).map_err(|_| "too many peers".to_owned())?;
+        let majority = n / 2 + 1;
+        let (w, r) = match mode {
+            Mode::Standalone => {
+                if !peers.is_empty() {
+                    return Err("--peers needs --mode leader-follower or leaderless".into());
+                }
+                (self.w.unwrap_or(1), self.r.unwrap_or(1))
+            }
+            Mode::LeaderFollower => {
+                if self.role.is_none() {
+                    return Err(
+                        "--mode leader-follower needs --role leader or --role follower".into(),
+                    );
+                }
+                (self.w.unwrap_or(majority), self.r.unwrap_or(majority))
+            }
+            Mode::Leaderless => (self.w.unwrap_or(n), self.r.unwrap_or(1)),
+        };
+        if self.max_batch == 0 || self.log_capacity == 0 {
+            return Err("--max-batch and --log-capacity must be at least 1".into());
+        }
+        let config =
+            ClusterConfig::new(n, w, r, self.delays()).map_err(|e| format!("--w/--r: {e}"))?;
+        Ok(ClusterSpec {
+            mode,
+            role: self.role(),
+            node_id: self.node_id,
+            self_url: self.self_url(),
+            peers,
+            config,
+        })
+    }
+
+    /// A configuration for tests: a standalone node on port 0 (any free port)
+    /// of 127.0.0.1, with every other flag at its default.
+    pub fn for_tests(node_id: NodeId) -> Self {
+        let mut c = Self::parse_from(["kv-node", "--port", "0"]);
+        c.node_id = node_id;
+        c.log_level = "warn".into();
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        Config::try_parse_from(std::iter::once("kv-node").chain(args.iter().copied())).unwrap()
+    }
+
+    const PEERS: &str = "1=http://127.0.0.1:8081,2=http://127.0.0.1:8082,3=http://127.0.0.1:8083,4=http://127.0.0.1:8084,5=http://127.0.0.1:8085";
+
+    #[test]
+    fn leader_follower_defaults_to_majority_quorums() {
+        let c = parse(&[
+            "--mode",
+            "leader-follower",
+            "--role",
+            "follower",
+            "--node-id",
+            "2",
+            "--peers",
+            PEERS,
+        ]);
+        let spec = c.cluster_spec().unwrap();
+        assert_eq!((spec.config.n, spec.config.w, spec.config.r), (5, 3, 3));
+        assert_eq!(spec.role, Role::Follower);
+        assert_eq!(
+            spec.peers.iter().map(|p| p.id).collect::<Vec<_>>(),
+            vec![1, 3, 4, 5]
+        );
+        assert_eq!(spec.self_url, "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn delay_profile_values_are_overridable() {
+        let c = parse(&["--delay-profile", "assignment", "--ack-delay-ms", "7"]);
+        assert_eq!(
+            c.delays(),
+            DelayProfile {
+                send_ms: 200,
+                ack_ms: 7,
+                remote_read_ms: 50
+            }
+        );
+        assert_eq!(parse(&[]).delays(), DelayProfile::OFF);
+    }
+
+    #[test]
+    fn inconsistent_flags_are_refused_with_the_flag_named() {
+        let no_role = parse(&["--mode", "leader-follower", "--peers", PEERS]);
+        assert!(no_role.cluster_spec().unwrap_err().contains("--role"));
+        let big_w = parse(&[
+            "--mode",
+            "leader-follower",
+            "--role",
+            "leader",
+            "--peers",
+            PEERS,
+            "--w",
+            "6",
+        ]);
+        assert!(big_w
+            .cluster_spec()
+            .unwrap_err()
+            .contains("w must be between 1 and n=5"));
+        let leaderless = parse(&["--mode", "leaderless", "--peers", PEERS]);
+        let spec = leaderless.cluster_spec().unwrap();
+        assert_eq!(
+            (spec.config.w, spec.config.r, spec.role),
+            (5, 1, Role::Peer)
+        );
+        assert!(parse(&["--peers", PEERS]).cluster_spec().is_err());
     }
 }

@@ -1,8 +1,19 @@
 //! `kv-node`: one replica of the replicated key-value store.
 //!
 //! # Layout
-//! - [`config`]: command-line flags and environment variables (clap).
+//! - [`config`]: command-line flags and environment variables (clap), checked
+//!   into a cluster spec (id, role, peers, N/W/R, delay profile).
 //! - [`store`]: the concurrent in-memory map of key → (value, version).
+//! - [`peers`]: static membership and up/down tracking of the other nodes.
+//! - [`transport`]: node-to-node HTTP over one keep-alive pool, the send pacer
+//!   of the delay profile, the health prober.
+//! - [`cluster`]: the node's cluster context: identity, peers, transport, the
+//!   live W/R configuration and its propagation.
+//! - [`reads`]: reads coordinated over R replicas, with read repair.
+//! - [`leader_follower`]: leader-follower replication (state machines in
+//!   `leader_follower::core`, runtime in the module).
+//! - [`replication`]: which mode a node runs; dispatches client operations.
+//! - [`internal`]: the thin handlers of the node-to-node endpoints.
 //! - [`error`]: `AppError`, the one error type of the HTTP boundary, and the
 //!   extractors that turn every rejection into the same JSON shape.
 //! - [`api`]: the thin HTTP handlers of the client API.
@@ -10,10 +21,17 @@
 //! - [`server`]: the router, the shared state and `run(listener, shutdown)`.
 
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod error;
+pub mod internal;
+pub mod leader_follower;
+pub mod peers;
+pub mod reads;
+pub mod replication;
 pub mod server;
 pub mod store;
+pub mod transport;
 pub mod ui;
 
 pub use config::Config;

@@ -13,15 +13,27 @@ async fn main() -> std::io::Result<()> {
         .unwrap_or_else(|_| EnvFilter::new(config.log_level.clone()));
     tracing_subscriber::fmt().with_env_filter(filter).init();
 
+    let state = match AppState::try_new(config.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("kv-node: {e}");
+            std::process::exit(2);
+        }
+    };
     let listener = TcpListener::bind((config.bind, config.port)).await?;
     let addr = listener.local_addr()?;
+    let c = state.cluster.config();
     tracing::info!(
         node_id = config.node_id,
         mode = %config.mode(),
+        role = %config.role(),
+        n = c.n,
+        w = c.w,
+        r = c.r,
         ui = kv_node::ui::is_built(),
         "listening on http://{addr}"
     );
-    run(listener, AppState::new(config), shutdown_signal()).await?;
+    run(listener, state, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,38 +1,95 @@
 //! The router, the shared state and the server loop.
 
+use crate::cluster::Cluster;
 use crate::config::Config;
+use crate::replication::Replication;
 use crate::store::Store;
-use crate::{api, error, ui};
+use crate::{api, error, internal, transport, ui};
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use kv_shared::limits::MAX_BODY_BYTES;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tower_http::trace::TraceLayer;
+
+/// Largest body of a node-to-node message (batches and snapshots), in bytes.
+pub const MAX_INTERNAL_BODY_BYTES: usize = 1024 * 1024 * 1024;
 
 /// State shared by every handler: a cheap handle, cloned per request.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    /// The node's configuration.
+    /// The node's flags.
     pub config: Arc<Config>,
     /// The node's local store.
     pub store: Store,
+    /// Identity, peers, transport and live W/R of the node's cluster.
+    pub cluster: Cluster,
+    /// The replication mode the node runs.
+    pub replication: Replication,
+    /// Background tasks started by [`run`]; aborted when it returns.
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
 impl AppState {
     /// State for a node with an empty store.
-    pub fn new(config: Config) -> Self {
-        Self {
+    ///
+    /// # Errors
+    /// When the flags do not describe a valid cluster.
+    pub fn try_new(config: Config) -> Result<Self, String> {
+        let store = Store::new();
+        let cluster = Cluster::from_config(&config)?;
+        let replication = Replication::new(&cluster, &store, &config)?;
+        Ok(Self {
             config: Arc::new(config),
-            store: Store::new(),
+            store,
+            cluster,
+            replication,
+            tasks: Arc::default(),
+        })
+    }
+
+    /// State for a node with an empty store.
+    ///
+    /// # Panics
+    /// When the flags do not describe a valid cluster (see [`AppState::try_new`]).
+    pub fn new(config: Config) -> Self {
+        match Self::try_new(config) {
+            Ok(s) => s,
+            Err(e) => panic!("invalid node configuration: {e}"),
+        }
+    }
+
+    /// Starts the health prober and the replication mode's tasks.
+    pub fn start_background(&self) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        if !tasks.is_empty() || self.cluster.peers().list().is_empty() {
+            return;
+        }
+        let probe =
+            transport::probe_peers(self.cluster.transport().clone(), self.cluster.heartbeat());
+        tasks.push(tokio::spawn(probe));
+        tasks.extend(self.replication.spawn_background());
+    }
+
+    /// Stops the background tasks and every further message to peers.
+    pub fn stop_background(&self) {
+        self.replication.stop();
+        for t in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            t.abort();
         }
     }
 }
 
-/// The node's HTTP application, without a socket (tests use it with `oneshot`).
-pub fn app(state: AppState) -> Router {
+/// The client API: what users, the dashboard and the load tester call.
+fn client_routes() -> Router<AppState> {
     Router::new()
         .route("/set", post(api::set))
         .route("/get", get(api::get_query))
@@ -40,15 +97,35 @@ pub fn app(state: AppState) -> Router {
         .route("/local_read", get(api::local_read_query))
         .route("/local_read/{key}", get(api::local_read_path))
         .route("/health", get(api::health))
+        .route("/status", get(api::status))
+        .route("/config", get(api::get_config).post(api::post_config))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES as usize))
+}
+
+/// Node-to-node endpoints, with a body limit sized for batches and snapshots.
+fn internal_routes() -> Router<AppState> {
+    Router::new()
+        .route("/internal/replicate", post(internal::replicate))
+        .route("/internal/snapshot", post(internal::snapshot))
+        .route("/internal/read", get(internal::read))
+        .route("/internal/repair", post(internal::repair))
+        .route("/internal/config", post(internal::config))
+        .layer(DefaultBodyLimit::max(MAX_INTERNAL_BODY_BYTES))
+}
+
+/// The node's HTTP application, without a socket (tests use it with `oneshot`).
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .merge(client_routes())
+        .merge(internal_routes())
         .fallback(ui::fallback)
         .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES as usize))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 
 /// Serves the node on `listener` until `shutdown` completes, then finishes
-/// the requests in flight and returns.
+/// the requests in flight, stops the background tasks and returns.
 ///
 /// # Errors
 /// An I/O error of the listener.
@@ -57,7 +134,10 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
+    state.start_background();
+    let result = axum::serve(listener, app(state.clone()))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    state.stop_background();
+    result
 }

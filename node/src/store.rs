@@ -8,6 +8,7 @@
 //! duplicate.
 
 use dashmap::{mapref::entry::Entry as MapEntry, DashMap};
+use kv_shared::replication::Record;
 use kv_shared::{Version, WriteStatus};
 use std::sync::Arc;
 
@@ -71,6 +72,22 @@ impl Store {
         self.map.get(key).map(|e| e.value().clone())
     }
 
+    /// Every key with its value and version, in no particular order.
+    ///
+    /// Not a point-in-time copy: writes that run concurrently may or may not
+    /// be included. Callers that need a consistent cut (the leader's snapshot)
+    /// stop writes while they iterate.
+    pub fn records(&self) -> Vec<Record> {
+        self.map
+            .iter()
+            .map(|e| Record {
+                key: e.key().clone(),
+                value: e.value().value.clone(),
+                version: e.value().version,
+            })
+            .collect()
+    }
+
     /// Number of keys stored.
     pub fn len(&self) -> u64 {
         self.map.len() as u64
@@ -108,5 +125,21 @@ mod tests {
         assert!(!s.apply("k", "same".into(), 5));
         assert_eq!(s.get("k").unwrap().value, "new");
         assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn records_list_every_key_with_its_version() {
+        let s = Store::new();
+        s.write_next("a", "1".into());
+        s.write_next("a", "2".into());
+        s.write_next("b", "x".into());
+        let mut r = s.records();
+        r.sort_by(|x, y| x.key.cmp(&y.key));
+        assert_eq!(
+            r.iter()
+                .map(|r| (r.key.as_str(), r.value.as_str(), r.version))
+                .collect::<Vec<_>>(),
+            vec![("a", "2", 2), ("b", "x", 1)]
+        );
     }
 }

@@ -41,6 +41,9 @@ pub struct SetResponse {
     /// The node that decided the write, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub served_by: Option<NodeId>,
+    /// The follower that received the request and forwarded it to the leader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarded_by: Option<NodeId>,
 }
 
 /// Query string of `GET /get?key=K` and `GET /local_read?key=K`.
@@ -93,6 +96,7 @@ mod tests {
             version: 1,
             status: WriteStatus::Created,
             served_by: None,
+            forwarded_by: None,
         };
         assert_eq!(
             serde_json::to_string(&r).unwrap(),

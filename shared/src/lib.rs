@@ -11,12 +11,15 @@
 //! - [`cluster`]: N/W/R, the delay profile and `/status` (cluster view).
 //! - [`error`]: the JSON error body every failing request returns.
 //! - [`limits`]: size limits on keys, values and bodies, and their validation.
+//! - [`replication`]: node-to-node messages (`/internal/...`): log batches,
+//!   snapshots, coordinated reads, read repair, configuration changes.
 
 pub mod api;
 pub mod cluster;
 pub mod error;
 pub mod ids;
 pub mod limits;
+pub mod replication;
 
 pub use api::{GetResponse, HealthResponse, SetRequest, SetResponse, WriteStatus};
 pub use error::ErrorBody;

@@ -1,0 +1,231 @@
+//! The cluster a node belongs to: its identity, its peers, the transport to
+//! them, and the live configuration (W, R, delay profile).
+//!
+//! Both replication modes share this context. The configuration is a
+//! [`ConfigEnvelope`]: `POST /config` on any node stamps a change with the
+//! next epoch, applies it and pushes it to every peer (`POST
+//! /internal/config`); a node keeps the greatest envelope it has seen. A peer
+//! that was down during a change learns it later, because the leader attaches
+//! its envelope to every replication message (leaderless nodes can do the same
+//! with theirs).
+
+use crate::config::{ClusterSpec, Config};
+use crate::peers::Peers;
+use crate::transport::{SendPacer, Transport};
+use kv_shared::cluster::{ClusterConfig, ConfigUpdate, DelayProfile, PeerStatus};
+use kv_shared::replication::ConfigEnvelope;
+use kv_shared::{Mode, NodeId, Role};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// A cheap, cloneable handle to the node's cluster context.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    spec: ClusterSpec,
+    peers: Peers,
+    transport: Transport,
+    pacer: SendPacer,
+    /// Read or replaced whole; never held across `.await`.
+    settings: RwLock<ConfigEnvelope>,
+    peer_timeout: Duration,
+    write_timeout: Duration,
+    heartbeat: Duration,
+}
+
+impl Cluster {
+    /// The context of a node started with `config`.
+    ///
+    /// # Errors
+    /// When the flags do not describe a valid cluster (see [`Config::cluster_spec`]).
+    pub fn from_config(config: &Config) -> Result<Self, String> {
+        let spec = config.cluster_spec()?;
+        let peers = Peers::new(spec.node_id, spec.peers.clone());
+        if spec.role == Role::Leader {
+            peers.set_leader(spec.node_id);
+        }
+        let envelope = ConfigEnvelope {
+            config: spec.config,
+            epoch: 0,
+            origin: 0,
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                transport: Transport::new(peers.clone()),
+                peers,
+                pacer: SendPacer::default(),
+                settings: RwLock::new(envelope),
+                peer_timeout: config.peer_timeout(),
+                write_timeout: config.write_timeout(),
+                heartbeat: config.heartbeat(),
+                spec,
+            }),
+        })
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.inner.spec.node_id
+    }
+
+    /// How peers reach this node.
+    pub fn self_url(&self) -> &str {
+        &self.inner.spec.self_url
+    }
+
+    /// How the cluster replicates.
+    pub fn mode(&self) -> Mode {
+        self.inner.spec.mode
+    }
+
+    /// This node's role.
+    pub fn role(&self) -> Role {
+        self.inner.spec.role
+    }
+
+    /// The other nodes and their health.
+    pub fn peers(&self) -> &Peers {
+        &self.inner.peers
+    }
+
+    /// The client to the other nodes.
+    pub fn transport(&self) -> &Transport {
+        &self.inner.transport
+    }
+
+    /// The pacer of replication sends (delay profile).
+    pub fn pacer(&self) -> &SendPacer {
+        &self.inner.pacer
+    }
+
+    /// Timeout of one call to a peer.
+    pub fn peer_timeout(&self) -> Duration {
+        self.inner.peer_timeout
+    }
+
+    /// How long a write waits for its quorum.
+    pub fn write_timeout(&self) -> Duration {
+        self.inner.write_timeout
+    }
+
+    /// Heartbeat and probe interval.
+    pub fn heartbeat(&self) -> Duration {
+        self.inner.heartbeat
+    }
+
+    /// The configuration in force with its stamp.
+    pub fn envelope(&self) -> ConfigEnvelope {
+        *self
+            .inner
+            .settings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> ClusterConfig {
+        self.envelope().config
+    }
+
+    /// The delay profile in force.
+    pub fn delays(&self) -> DelayProfile {
+        self.config().delay_profile
+    }
+
+    /// Keeps `incoming` if it supersedes the current envelope (a change made
+    /// elsewhere). Returns the envelope in force afterwards.
+    pub fn merge_envelope(&self, incoming: ConfigEnvelope) -> ConfigEnvelope {
+        let mut cur = self
+            .inner
+            .settings
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if incoming.is_newer_than(&cur) && incoming.config.n == cur.config.n {
+            tracing::info!(
+                w = incoming.config.w,
+                r = incoming.config.r,
+                epoch = incoming.epoch,
+                origin = incoming.origin,
+                "configuration changed"
+            );
+            *cur = incoming;
+        }
+        *cur
+    }
+
+    /// Applies a change made on this node, stamped with the next epoch.
+    ///
+    /// # Errors
+    /// When the result would be invalid (W or R outside 1..=N); nothing changes then.
+    pub fn apply_update(&self, update: &ConfigUpdate) -> Result<ConfigEnvelope, String> {
+        let mut cur = self
+            .inner
+            .settings
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let config = cur.config.with(update).map_err(|e| e.0)?;
+        *cur = ConfigEnvelope {
+            config,
+            epoch: cur.epoch + 1,
+            origin: self.node_id(),
+        };
+        Ok(*cur)
+    }
+
+    /// Pushes `envelope` to every peer and waits (bounded by the peer
+    /// timeout) for their answers. Returns the ids that did not take it;
+    /// they will learn it later (see the module docs).
+    pub async fn broadcast_config(&self, envelope: ConfigEnvelope) -> Vec<NodeId> {
+        let mut set = tokio::task::JoinSet::new();
+        for id in self.peers().ids() {
+            let t = self.transport().clone();
+            let timeout = self.peer_timeout();
+            set.spawn(async move {
+                let r: Result<ConfigEnvelope, _> =
+                    t.post(id, "/internal/config", &envelope, timeout).await;
+                (id, r.is_ok())
+            });
+        }
+        let mut missed = Vec::new();
+        while let Some(Ok((id, ok))) = set.join_next().await {
+            if !ok {
+                missed.push(id);
+            }
+        }
+        missed.sort_unstable();
+        missed
+    }
+
+    /// The role a peer plays, as far as this node knows.
+    pub fn peer_role(&self, id: NodeId) -> Role {
+        match self.mode() {
+            Mode::Standalone => Role::Standalone,
+            Mode::Leaderless => Role::Peer,
+            Mode::LeaderFollower if self.peers().leader() == Some(id) => Role::Leader,
+            Mode::LeaderFollower => Role::Follower,
+        }
+    }
+
+    /// The `/status` line of every peer, sorted by id, with the
+    /// mode-specific fields empty (the replication module fills them).
+    pub fn peer_statuses(&self) -> Vec<PeerStatus> {
+        self.peers()
+            .list()
+            .iter()
+            .map(|p| PeerStatus {
+                id: p.id,
+                url: p.url.clone(),
+                role: self.peer_role(p.id),
+                up: self.peers().is_up(p.id),
+                acked_seq: None,
+                lag_entries: None,
+                lag_ms: None,
+                pending_hints: None,
+            })
+            .collect()
+    }
+}

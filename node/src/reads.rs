@@ -1,0 +1,184 @@
+//! Coordinated reads over R replicas, with read repair. Shared by both
+//! replication modes.
+//!
+//! The coordinator reads its own copy, asks R-1 peers for theirs (`GET
+//! /internal/read`), and returns the highest version. Peers are tried in a
+//! preferred order (the leader first in leader-follower mode, then peers that
+//! answered lately, rotated per key so that the load spreads); a peer that
+//! fails is replaced by the next candidate. If fewer than R replicas answer,
+//! the read fails with 503 `{"error","acked","required"}`.
+//!
+//! Every replica that answered with an older version (or none) is sent the
+//! newest record (`POST /internal/repair`) in the background; a replica keeps
+//! a repaired record only if it is newer than its own copy, so repairs race
+//! safely with replication.
+
+use crate::cluster::Cluster;
+use crate::error::AppError;
+use crate::store::Store;
+use axum::http::StatusCode;
+use kv_shared::replication::{
+    InternalReadResponse, Record, RepairRequest, RepairResponse, VersionedValue,
+};
+use kv_shared::NodeId;
+use tokio::task::JoinSet;
+
+/// The outcome of a coordinated read that met its quorum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadOutcome {
+    /// The newest copy among the replies, if any replica has the key.
+    pub newest: Option<VersionedValue>,
+    /// The replicas that answered, the coordinator included.
+    pub replied: Vec<NodeId>,
+}
+
+/// Percent-encodes `s` for a query string (everything but unreserved characters).
+pub fn encode_query_value(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The order in which peers are asked: `preferred` first, then peers that
+/// are up (rotated by a hash of the key), then the others.
+fn candidates(cluster: &Cluster, key: &str, preferred: Option<NodeId>) -> Vec<NodeId> {
+    let peers = cluster.peers();
+    let mut ids = peers.ids();
+    if !ids.is_empty() {
+        let h = key
+            .bytes()
+            .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+        let n = ids.len();
+        ids.rotate_left(h as usize % n);
+    }
+    let (mut up, down): (Vec<_>, Vec<_>) = ids.into_iter().partition(|&id| peers.is_up(id));
+    up.extend(down);
+    if let Some(p) = preferred.filter(|&p| p != cluster.node_id()) {
+        if let Some(i) = up.iter().position(|&id| id == p) {
+            up.remove(i);
+            up.insert(0, p);
+        }
+    }
+    up
+}
+
+/// Reads `key` over `r` replicas (this node plus `r - 1` peers) and repairs
+/// the stale ones.
+///
+/// # Errors
+/// 503 when fewer than `r` replicas answer.
+pub async fn coordinate_read(
+    cluster: &Cluster,
+    store: &Store,
+    key: &str,
+    r: u32,
+    preferred: Option<NodeId>,
+) -> Result<ReadOutcome, AppError> {
+    let me = cluster.node_id();
+    let local = store.get(key).map(|e| VersionedValue {
+        value: e.value,
+        version: e.version,
+    });
+    let mut replies: Vec<(NodeId, Option<VersionedValue>)> = vec![(me, local)];
+    let mut todo = candidates(cluster, key, preferred).into_iter();
+    let mut asked = JoinSet::new();
+    let path = format!("/internal/read?key={}", encode_query_value(key));
+    let ask = |asked: &mut JoinSet<_>, id: NodeId| {
+        let (t, path, timeout) = (
+            cluster.transport().clone(),
+            path.clone(),
+            cluster.peer_timeout(),
+        );
+        asked.spawn(async move { (id, t.get::<InternalReadResponse>(id, &path, timeout).await) });
+    };
+    for id in todo.by_ref().take(r.saturating_sub(1) as usize) {
+        ask(&mut asked, id);
+    }
+    while replies.len() < r as usize {
+        match asked.join_next().await {
+            Some(Ok((id, Ok(resp)))) => replies.push((id, resp.found)),
+            Some(Ok((_, Err(_)))) | Some(Err(_)) => {
+                if let Some(next) = todo.next() {
+                    ask(&mut asked, next);
+                }
+            }
+            None => break,
+        }
+    }
+    drop(asked);
+    if replies.len() < r as usize {
+        let mut e = AppError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "read quorum not met: {} of {r} replicas answered",
+                replies.len()
+            ),
+        );
+        e.body.acked = Some(replies.len() as u32);
+        e.body.required = Some(r);
+        return Err(e);
+    }
+    let newest = replies
+        .iter()
+        .filter_map(|(_, v)| v.clone())
+        .max_by_key(|v| v.version);
+    if let Some(best) = &newest {
+        repair(cluster, store, key, best, &replies);
+    }
+    Ok(ReadOutcome {
+        newest,
+        replied: replies.iter().map(|(id, _)| *id).collect(),
+    })
+}
+
+/// Sends `best` to every replica that answered with an older copy.
+fn repair(
+    cluster: &Cluster,
+    store: &Store,
+    key: &str,
+    best: &VersionedValue,
+    replies: &[(NodeId, Option<VersionedValue>)],
+) {
+    let me = cluster.node_id();
+    for (id, v) in replies {
+        if v.as_ref().is_some_and(|v| v.version >= best.version) {
+            continue;
+        }
+        if *id == me {
+            store.apply(key, best.value.clone(), best.version);
+            continue;
+        }
+        let req = RepairRequest {
+            from: me,
+            records: vec![Record {
+                key: key.to_owned(),
+                value: best.value.clone(),
+                version: best.version,
+            }],
+        };
+        let (t, id, timeout) = (cluster.transport().clone(), *id, cluster.peer_timeout());
+        tokio::spawn(async move {
+            let r: Result<RepairResponse, _> = t.post(id, "/internal/repair", &req, timeout).await;
+            if let Err(e) = r {
+                tracing::debug!(peer = id, error = %e, "read repair failed");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(encode_query_value("a b/c&d=é"), "a%20b%2Fc%26d%3D%C3%A9");
+        assert_eq!(encode_query_value("Plain-_.~9"), "Plain-_.~9");
+    }
+}

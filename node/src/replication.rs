@@ -1,0 +1,152 @@
+//! Which replication a node runs, and the dispatch of client operations to it.
+//!
+//! The handlers in [`crate::api`] call [`Replication`]; each mode answers in
+//! its own way. A new mode adds a variant here and a match arm per method.
+
+use crate::cluster::Cluster;
+use crate::config::Config;
+use crate::error::AppError;
+use crate::leader_follower::LeaderFollower;
+use crate::reads::coordinate_read;
+use crate::store::Store;
+use kv_shared::cluster::StatusResponse;
+use kv_shared::{GetResponse, Mode, NodeId, SetRequest, SetResponse};
+use tokio::task::JoinHandle;
+
+/// The replication a node runs.
+#[derive(Debug, Clone)]
+pub enum Replication {
+    /// A single node: writes and reads are local.
+    Standalone,
+    /// One leader, N-1 followers (see [`crate::leader_follower`]).
+    LeaderFollower(LeaderFollower),
+}
+
+impl Replication {
+    /// The replication selected by `--mode`.
+    ///
+    /// # Errors
+    /// When the mode is not available in this build.
+    pub fn new(cluster: &Cluster, store: &Store, config: &Config) -> Result<Self, String> {
+        match cluster.mode() {
+            Mode::Standalone => Ok(Self::Standalone),
+            Mode::LeaderFollower => Ok(Self::LeaderFollower(LeaderFollower::new(
+                cluster.clone(),
+                store.clone(),
+                config,
+            ))),
+            Mode::Leaderless => Err("--mode leaderless is not available yet".into()),
+        }
+    }
+
+    /// Background tasks of the mode; the caller aborts them on stop.
+    pub fn spawn_background(&self) -> Vec<JoinHandle<()>> {
+        match self {
+            Self::Standalone => Vec::new(),
+            Self::LeaderFollower(lf) => lf.spawn_background().into_iter().collect(),
+        }
+    }
+
+    /// Stops sending to peers.
+    pub fn stop(&self) {
+        if let Self::LeaderFollower(lf) = self {
+            lf.stop();
+        }
+    }
+
+    /// `POST /set` (input already validated).
+    ///
+    /// # Errors
+    /// Whatever the mode reports (quorum not met, leader unreachable…).
+    pub async fn write(
+        &self,
+        cluster: &Cluster,
+        store: &Store,
+        req: SetRequest,
+        forwarded_by: Option<NodeId>,
+    ) -> Result<SetResponse, AppError> {
+        match self {
+            Self::Standalone => {
+                let (version, status) = store.write_next(&req.key, req.value.clone());
+                Ok(SetResponse {
+                    key: req.key,
+                    value: req.value,
+                    version,
+                    status,
+                    served_by: Some(cluster.node_id()),
+                    forwarded_by: None,
+                })
+            }
+            Self::LeaderFollower(lf) => lf.write(req, forwarded_by).await,
+        }
+    }
+
+    /// `GET /get` (key already validated): the newest copy among R replicas.
+    ///
+    /// # Errors
+    /// 404 when no replica asked has the key; 503 when fewer than R answer.
+    pub async fn read(
+        &self,
+        cluster: &Cluster,
+        store: &Store,
+        key: String,
+    ) -> Result<GetResponse, AppError> {
+        let r = cluster.config().r;
+        if matches!(self, Self::Standalone) || r <= 1 {
+            return local_read(cluster, store, key);
+        }
+        let outcome = coordinate_read(cluster, store, &key, r, cluster.peers().leader()).await?;
+        match outcome.newest {
+            Some(v) => Ok(GetResponse {
+                key,
+                value: v.value,
+                version: v.version,
+                served_by: Some(cluster.node_id()),
+            }),
+            None => Err(AppError::key_not_found(&key)),
+        }
+    }
+
+    /// `GET /status`.
+    pub fn status(&self, cluster: &Cluster, store: &Store) -> StatusResponse {
+        let mut status = StatusResponse {
+            node_id: cluster.node_id(),
+            url: cluster.self_url().to_owned(),
+            mode: cluster.mode(),
+            role: cluster.role(),
+            leader: cluster.peers().leader(),
+            config: cluster.config(),
+            applied_seq: 0,
+            keys: store.len(),
+            peers: cluster.peer_statuses(),
+        };
+        if let Self::LeaderFollower(lf) = self {
+            lf.fill_status(&mut status);
+        }
+        status
+    }
+
+    /// The leader-follower runtime, in that mode.
+    pub fn leader_follower(&self) -> Option<&LeaderFollower> {
+        match self {
+            Self::LeaderFollower(lf) => Some(lf),
+            Self::Standalone => None,
+        }
+    }
+}
+
+/// This node's own copy of `key` (`/local_read`, and `/get` with R = 1).
+///
+/// # Errors
+/// 404 when the node does not have the key.
+pub fn local_read(cluster: &Cluster, store: &Store, key: String) -> Result<GetResponse, AppError> {
+    match store.get(&key) {
+        Some(entry) => Ok(GetResponse {
+            key,
+            value: entry.value,
+            version: entry.version,
+            served_by: Some(cluster.node_id()),
+        }),
+        None => Err(AppError::key_not_found(&key)),
+    }
+}
