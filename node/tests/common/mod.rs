@@ -1,8 +1,20 @@
 //! Helpers shared by the integration tests: real nodes on 127.0.0.1.
+//!
+//! [`TestNode`] serves one node in this process; [`Cluster`] starts N of them
+//! as a leader-follower cluster. Ports: all N listeners are bound first (port
+//! 0), then every node's configuration is built with the known URLs, then the
+//! nodes are served. A killed node restarts empty on the same port, so its
+//! peers need no new address.
 #![allow(dead_code)]
 
+use kv_node::config::{ModeArg, RoleArg};
 use kv_node::{run, AppState, Config};
+use kv_shared::cluster::StatusResponse;
+use kv_shared::{GetResponse, NodeId};
+use serde_json::json;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -12,22 +24,31 @@ pub struct TestNode {
     pub addr: SocketAddr,
     /// Its base URL, `http://127.0.0.1:PORT`.
     pub url: String,
+    /// Its state (store, cluster view), for assertions that HTTP cannot make.
+    pub state: AppState,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl TestNode {
-    /// Starts a standalone node.
+    /// Starts a node on the address its configuration names (port 0: any free port).
     pub async fn start(config: Config) -> Self {
         let listener = TcpListener::bind((config.bind, config.port)).await.unwrap();
+        Self::start_on(listener, config)
+    }
+
+    /// Serves a node on an already bound listener.
+    pub fn start_on(listener: TcpListener, config: Config) -> Self {
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(run(listener, AppState::new(config), async move {
+        let state = AppState::new(config);
+        let task = tokio::spawn(run(listener, state.clone(), async move {
             let _ = rx.await;
         }));
         Self {
             addr,
             url: format!("http://{addr}"),
+            state,
             stop: Some(tx),
             task,
         }
@@ -39,5 +60,237 @@ impl TestNode {
             let _ = tx.send(());
         }
         (&mut self.task).await.unwrap().unwrap();
+    }
+}
+
+/// Polls `cond` every 20 ms until it holds; panics with `what` after `limit`.
+pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if cond().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A leader-follower cluster of in-process nodes with ids 1..=N; node 1 leads.
+pub struct Cluster {
+    nodes: Vec<Option<TestNode>>,
+    configs: Vec<Config>,
+    /// One client for the test, with keep-alive.
+    pub client: reqwest::Client,
+}
+
+impl Cluster {
+    /// The id of the leader.
+    pub const LEADER: NodeId = 1;
+
+    /// Starts `n` nodes with quorums `w`/`r`; `tweak` adjusts every node's
+    /// flags (delay profile, timeouts…) before start.
+    pub async fn start(n: u32, w: u32, r: u32, tweak: impl Fn(&mut Config)) -> Self {
+        let mut listeners = Vec::new();
+        for _ in 0..n {
+            listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
+        }
+        let ports: Vec<u16> = listeners
+            .iter()
+            .map(|l| l.local_addr().unwrap().port())
+            .collect();
+        let peers = ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{}=http://127.0.0.1:{p}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let configs: Vec<Config> = (1..=n)
+            .map(|id| {
+                let mut c = Config::for_tests(id);
+                c.port = ports[id as usize - 1];
+                c.mode = ModeArg::LeaderFollower;
+                c.role = Some(if id == Self::LEADER {
+                    RoleArg::Leader
+                } else {
+                    RoleArg::Follower
+                });
+                c.peers = peers.clone();
+                c.w = Some(w);
+                c.r = Some(r);
+                c.heartbeat_ms = 50;
+                c.write_timeout_ms = 2000;
+                c.peer_timeout_ms = 1000;
+                tweak(&mut c);
+                c
+            })
+            .collect();
+        let nodes = listeners
+            .into_iter()
+            .zip(&configs)
+            .map(|(l, c)| Some(TestNode::start_on(l, c.clone())))
+            .collect();
+        let cluster = Self {
+            nodes,
+            configs,
+            client: reqwest::Client::new(),
+        };
+        cluster.wait_all_up().await;
+        cluster
+    }
+
+    /// Number of nodes.
+    pub fn n(&self) -> u32 {
+        self.configs.len() as u32
+    }
+
+    /// The ids of the followers.
+    pub fn followers(&self) -> Vec<NodeId> {
+        (2..=self.n()).collect()
+    }
+
+    /// Base URL of node `id` (whether running or not).
+    pub fn url(&self, id: NodeId) -> String {
+        format!("http://127.0.0.1:{}", self.configs[id as usize - 1].port)
+    }
+
+    /// The running node `id`.
+    pub fn node(&self, id: NodeId) -> &TestNode {
+        self.nodes[id as usize - 1]
+            .as_ref()
+            .expect("node is running")
+    }
+
+    /// Waits until the leader sees every follower up.
+    pub async fn wait_all_up(&self) {
+        wait_until(
+            "every follower up at the leader",
+            Duration::from_secs(10),
+            || async {
+                match self.try_status(Self::LEADER).await {
+                    Some(s) => s.peers.iter().all(|p| p.up),
+                    None => false,
+                }
+            },
+        )
+        .await;
+    }
+
+    /// Stops node `id` (its server and its background tasks).
+    pub async fn kill(&mut self, id: NodeId) {
+        if let Some(node) = self.nodes[id as usize - 1].take() {
+            node.stop().await;
+        }
+    }
+
+    /// Starts node `id` again with an empty store, on its old port.
+    pub async fn restart(&mut self, id: NodeId) {
+        let config = self.configs[id as usize - 1].clone();
+        let mut listener = None;
+        for _ in 0..100 {
+            match TcpListener::bind((config.bind, config.port)).await {
+                Ok(l) => {
+                    listener = Some(l);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        let listener = listener.expect("the old port is free again");
+        self.nodes[id as usize - 1] = Some(TestNode::start_on(listener, config));
+    }
+
+    /// `POST /set` on node `id`.
+    pub async fn set(&self, id: NodeId, key: &str, value: &str) -> reqwest::Response {
+        self.client
+            .post(format!("{}/set", self.url(id)))
+            .json(&json!({"key": key, "value": value}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `GET /get?key=` on node `id`.
+    pub async fn get(&self, id: NodeId, key: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}/get", self.url(id)))
+            .query(&[("key", key)])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `GET /local_read?key=` on node `id`: the value, or None on 404.
+    pub async fn local(&self, id: NodeId, key: &str) -> Option<GetResponse> {
+        let r = self
+            .client
+            .get(format!("{}/local_read", self.url(id)))
+            .query(&[("key", key)])
+            .send()
+            .await
+            .unwrap();
+        match r.status().as_u16() {
+            200 => Some(r.json().await.unwrap()),
+            404 => None,
+            s => panic!("local_read answered {s}"),
+        }
+    }
+
+    /// `GET /status` on node `id`, or None if it does not answer.
+    pub async fn try_status(&self, id: NodeId) -> Option<StatusResponse> {
+        let r = self
+            .client
+            .get(format!("{}/status", self.url(id)))
+            .send()
+            .await
+            .ok()?;
+        r.json().await.ok()
+    }
+
+    /// `GET /status` on node `id`.
+    pub async fn status(&self, id: NodeId) -> StatusResponse {
+        self.try_status(id).await.expect("node answers /status")
+    }
+
+    /// `POST /config` on node `id` with a JSON body.
+    pub async fn post_config(&self, id: NodeId, body: serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}/config", self.url(id)))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until every running node has applied everything the leader has.
+    pub async fn wait_converged(&self) {
+        wait_until(
+            "every follower caught up",
+            Duration::from_secs(20),
+            || async {
+                let leader = self.status(Self::LEADER).await;
+                let mut ok = leader.peers.iter().all(|p| p.lag_entries == Some(0));
+                for id in self.followers() {
+                    if self.nodes[id as usize - 1].is_some() {
+                        ok &= self.status(id).await.applied_seq == leader.applied_seq;
+                    }
+                }
+                ok
+            },
+        )
+        .await;
+    }
+
+    /// Stops every node.
+    pub async fn stop(mut self) {
+        for id in 1..=self.n() {
+            self.kill(id).await;
+        }
     }
 }

@@ -1,0 +1,277 @@
+//! The client API of a leader-follower cluster over real HTTP: `/config`,
+//! forwarding, and the 503s of quorums that cannot be met.
+
+mod common;
+
+use common::{wait_until, Cluster};
+use kv_shared::cluster::{ClusterConfig, DelayProfile};
+use kv_shared::{ErrorBody, SetResponse};
+use reqwest::StatusCode;
+use serde_json::json;
+use std::time::Duration;
+
+async fn error(resp: reqwest::Response, status: StatusCode) -> ErrorBody {
+    assert_eq!(resp.status(), status, "status of {}", resp.url());
+    resp.json().await.unwrap()
+}
+
+async fn config_of(c: &Cluster, id: u32) -> ClusterConfig {
+    c.client
+        .get(format!("{}/config", c.url(id)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn config_rejects_quorums_outside_one_to_n_and_applies_valid_ones_cluster_wide() {
+    // W and R must be 1..=N; a valid change made on any node reaches every node.
+    let c = Cluster::start(5, 3, 3, |cfg| cfg.admin_token = Some("s3cret".into())).await;
+    for (body, needle) in [
+        (json!({"w": 0}), "w must be between 1 and n=5, got 0"),
+        (json!({"w": 6}), "w must be between 1 and n=5, got 6"),
+        (
+            json!({"r": 9, "w": 1}),
+            "r must be between 1 and n=5, got 9",
+        ),
+        (json!({"w": "two"}), "w"),
+        (json!({"w": -1}), "w"),
+    ] {
+        let e = error(
+            c.post_config(3, body.clone()).await,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+        assert!(e.error.contains(needle), "{body}: {}", e.error);
+    }
+    let bad_json = c
+        .client
+        .post(format!("{}/config", c.url(1)))
+        .header("content-type", "application/json")
+        .body("{w:")
+        .send()
+        .await
+        .unwrap();
+    error(bad_json, StatusCode::BAD_REQUEST).await;
+    assert_eq!(
+        (config_of(&c, 1).await.w, config_of(&c, 1).await.r),
+        (3, 3),
+        "refused changes change nothing"
+    );
+
+    let resp = c.post_config(4, json!({"w": 5, "r": 1})).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let cfg: ClusterConfig = resp.json().await.unwrap();
+    assert_eq!((cfg.n, cfg.w, cfg.r), (5, 5, 1));
+    for id in 1..=5 {
+        assert_eq!(
+            (config_of(&c, id).await.w, config_of(&c, id).await.r),
+            (5, 1),
+            "node {id}"
+        );
+    }
+
+    // The delay profile is an admin change: 401 without the token, applied with it.
+    let delays = json!({"delay_profile": {"send_ms": 0, "ack_ms": 5, "remote_read_ms": 0}});
+    error(
+        c.post_config(1, delays.clone()).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    let ok = c
+        .client
+        .post(format!("{}/config", c.url(1)))
+        .bearer_auth("s3cret")
+        .json(&delays)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    let expected = DelayProfile {
+        send_ms: 0,
+        ack_ms: 5,
+        remote_read_ms: 0,
+    };
+    for id in 1..=5 {
+        assert_eq!(config_of(&c, id).await.delay_profile, expected, "node {id}");
+    }
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn delay_profile_changes_are_forbidden_without_an_admin_token() {
+    // No --admin-token: admin calls get 403, W/R changes still work.
+    let c = Cluster::start(3, 2, 2, |_| {}).await;
+    let body = json!({"w": 1, "delay_profile": {"send_ms": 1, "ack_ms": 1, "remote_read_ms": 1}});
+    let e = error(c.post_config(1, body).await, StatusCode::FORBIDDEN).await;
+    assert!(e.error.contains("admin"), "{}", e.error);
+    assert_eq!(config_of(&c, 2).await.w, 2);
+    assert_eq!(
+        c.post_config(1, json!({"w": 1})).await.status(),
+        StatusCode::OK
+    );
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn followers_forward_writes_to_the_leader_and_say_who_served_them() {
+    // A write sent to a follower is decided by the leader; the answer names both.
+    let c = Cluster::start(5, 3, 1, |_| {}).await;
+    for f in c.followers() {
+        let r = c.set(f, "k", &format!("from-{f}")).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let s: SetResponse = r.json().await.unwrap();
+        assert_eq!(
+            (s.served_by, s.forwarded_by, s.version),
+            (Some(1), Some(f), u64::from(f) - 1)
+        );
+    }
+    // Validation happens before forwarding, with the same errors as the leader's.
+    error(c.set(3, "", "v").await, StatusCode::BAD_REQUEST).await;
+    // A direct write at the leader carries no forwarded_by.
+    let s: SetResponse = c.set(1, "k", "direct").await.json().await.unwrap();
+    assert_eq!((s.served_by, s.forwarded_by), (Some(1), None));
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn follower_answers_503_naming_the_leader_when_the_leader_is_down() {
+    // Writes need the leader; reads with R <= live replicas still work.
+    let mut c = Cluster::start(5, 3, 3, |_| {}).await;
+    assert_eq!(c.set(2, "k", "v").await.status(), StatusCode::CREATED);
+    c.kill(Cluster::LEADER).await;
+    let e = error(c.set(2, "k", "w").await, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(e.leader, Some(1));
+    assert!(e.error.contains("leader 1"), "{}", e.error);
+    let g: kv_shared::GetResponse = c.get(3, "k").await.json().await.unwrap();
+    assert_eq!(g.value, "v");
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn write_answers_503_with_acked_and_required_when_w_cannot_be_met() {
+    // W5 with a follower down: 503 after the write timeout, acked 4 of 5; the write
+    // stays applied on the leader and the live followers.
+    let mut c = Cluster::start(5, 5, 1, |cfg| cfg.write_timeout_ms = 400).await;
+    c.kill(5).await;
+    let e = error(c.set(2, "k", "v").await, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!((e.acked, e.required), (Some(4), Some(5)));
+    assert!(e.error.contains("quorum"), "{}", e.error);
+    wait_until(
+        "the write reached the live followers",
+        Duration::from_secs(5),
+        || async {
+            let mut all = true;
+            for id in 1..=4 {
+                all &= c.local(id, "k").await.is_some();
+            }
+            all
+        },
+    )
+    .await;
+    // With W lowered to 4 the same cluster accepts writes again.
+    assert_eq!(
+        c.post_config(1, json!({"w": 4})).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(c.set(1, "k", "v2").await.status(), StatusCode::CREATED);
+    // And the missing follower gets everything once it is back.
+    c.restart(5).await;
+    c.wait_converged().await;
+    assert_eq!(c.local(5, "k").await.unwrap().version, 2);
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn read_answers_503_when_fewer_than_r_replicas_answer() {
+    // R5 with two followers down: only 3 replicas can answer.
+    let mut c = Cluster::start(5, 1, 5, |_| {}).await;
+    assert_eq!(c.set(1, "k", "v").await.status(), StatusCode::CREATED);
+    c.kill(4).await;
+    c.kill(5).await;
+    let e = error(c.get(2, "k").await, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!((e.acked, e.required), (Some(3), Some(5)));
+    assert_eq!(
+        c.post_config(1, json!({"r": 3})).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(c.get(2, "k").await.status(), StatusCode::OK);
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn coordinated_reads_repair_stale_replicas() {
+    // A follower that missed a write (it lags behind the ack delay) is repaired by a read
+    // that saw the newer version elsewhere.
+    let c = Cluster::start(3, 1, 3, |cfg| cfg.ack_delay_ms = Some(2000)).await;
+    assert_eq!(c.set(1, "k", "v").await.status(), StatusCode::CREATED);
+    assert!(
+        c.local(3, "k").await.is_none(),
+        "follower 3 has not applied the write yet"
+    );
+    let g: kv_shared::GetResponse = c.get(3, "k").await.json().await.unwrap();
+    assert_eq!((g.version, g.served_by), (1, Some(3)));
+    // The repair lands before the replication message (2 s ack delay) is applied.
+    wait_until("follower 3 repaired", Duration::from_secs(1), || async {
+        c.local(3, "k").await.is_some()
+    })
+    .await;
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn large_batches_travel_beyond_the_client_body_limit() {
+    // Concurrent 60 KB writes accumulate into batches larger than the 128 KB client limit.
+    let c = Cluster::start(3, 3, 1, |cfg| cfg.ack_delay_ms = Some(50)).await;
+    let value = "x".repeat(60 * 1024);
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let (client, url, value) = (c.client.clone(), c.url(1), value.clone());
+        tasks.push(tokio::spawn(async move {
+            client
+                .post(format!("{url}/set"))
+                .json(&json!({"key": format!("big{i}"), "value": value}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), StatusCode::CREATED);
+    }
+    assert_eq!(c.status(3).await.keys, 12);
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn standalone_node_reports_status_and_config() {
+    // A standalone node is a cluster of one: N=W=R=1, no peers.
+    let n = common::TestNode::start(kv_node::Config::for_tests(9)).await;
+    let client = reqwest::Client::new();
+    let s: kv_shared::cluster::StatusResponse = client
+        .get(format!("{}/status", n.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (s.node_id, s.mode, s.role),
+        (9, kv_shared::Mode::Standalone, kv_shared::Role::Standalone)
+    );
+    assert_eq!((s.config.n, s.config.w, s.config.r), (1, 1, 1));
+    assert!(s.peers.is_empty());
+    let r = client
+        .post(format!("{}/config", n.url))
+        .json(&json!({"w": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    n.stop().await;
+}
