@@ -12,11 +12,16 @@
 //! - [`reads`]: reads coordinated over R replicas, with read repair.
 //! - [`leader_follower`]: leader-follower replication (state machines in
 //!   `leader_follower::core`, runtime in the module).
+//! - [`leaderless`]: leaderless (Dynamo-style) replication: hybrid logical
+//!   clock, write coordinator, hints, Merkle anti-entropy (state machines
+//!   and their runtime).
 //! - [`replication`]: which mode a node runs; dispatches client operations.
 //! - [`internal`]: the thin handlers of the node-to-node endpoints.
 //! - [`error`]: `AppError`, the one error type of the HTTP boundary, and the
 //!   extractors that turn every rejection into the same JSON shape.
 //! - [`api`]: the thin HTTP handlers of the client API.
+//! - [`events`]: the dashboard's live feed (`GET /events`, Server-Sent Events):
+//!   cluster snapshots gathered from the peers, and write traces.
 //! - [`ui`]: serves the dashboard built by trunk (embedded in release builds).
 //! - [`server`]: the router, the shared state and `run(listener, shutdown)`.
 
@@ -24,8 +29,10 @@ pub mod api;
 pub mod cluster;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod internal;
 pub mod leader_follower;
+pub mod leaderless;
 pub mod peers;
 pub mod reads;
 pub mod replication;

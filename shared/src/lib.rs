@@ -10,6 +10,8 @@
 //! - [`api`]: client requests and responses (`/set`, `/get`, `/health`).
 //! - [`cluster`]: N/W/R, the delay profile and `/status` (cluster view).
 //! - [`error`]: the JSON error body every failing request returns.
+//! - [`leaderless`]: node-to-node messages of leaderless mode (`/internal/ll/...`):
+//!   replicated writes and hints, anti-entropy digests; its `/status` fields.
 //! - [`limits`]: size limits on keys, values and bodies, and their validation.
 //! - [`replication`]: node-to-node messages (`/internal/...`): log batches,
 //!   snapshots, coordinated reads, read repair, configuration changes.
@@ -18,6 +20,7 @@ pub mod api;
 pub mod cluster;
 pub mod error;
 pub mod ids;
+pub mod leaderless;
 pub mod limits;
 pub mod replication;
 

@@ -10,15 +10,19 @@
 //! A write's life:
 //! 1. `Input::Write`: stamp a version above the local copy and the clock,
 //!    emit `ApplyLocal` (the coordinator is the first replica to hold it,
-//!    and counts as the first acknowledgement), then `Replicate` to every
-//!    peer believed up; a peer believed down gets a hint straight away.
-//! 2. `Input::Acked` from a replica: one more acknowledgement; at W, `Reply`
-//!    with success.
-//! 3. `Input::SendFailed`: the replica is believed down and gets a hint. If W
-//!    can no longer be reached, `Reply` with the failure at once.
-//! 4. `tick` past the deadline with fewer than W acknowledgements: `Reply`
-//!    with the failure (`acked`, `required`). Sends still in flight go on:
-//!    each ends in an acknowledgement or a hint.
+//!    and counts as the first acknowledgement), then queue it for every peer
+//!    believed up; a peer believed down gets a hint straight away.
+//! 2. Per peer, one `Replicate` message is in flight at a time; writes queued
+//!    meanwhile leave together in the next one (up to `max_batch`), so a busy
+//!    coordinator sends one request per peer per round trip, not per write.
+//! 3. `Input::Replicated` from a replica: one more acknowledgement for every
+//!    write of the batch; at W, `Reply` with success.
+//! 4. `Input::ReplicateFailed`: the replica is believed down; every write of
+//!    the batch and every write queued for it becomes a hint. A write whose W
+//!    can no longer be reached gets its failure `Reply` at once.
+//! 5. `tick` past the deadline with fewer than W acknowledgements: `Reply`
+//!    with the failure (`acked`, `required`). Messages still in flight go on:
+//!    each write ends acknowledged or hinted on every peer.
 //!
 //! Hints are delivered by `tick`: a peer with hints that is believed up gets
 //! `DeliverHints` at once; a peer believed down gets one every `hint_retry`
@@ -41,8 +45,8 @@ pub struct Timing {
     pub write_timeout: Duration,
     /// How often hints are retried to a peer believed down.
     pub hint_retry: Duration,
-    /// Most hints in one delivery message.
-    pub hint_batch: usize,
+    /// Most writes in one replication message, and most hints in one delivery.
+    pub max_batch: usize,
     /// Most hints kept per peer.
     pub hint_capacity: usize,
 }
@@ -52,7 +56,7 @@ impl Default for Timing {
         Self {
             write_timeout: Duration::from_secs(3),
             hint_retry: Duration::from_millis(500),
-            hint_batch: 512,
+            max_batch: 512,
             hint_capacity: 100_000,
         }
     }
@@ -76,21 +80,21 @@ pub enum Input {
         /// The wall clock, ms since the Unix epoch.
         wall_ms: u64,
     },
-    /// A replica holds the write.
-    Acked {
-        /// The write.
-        id: WriteId,
+    /// A replica holds every write of a `Replicate` batch.
+    Replicated {
         /// The replica.
         from: NodeId,
+        /// The writes of the batch.
+        ids: Vec<WriteId>,
         /// The replica's clock reading.
         clock: Version,
     },
-    /// Sending the write to a replica failed (refused, timed out, error answer).
-    SendFailed {
-        /// The write.
-        id: WriteId,
+    /// A `Replicate` batch failed (refused, timed out, error answer).
+    ReplicateFailed {
         /// The replica.
         to: NodeId,
+        /// The writes of the batch.
+        ids: Vec<WriteId>,
     },
     /// A peer took a batch of hints.
     HintsDelivered {
@@ -131,15 +135,15 @@ pub struct QuorumFailure {
 pub enum Output {
     /// Apply this record to the local store (keep it if newer).
     ApplyLocal(Record),
-    /// Send this record to a replica (`POST /internal/ll/write`) and report
-    /// the result as `Acked` or `SendFailed`.
+    /// Send these writes to a replica (`POST /internal/ll/write`) and report
+    /// the result as `Replicated` or `ReplicateFailed` with the same ids.
     Replicate {
-        /// The write.
-        id: WriteId,
         /// The replica.
         to: NodeId,
-        /// The record.
-        record: Record,
+        /// The writes, in the order of `records`.
+        ids: Vec<WriteId>,
+        /// Their records.
+        records: Vec<Record>,
     },
     /// Answer the client.
     Reply {
@@ -171,10 +175,15 @@ struct Pending {
     replied: bool,
 }
 
-/// What the coordinator believes of one peer.
-#[derive(Debug, Clone, Copy)]
+/// What the coordinator believes of one peer, and its outbox.
+#[derive(Debug, Clone, Default)]
 struct PeerState {
     up: bool,
+    /// A `Replicate` batch is in flight.
+    sending: bool,
+    /// Writes waiting for the next batch.
+    queue: Vec<WriteId>,
+    /// A hint delivery is in flight.
     delivering: bool,
     next_try: Option<Instant>,
 }
@@ -199,15 +208,14 @@ impl Coordinator {
     pub fn new(self_id: NodeId, peers: &[NodeId], timing: Timing) -> Result<Self, String> {
         let state = PeerState {
             up: true,
-            delivering: false,
-            next_try: None,
+            ..PeerState::default()
         };
         Ok(Self {
             self_id,
             timing,
             hlc: Hlc::new(self_id)?,
             hints: Hints::new(timing.hint_capacity),
-            peers: peers.iter().map(|p| (*p, state)).collect(),
+            peers: peers.iter().map(|p| (*p, state.clone())).collect(),
             pending: BTreeMap::new(),
             failed_writes: 0,
         })
@@ -225,23 +233,35 @@ impl Coordinator {
                 w,
                 wall_ms,
             } => self.begin(now, id, key, value, local, w, wall_ms, &mut out),
-            Input::Acked { id, from, clock } => {
+            Input::Replicated { from, ids, clock } => {
                 self.hear(now, from, clock, &mut out);
-                if let Some(p) = self.pending.get_mut(&id) {
-                    if p.outstanding.remove(&from) {
-                        p.acked.insert(from);
+                for id in ids {
+                    if let Some(p) = self.pending.get_mut(&id) {
+                        if p.outstanding.remove(&from) {
+                            p.acked.insert(from);
+                        }
                     }
+                    self.settle(id, &mut out);
                 }
-                self.settle(id, &mut out);
+                if let Some(s) = self.peers.get_mut(&from) {
+                    s.sending = false;
+                }
+                self.flush(from, &mut out);
             }
-            Input::SendFailed { id, to } => {
+            Input::ReplicateFailed { to, mut ids } => {
                 self.mark_down(now, to);
-                if let Some(p) = self.pending.get_mut(&id) {
-                    if p.outstanding.remove(&to) {
-                        self.hints.add(to, p.record.clone());
-                    }
+                if let Some(s) = self.peers.get_mut(&to) {
+                    s.sending = false;
+                    ids.append(&mut s.queue);
                 }
-                self.settle(id, &mut out);
+                for id in ids {
+                    if let Some(p) = self.pending.get_mut(&id) {
+                        if p.outstanding.remove(&to) {
+                            self.hints.add(to, p.record.clone());
+                        }
+                    }
+                    self.settle(id, &mut out);
+                }
             }
             Input::HintsDelivered { to, count, clock } => {
                 self.hints.mark_delivered(count);
@@ -312,18 +332,15 @@ impl Coordinator {
         };
         out.push(Output::ApplyLocal(record.clone()));
         let mut outstanding = BTreeSet::new();
-        for (to, s) in &self.peers {
+        for (to, s) in &mut self.peers {
             if s.up {
                 outstanding.insert(*to);
-                out.push(Output::Replicate {
-                    id,
-                    to: *to,
-                    record: record.clone(),
-                });
+                s.queue.push(id);
             } else {
                 self.hints.add(*to, record.clone());
             }
         }
+        let targets: Vec<NodeId> = outstanding.iter().copied().collect();
         self.pending.insert(
             id,
             Pending {
@@ -336,6 +353,28 @@ impl Coordinator {
             },
         );
         self.settle(id, out);
+        for to in targets {
+            self.flush(to, out);
+        }
+    }
+
+    /// Sends the writes queued for `to` if no batch is in flight.
+    fn flush(&mut self, to: NodeId, out: &mut Vec<Output>) {
+        let Some(s) = self.peers.get_mut(&to) else {
+            return;
+        };
+        if s.sending || s.queue.is_empty() {
+            return;
+        }
+        let n = s.queue.len().min(self.timing.max_batch);
+        let pending = &self.pending;
+        let (ids, records): (Vec<WriteId>, Vec<Record>) = s
+            .queue
+            .drain(..n)
+            .filter_map(|id| pending.get(&id).map(|p| (id, p.record.clone())))
+            .unzip();
+        s.sending = true;
+        out.push(Output::Replicate { to, ids, records });
     }
 
     /// Replies when the quorum is met or can no longer be met; forgets the
@@ -386,25 +425,29 @@ impl Coordinator {
 
     /// Starts a hint delivery to `to` if one is due and none is in flight.
     fn maybe_deliver(&mut self, now: Instant, to: NodeId, out: &mut Vec<Output>) {
-        let Some(s) = self.peers.get(&to).copied() else {
+        let Some((up, delivering, next_try)) = self
+            .peers
+            .get(&to)
+            .map(|s| (s.up, s.delivering, s.next_try))
+        else {
             return;
         };
-        if s.delivering {
+        if delivering {
             return;
         }
-        let due = if s.up {
+        let due = if up {
             self.hints.pending(to) > 0
         } else {
-            s.next_try.is_none_or(|t| t <= now)
+            next_try.is_none_or(|t| t <= now)
         };
         if !due {
             return;
         }
-        let records = self.hints.take(to, self.timing.hint_batch);
+        let records = self.hints.take(to, self.timing.max_batch);
         if let Some(s) = self.peers.get_mut(&to) {
             s.delivering = true;
-            // While down, the next probe waits `hint_retry` after this one ends.
-            s.next_try = Some(now + self.timing.hint_retry);
+            // A failure sets the next try `hint_retry` after it (`mark_down`).
+            s.next_try = None;
         }
         out.push(Output::DeliverHints { to, records });
     }
@@ -468,18 +511,18 @@ mod tests {
     enum Msg {
         Write {
             from: NodeId,
-            id: WriteId,
+            ids: Vec<WriteId>,
             to: NodeId,
-            record: Record,
+            records: Vec<Record>,
         },
         Ack {
             to: NodeId,
-            id: WriteId,
+            ids: Vec<WriteId>,
             from: NodeId,
         },
         Fail {
             to: NodeId,
-            id: WriteId,
+            ids: Vec<WriteId>,
             peer: NodeId,
         },
         Hints {
@@ -542,11 +585,11 @@ mod tests {
                     Output::ApplyLocal(r) => {
                         self.apply(on, r);
                     }
-                    Output::Replicate { id, to, record } => self.queue.push_back(Msg::Write {
+                    Output::Replicate { to, ids, records } => self.queue.push_back(Msg::Write {
                         from: on,
-                        id,
+                        ids,
                         to,
-                        record,
+                        records,
                     }),
                     Output::Reply { id, result, .. } => {
                         assert!(
@@ -594,32 +637,36 @@ mod tests {
             match msg {
                 Msg::Write {
                     from,
-                    id,
+                    ids,
                     to,
-                    record,
+                    records,
                 } => {
                     if self.down.contains(&to) {
                         self.queue.push_back(Msg::Fail {
                             to: from,
-                            id,
+                            ids,
                             peer: to,
                         });
                     } else {
                         let clock = self.nodes[&from].clock();
                         self.step(to, Input::Heard { from, clock });
-                        self.apply(to, record);
+                        for r in records {
+                            self.apply(to, r);
+                        }
                         self.queue.push_back(Msg::Ack {
                             to: from,
-                            id,
+                            ids,
                             from: to,
                         });
                     }
                 }
-                Msg::Ack { to, id, from } => {
+                Msg::Ack { to, ids, from } => {
                     let clock = self.nodes[&from].clock();
-                    self.step(to, Input::Acked { id, from, clock });
+                    self.step(to, Input::Replicated { from, ids, clock });
                 }
-                Msg::Fail { to, id, peer } => self.step(to, Input::SendFailed { id, to: peer }),
+                Msg::Fail { to, ids, peer } => {
+                    self.step(to, Input::ReplicateFailed { to: peer, ids })
+                }
                 Msg::Hints { from, to, records } => {
                     if self.down.contains(&to) {
                         self.step(from, Input::HintsFailed { to, records });
@@ -677,6 +724,26 @@ mod tests {
             assert_eq!(sim.value(n, "k").unwrap().value, "v");
         }
         assert_eq!(sim.nodes[&1].in_flight(), 0);
+    }
+
+    #[test]
+    fn writes_queued_behind_a_batch_in_flight_leave_together() {
+        let mut sim = Sim::new(2, 1);
+        for id in 0..5 {
+            sim.write(1, id, &format!("k{id}"), "v", 2);
+        }
+        // One message to node 2 with the first write, the other four wait.
+        assert_eq!(sim.queue.len(), 1);
+        sim.deliver_one(); // the write arrives, its ack is queued
+        sim.deliver_one(); // the ack arrives: the next batch leaves
+        match &sim.queue[0] {
+            Msg::Write { ids, .. } => assert_eq!(ids, &vec![1, 2, 3, 4]),
+            m => panic!("{m:?}"),
+        }
+        sim.drain();
+        assert_eq!(sim.replies.len(), 5);
+        assert!(sim.replies.values().all(|r| *r == Ok(2)));
+        assert_eq!(sim.stores[&2], sim.stores[&1]);
     }
 
     #[test]
@@ -774,7 +841,13 @@ mod tests {
             })
         );
         // The lost send ends in a failure later: a hint, and no second reply.
-        sim.step(1, Input::SendFailed { id: 1, to: 3 });
+        sim.step(
+            1,
+            Input::ReplicateFailed {
+                to: 3,
+                ids: vec![1],
+            },
+        );
         assert_eq!(sim.nodes[&1].pending_hints(3), 1);
         assert_eq!(sim.nodes[&1].in_flight(), 0);
     }
