@@ -1,0 +1,43 @@
+//! `kv-loadtester`: load, latency and stale-read measurement for the
+//! replicated key-value store, in the tradition of wrk2 and YCSB.
+//!
+//! A run sends a seeded mix of `POST /set` and `GET /get` (or
+//! `/local_read`) requests to the nodes of a cluster, either on a fixed
+//! schedule (open loop, `--qps`; latency measured from the intended send
+//! time, so coordinated omission is corrected) or as fast as `--concurrency`
+//! clients can go (closed loop). Every request's latency lands in an HDR
+//! histogram; every read is checked against the highest version the client
+//! saw acknowledged before the read started (stale-read detection); at the
+//! end every acknowledged write is read back (verification).
+//!
+//! # Layout
+//! - [`cli`]: flags (clap), Go-style `-flag` rewriting, `--help` examples.
+//! - [`error`]: the crate's error type.
+//! - [`keys`]: key generators: local-in-time (moving hot window), uniform, zipfian.
+//! - [`targets`]: the nodes (from `--nodes` or a node's `/status`) and where each request goes.
+//! - [`stale`]: the per-key tracker of acknowledged versions that judges reads.
+//! - [`workload`]: the [`workload::Workload`] trait (prepare / generate / execute /
+//!   verify) and the key-value workload that implements it.
+//! - [`runner`]: open-loop (scheduled) and closed-loop pacing, the sample
+//!   collector and the progress bar; [`runner::run_load`] runs one whole load.
+//! - [`stats`]: HDR histograms, error and stale counters, the JSON summary type.
+//! - [`output`]: the terminal summary, JSON summary and CSV of raw samples.
+//! - [`plot`]: latency and read-after-write interval plots (SVG and PNG).
+//! - [`cluster`]: starts local `kv-node` clusters on free 127.0.0.1 ports.
+//! - [`report`]: the assignment's matrix (configurations × write ratios) and
+//!   its Markdown/HTML report.
+
+pub mod cli;
+pub mod cluster;
+pub mod error;
+pub mod keys;
+pub mod output;
+pub mod plot;
+pub mod report;
+pub mod runner;
+pub mod stale;
+pub mod stats;
+pub mod targets;
+pub mod workload;
+
+pub use error::{Error, Result};

@@ -1,0 +1,155 @@
+//! Files and text: the terminal summary, `summary.json`, `samples.csv`.
+
+use crate::error::{Error, Result};
+use crate::stats::{LatencySummary, Summary};
+use crate::workload::Sample;
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+/// Writes `value` as pretty JSON to `path`.
+///
+/// # Errors
+/// The file cannot be created or written.
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let file = File::create(path).map_err(|e| Error::io(path, e))?;
+    serde_json::to_writer_pretty(BufWriter::new(file), value)?;
+    Ok(())
+}
+
+/// `samples.csv`: one row per request, the columns of [`Sample`].
+pub struct SampleCsv {
+    path: PathBuf,
+    writer: csv::Writer<BufWriter<File>>,
+}
+
+impl SampleCsv {
+    /// Creates (truncates) the file.
+    ///
+    /// # Errors
+    /// The file cannot be created.
+    pub fn create(path: &Path) -> Result<Self> {
+        let file = File::create(path).map_err(|e| Error::io(path, e))?;
+        Ok(Self {
+            path: path.to_owned(),
+            writer: csv::Writer::from_writer(BufWriter::new(file)),
+        })
+    }
+
+    /// Appends one row.
+    ///
+    /// # Errors
+    /// The row cannot be written.
+    pub fn write(&mut self, s: &Sample) -> Result<()> {
+        Ok(self.writer.serialize(s)?)
+    }
+
+    /// Flushes the file.
+    ///
+    /// # Errors
+    /// The flush fails.
+    pub fn finish(mut self) -> Result<()> {
+        self.writer.flush().map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+fn latency_line(name: &str, l: &LatencySummary) -> String {
+    format!(
+        "  {name:<15} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}\n",
+        l.count, l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms
+    )
+}
+
+/// The terminal summary of a run.
+pub fn render_summary(s: &Summary) -> String {
+    let mut out = String::new();
+    let t = &s.throughput;
+    let _ = writeln!(out, "{} — {}", s.tool, crate::runner::run_title(s));
+    let _ = writeln!(
+        out,
+        "nodes: {}{}",
+        s.nodes
+            .iter()
+            .map(|n| n.url.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        s.leader
+            .as_ref()
+            .map(|l| format!("  (leader {l})"))
+            .unwrap_or_default()
+    );
+    let rate = match t.target_rate {
+        Some(q) => format!("open loop, target {q:.1} req/s"),
+        None => format!("closed loop, {} clients", s.settings.concurrency),
+    };
+    let _ = writeln!(
+        out,
+        "{rate}: {} issued ({:.1}/s), {} completed in {:.1} s ({:.1}/s){}",
+        t.issued,
+        t.issue_rate,
+        t.completed,
+        t.elapsed_s,
+        t.achieved_rate,
+        if t.not_issued > 0 {
+            format!(", {} NOT issued (client saturated)", t.not_issued)
+        } else {
+            String::new()
+        }
+    );
+    let _ = writeln!(
+        out,
+        "\nlatency (ms, from intended send time)\n  {:<15} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "", "count", "p50", "p90", "p99", "p99.9", "max"
+    );
+    out.push_str(&latency_line("reads", &s.reads));
+    out.push_str(&latency_line("writes", &s.writes));
+    out.push_str(&latency_line("reads (svc)", &s.reads_service));
+    out.push_str(&latency_line("writes (svc)", &s.writes_service));
+    out.push_str(&latency_line("write→read gap", &s.read_after_write));
+    let st = &s.stale;
+    let _ = writeln!(
+        out,
+        "\nstale reads: {} of {} checked reads ({:.2} %; {} reads in all, {} were 404 after a write, at most {} versions behind)",
+        st.stale,
+        st.checked,
+        st.rate * 100.0,
+        st.reads,
+        st.stale_missing,
+        st.max_versions_behind
+    );
+    for n in &st.by_node {
+        let _ = writeln!(
+            out,
+            "  {:<28} {:>6} stale of {:>7} checked ({:.2} %)",
+            n.node,
+            n.stale,
+            n.checked,
+            n.rate * 100.0
+        );
+    }
+    let e = &s.errors;
+    let kinds: Vec<String> = e.by_kind.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    let _ = writeln!(
+        out,
+        "errors: {}{}",
+        e.total,
+        if kinds.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", kinds.join(", "))
+        }
+    );
+    if let Some(v) = &s.verification {
+        let _ = writeln!(
+            out,
+            "verification (read back from {}): {} keys, {} ok, {} lost, {} other value, {} unreachable",
+            v.source, v.keys, v.ok, v.lost, v.value_mismatch, v.unreachable
+        );
+        for ex in &v.examples {
+            let _ = writeln!(out, "  {ex}");
+        }
+    }
+    out
+}
