@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::output;
 use crate::stats::{LatencySummary, Settings, Stats, Summary, Throughput};
 use crate::targets::Targets;
-use crate::workload::{KvWorkload, OpKind, Sample, Verification, Workload};
+use crate::workload::{KvWorkload, Sample, Verification, Workload};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
@@ -535,6 +535,7 @@ fn summarize(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workload::OpKind;
 
     #[test]
     fn the_schedule_holds_rate_times_duration_requests() {
