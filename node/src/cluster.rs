@@ -10,6 +10,7 @@
 //! with theirs).
 
 use crate::config::{ClusterSpec, Config};
+use crate::events::EventHub;
 use crate::peers::Peers;
 use crate::transport::{SendPacer, Transport};
 use kv_shared::cluster::{ClusterConfig, ConfigUpdate, DelayProfile, PeerStatus};
@@ -35,6 +36,8 @@ struct Inner {
     peer_timeout: Duration,
     write_timeout: Duration,
     heartbeat: Duration,
+    /// The dashboard's live feed (write traces, cluster snapshots).
+    events: EventHub,
 }
 
 impl Cluster {
@@ -62,6 +65,7 @@ impl Cluster {
                 peer_timeout: config.peer_timeout(),
                 write_timeout: config.write_timeout(),
                 heartbeat: config.heartbeat(),
+                events: EventHub::new(),
                 spec,
             }),
         })
@@ -115,6 +119,11 @@ impl Cluster {
     /// Heartbeat and probe interval.
     pub fn heartbeat(&self) -> Duration {
         self.inner.heartbeat
+    }
+
+    /// The dashboard's live feed, where replication reports its writes.
+    pub fn events(&self) -> &EventHub {
+        &self.inner.events
     }
 
     /// The configuration in force with its stamp.

@@ -4,7 +4,7 @@ use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::replication::Replication;
 use crate::store::Store;
-use crate::{api, error, internal, transport, ui};
+use crate::{api, error, events, internal, leaderless, transport, ui};
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
@@ -97,8 +97,12 @@ fn client_routes() -> Router<AppState> {
         .route("/local_read", get(api::local_read_query))
         .route("/local_read/{key}", get(api::local_read_path))
         .route("/health", get(api::health))
+        // The routes above (not those below) answer cross-origin calls: the dashboard
+        // served by one node sends operations to the replica the user picks.
+        .layer(events::cors())
         .route("/status", get(api::status))
         .route("/config", get(api::get_config).post(api::post_config))
+        .route("/events", get(events::events))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES as usize))
 }
 
@@ -110,6 +114,10 @@ fn internal_routes() -> Router<AppState> {
         .route("/internal/read", get(internal::read))
         .route("/internal/repair", post(internal::repair))
         .route("/internal/config", post(internal::config))
+        .route("/internal/ll/write", post(leaderless::endpoints::write))
+        .route("/internal/ll/digest", post(leaderless::endpoints::digest))
+        .route("/internal/ll/keys", post(leaderless::endpoints::keys))
+        .route("/internal/ll/fetch", post(leaderless::endpoints::fetch))
         .layer(DefaultBodyLimit::max(MAX_INTERNAL_BODY_BYTES))
 }
 
@@ -135,6 +143,12 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     state.start_background();
+    // Open event streams never end by themselves: end them on shutdown.
+    let hub = state.cluster.events().clone();
+    let shutdown = async move {
+        shutdown.await;
+        hub.close();
+    };
     let result = axum::serve(listener, app(state.clone()))
         .with_graceful_shutdown(shutdown)
         .await;

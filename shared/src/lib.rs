@@ -10,6 +10,8 @@
 //! - [`api`]: client requests and responses (`/set`, `/get`, `/health`).
 //! - [`cluster`]: N/W/R, the delay profile and `/status` (cluster view).
 //! - [`error`]: the JSON error body every failing request returns.
+//! - [`events`]: the dashboard's live feed (`GET /events`): cluster snapshots
+//!   and write traces.
 //! - [`leaderless`]: node-to-node messages of leaderless mode (`/internal/ll/...`):
 //!   replicated writes and hints, anti-entropy digests; its `/status` fields.
 //! - [`limits`]: size limits on keys, values and bodies, and their validation.
@@ -19,6 +21,7 @@
 pub mod api;
 pub mod cluster;
 pub mod error;
+pub mod events;
 pub mod ids;
 pub mod leaderless;
 pub mod limits;

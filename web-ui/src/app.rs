@@ -1,45 +1,168 @@
-//! The root component: the health of the node that served the page.
+//! The root component: owns the state (a reducer), the live feed and the
+//! animation clock, runs the API calls the panels ask for, and lays the
+//! panels out.
 
-use crate::api::{self, FetchState};
-use kv_shared::HealthResponse;
+use crate::api::{self, EventFeed, OpRequest};
+use crate::components::controls::{ConfigRequest, Controls};
+use crate::components::header::Header;
+use crate::components::lag::Lag;
+use crate::components::ops::{Ops, Target};
+use crate::components::topology::Topology;
+use crate::components::writes::Writes;
+use crate::state::{Action, Link, State};
+use gloo_timers::callback::{Interval, Timeout};
+use std::collections::BTreeMap;
 use yew::prelude::*;
+
+/// Animation frame interval, in ms.
+const FRAME_MS: u32 = 40;
+/// How often the serving node's `/health` is asked again, in ms.
+const HEALTH_EVERY_MS: u32 = 5_000;
+/// Wait before reopening a feed the browser closed, in ms.
+const REOPEN_AFTER_MS: u32 = 2_000;
 
 /// Root of the dashboard.
 #[function_component(App)]
 pub fn app() -> Html {
-    let health = use_state(|| FetchState::<HealthResponse>::Loading);
-    {
-        let health = health.clone();
-        use_effect_with((), move |_| {
+    let state = use_reducer(State::default);
+    // Bumped to reopen the live feed after the browser closed it.
+    let feed_generation = use_state(|| 0u32);
+
+    use_health(state.dispatcher());
+    use_clock(state.dispatcher());
+    use_feed(state.dispatcher(), feed_generation);
+
+    let on_run = {
+        let dispatch = state.dispatcher();
+        let view = state.view.clone();
+        Callback::from(move |req: OpRequest| {
+            let base = api::base_url(view.as_ref(), req.node);
+            let dispatch = dispatch.clone();
+            dispatch.dispatch(Action::OpStarted);
             wasm_bindgen_futures::spawn_local(async move {
-                health.set(api::health().await);
+                dispatch.dispatch(Action::OpFinished(api::run_op(&base, req).await));
             });
-        });
-    }
+        })
+    };
+    let on_config = {
+        let dispatch = state.dispatcher();
+        Callback::from(move |req: ConfigRequest| {
+            let dispatch = dispatch.clone();
+            dispatch.dispatch(Action::ConfigStarted);
+            wasm_bindgen_futures::spawn_local(async move {
+                let result = api::change_config(req.update, req.token).await;
+                dispatch.dispatch(Action::ConfigFinished(result));
+            });
+        })
+    };
+
+    let view = state.view.clone();
+    let targets: Vec<Target> = view
+        .iter()
+        .flat_map(|v| v.replicas.iter())
+        .map(|r| Target {
+            id: r.id,
+            role: r.role,
+            up: r.up,
+        })
+        .collect();
+    let current_lag: BTreeMap<_, _> = state
+        .lag
+        .keys()
+        .filter_map(|&id| state.current_lag(id).map(|l| (id, l)))
+        .collect();
+    let stale = !matches!(state.link, Link::Live);
     html! {
-        <main class="card">
-            <h1>{ "kv-store node" }</h1>
-            { health_view(&health) }
+        <>
+        <Header health={state.health.clone()} link={state.link.clone()} view={view.clone()} />
+        <main class="grid">
+            <div class="col wide">
+                <Topology view={view.clone()} dots={state.dots()} flashing={state.flashing()}
+                    lag={current_lag} stale={stale} />
+                <Writes traces={state.traces.clone()} playback={state.playback_ms()} />
+            </div>
+            <div class="col">
+                <Ops targets={targets.clone()} default_node={view.as_ref().map(|v| v.observer)}
+                    result={state.op.clone()} on_run={on_run} />
+                <Controls config={view.as_ref().map(|v| v.config)} change={state.config_change.clone()}
+                    on_change={on_config} />
+                <Lag lag={state.lag.clone()}
+                    replicas={targets.iter().map(|t| (t.id, t.role)).collect::<Vec<_>>()} />
+            </div>
         </main>
+        <footer class="muted small">
+            { "Live data: the serving node's /events stream (Server-Sent Events); it gathers its peers' /status server-side. \
+               Timelines use the coordinator's clock, played " }
+            { crate::state::PLAYBACK_DELAY_MS as u32 }{ " ms behind real time." }
+        </footer>
+        </>
     }
 }
 
-fn health_view(state: &FetchState<HealthResponse>) -> Html {
-    match state {
-        FetchState::Loading => html! { <p id="health-status" data-status="loading">{ "Loading…" }</p> },
-        FetchState::Failed(e) => html! {
-            <p id="health-status" class="status-error" data-status="error">{ e.clone() }</p>
-        },
-        FetchState::Ready(h) => html! {
-            <dl>
-                <dt>{ "Status" }</dt>
-                <dd id="health-status" class="status-healthy" data-status={h.status.clone()}>{ &h.status }</dd>
-                <dt>{ "Node" }</dt><dd id="health-node">{ h.node_id }</dd>
-                <dt>{ "Mode" }</dt><dd id="health-mode">{ h.mode.to_string() }</dd>
-                <dt>{ "Role" }</dt><dd id="health-role">{ h.role.to_string() }</dd>
-                <dt>{ "Keys" }</dt><dd id="health-keys">{ h.keys }</dd>
-                <dt>{ "Time" }</dt><dd>{ &h.time }</dd>
-            </dl>
-        },
-    }
+/// Asks `/health` now and every [`HEALTH_EVERY_MS`].
+#[hook]
+fn use_health(dispatch: UseReducerDispatcher<State>) {
+    use_effect_with((), move |_| {
+        let fetch = move || {
+            let dispatch = dispatch.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                dispatch.dispatch(Action::Health(api::health().await));
+            });
+        };
+        fetch();
+        let interval = Interval::new(HEALTH_EVERY_MS, fetch);
+        move || drop(interval)
+    });
+}
+
+/// Ticks the animation clock every [`FRAME_MS`].
+#[hook]
+fn use_clock(dispatch: UseReducerDispatcher<State>) {
+    use_effect_with((), move |_| {
+        let interval = Interval::new(FRAME_MS, move || {
+            dispatch.dispatch(Action::Tick(api::now_ms()))
+        });
+        move || drop(interval)
+    });
+}
+
+/// Keeps the `/events` feed open; reopens it when the browser closes it.
+#[hook]
+fn use_feed(dispatch: UseReducerDispatcher<State>, generation: UseStateHandle<u32>) {
+    let deps = *generation;
+    use_effect_with(deps, move |_| {
+        let on_event = {
+            let dispatch = dispatch.clone();
+            Callback::from(move |(event, received_at)| {
+                dispatch.dispatch(Action::Event { event, received_at })
+            })
+        };
+        let reopen = {
+            let generation = generation.clone();
+            move || {
+                let generation = generation.clone();
+                Timeout::new(REOPEN_AFTER_MS, move || {
+                    generation.set(deps.wrapping_add(1))
+                })
+                .forget();
+            }
+        };
+        let on_closed = {
+            let dispatch = dispatch.clone();
+            let reopen = reopen.clone();
+            Callback::from(move |why: String| {
+                dispatch.dispatch(Action::LinkClosed(why));
+                reopen();
+            })
+        };
+        let feed = match EventFeed::open(on_event, on_closed) {
+            Ok(feed) => Some(feed),
+            Err(why) => {
+                dispatch.dispatch(Action::LinkClosed(why));
+                reopen();
+                None
+            }
+        };
+        move || drop(feed)
+    });
 }

@@ -1,10 +1,22 @@
 //! The dashboard of the replicated key-value store.
 //!
+//! One page, served by every node at `/`: the cluster's topology with each
+//! replica's role, health, position and lag; an operations panel (set, get,
+//! local_read against any replica); the W/R and delay-profile controls; and
+//! each write drawn as it travels to the replicas, timed by the cluster.
+//! Live data comes from the serving node's `/events` stream; the browser never
+//! polls the replicas itself.
+//!
 //! # Layout
-//! - [`api`]: calls to the node's HTTP API, returning a [`api::FetchState`].
-//! - [`app`]: the root component.
+//! - [`state`]: `State`, `Action` and the pure reducer (unit-tested natively).
+//! - [`api`]: calls to the nodes' HTTP API and the `/events` feed, returning a
+//!   [`api::FetchState`] or an [`api::OpOutcome`].
+//! - [`components`]: the panels; each takes `Props` with data and `Callback`s.
+//! - [`app`]: the root component: owns the state, the feed and the clock.
 //!
 //! Every wire type comes from `kv-shared`; the UI has no copy of them.
 
 pub mod api;
 pub mod app;
+pub mod components;
+pub mod state;

@@ -273,8 +273,23 @@ impl LeaderFollower {
             waiters.insert(p.seq, tx);
             (p, resolve(waiters, out))
         };
+        let (events, seq) = (cluster.events(), proposal.seq);
+        let followers = cluster.peers().ids();
+        events.trace_write(
+            cluster.node_id(),
+            seq,
+            Some(seq),
+            &req.key,
+            proposal.version,
+            required,
+            &followers,
+        );
         self.spawn_sends(sends);
-        match rx.await {
+        let outcome = rx.await;
+        if let Ok(WriteOutcome::Committed) = outcome {
+            events.trace_committed(seq);
+        }
+        match outcome {
             Ok(WriteOutcome::Committed) => Ok(SetResponse {
                 key: req.key,
                 value: req.value,
@@ -480,19 +495,26 @@ impl LeaderFollower {
                 LeaderMessage::Replicate(mut r) => {
                     r.config = env;
                     let paced = !r.entries.is_empty();
+                    let events = cluster.events().clone();
                     let fut: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> =
-                        Box::pin(
-                            async move { t.post(to, "/internal/replicate", &r, timeout).await },
-                        );
+                        Box::pin(async move {
+                            if let (Some(first), Some(last)) = (r.entries.first(), r.entries.last())
+                            {
+                                events.trace_sent(to, first.seq..=last.seq);
+                            }
+                            t.post(to, "/internal/replicate", &r, timeout).await
+                        });
                     (paced, fut)
                 }
                 LeaderMessage::Snapshot(mut s) => {
                     s.config = env;
                     let timeout = timeout + Duration::from_secs(10);
+                    let events = cluster.events().clone();
                     let fut: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> =
-                        Box::pin(
-                            async move { t.post(to, "/internal/snapshot", &s, timeout).await },
-                        );
+                        Box::pin(async move {
+                            events.trace_sent(to, 0..=s.seq);
+                            t.post(to, "/internal/snapshot", &s, timeout).await
+                        });
                     (true, fut)
                 }
             }
@@ -504,7 +526,10 @@ impl LeaderFollower {
             fut.await
         };
         let input = match result {
-            Ok(resp) if resp.node_id == to => Input::Replied(resp),
+            Ok(resp) if resp.node_id == to => {
+                cluster.events().trace_acked(to, 0..=resp.applied_seq);
+                Input::Replied(resp)
+            }
             Ok(resp) => Input::Failed {
                 from: to,
                 error: format!("node {to} answered as node {}", resp.node_id),

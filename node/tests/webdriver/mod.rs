@@ -1,7 +1,8 @@
 //! Headless Chromium driven over WebDriver (Debian's chromium + chromedriver).
 #![allow(dead_code)]
 
-use fantoccini::{Client, ClientBuilder};
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -100,6 +101,88 @@ impl Browser {
         path
     }
 
+    /// Waits (bounded by `limit`) until an element matches `css`; panics
+    /// naming `what` otherwise.
+    pub async fn wait_for(&self, css: &str, limit: Duration, what: &str) -> Element {
+        match self
+            .client
+            .wait()
+            .at_most(limit)
+            .every(Duration::from_millis(50))
+            .for_element(Locator::Css(css))
+            .await
+        {
+            Ok(e) => e,
+            Err(e) => {
+                let shot = self.screenshot(&format!("failed-{}", slug(what))).await;
+                panic!(
+                    "timed out after {limit:?} waiting for {what} (`{css}`): {e}; screenshot: {}",
+                    shot.display()
+                )
+            }
+        }
+    }
+
+    /// Whether an element matching `css` appears within `limit`.
+    pub async fn appears(&self, css: &str, limit: Duration) -> bool {
+        self.client
+            .wait()
+            .at_most(limit)
+            .every(Duration::from_millis(50))
+            .for_element(Locator::Css(css))
+            .await
+            .is_ok()
+    }
+
+    /// How many elements match `css` now.
+    pub async fn count(&self, css: &str) -> usize {
+        self.client
+            .find_all(Locator::Css(css))
+            .await
+            .map_or(0, |v| v.len())
+    }
+
+    /// The text of the first element matching `css`.
+    pub async fn text(&self, css: &str) -> String {
+        let e = self
+            .client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no `{css}`: {e}"));
+        e.text().await.unwrap()
+    }
+
+    /// Replaces the text of the input matching `css` by typing `value`.
+    pub async fn fill(&self, css: &str, value: &str) {
+        let e = self
+            .client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no `{css}`: {e}"));
+        e.clear().await.unwrap();
+        e.send_keys(value).await.unwrap();
+    }
+
+    /// Picks the option with `value` in the select matching `css`.
+    pub async fn select(&self, css: &str, value: &str) {
+        let e = self
+            .client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no `{css}`: {e}"));
+        e.select_by_value(value).await.unwrap();
+    }
+
+    /// Clicks the element matching `css`.
+    pub async fn click(&self, css: &str) {
+        let e = self
+            .client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no `{css}`: {e}"));
+        e.click().await.unwrap();
+    }
+
     /// Ends the session and stops chromedriver.
     pub async fn close(mut self) {
         let _ = self.client.clone().close().await;
@@ -113,4 +196,17 @@ impl Drop for Browser {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
+}
+
+/// `what` as a file name.
+fn slug(what: &str) -> String {
+    what.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }

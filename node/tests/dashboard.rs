@@ -1,0 +1,173 @@
+//! The dashboard in a real headless Chromium against a real 5-node
+//! leader-follower cluster: topology, operations, failures and lag, as a user
+//! sees them. Every wait is bounded and waits on the page (a DOM condition),
+//! never on a fixed sleep. Screenshots land in `target/tmp/screenshots/`.
+
+mod common;
+mod webdriver;
+
+use common::Cluster;
+use std::time::Duration;
+use webdriver::Browser;
+
+/// Bound of every wait on the page.
+const PAGE: Duration = Duration::from_secs(20);
+/// The admin token the cluster is started with.
+const TOKEN: &str = "dashboard-test-token";
+
+/// The page at the leader shows 5 replicas with their roles; a set from the
+/// form answers 201 with its version; a get at a follower shows the value;
+/// W/R and the delay profile change from the controls; under the delay
+/// profile with W=1 a follower is shown behind and then caught up; a killed
+/// follower is shown down while the page keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dashboard_follows_a_five_node_cluster() {
+    assert!(
+        kv_node::ui::is_built(),
+        "web-ui/dist is missing: build it with `trunk build --release` (scripts/test.sh does)"
+    );
+    let mut cluster = Cluster::start(5, 3, 3, |c| c.admin_token = Some(TOKEN.into())).await;
+    let b = Browser::start().await;
+    b.client
+        .goto(&format!("{}/", cluster.url(Cluster::LEADER)))
+        .await
+        .unwrap();
+
+    // Topology: five replicas, node 1 leads, the others follow.
+    b.wait_for("#feed-status[data-state='live']", PAGE, "the live feed")
+        .await;
+    b.wait_for("#replica-5[data-up='true']", PAGE, "five replicas")
+        .await;
+    assert_eq!(b.count("#topology g.replica").await, 5);
+    assert_eq!(b.count("#topology g.replica[data-role='leader']").await, 1);
+    b.wait_for("#replica-1[data-role='leader']", PAGE, "the leader")
+        .await;
+    for id in cluster.followers() {
+        let css = format!("#replica-{id}[data-role='follower'][data-up='true']");
+        b.wait_for(&css, PAGE, "a follower").await;
+    }
+    assert_eq!(b.text("#quorum .big").await, "N5 W3 R3");
+    b.screenshot("dashboard-1-topology").await;
+
+    // A set through the form (at the leader, the default node) answers 201.
+    b.select("#op-kind", "set").await;
+    b.fill("#op-key", "city").await;
+    b.fill("#op-value", "Lisbon").await;
+    b.click("#op-send").await;
+    b.wait_for("#op-result[data-status='201']", PAGE, "the 201 of the set")
+        .await;
+    assert_eq!(b.text("#op-result-version").await, "1");
+    assert_eq!(b.text("#op-result-served-by").await, "node 1");
+    // Its version reaches every replica and the write shows on the timeline.
+    for id in 1..=5 {
+        let css = format!("#replica-{id}[data-seq='1']");
+        b.wait_for(&css, PAGE, "the write applied everywhere").await;
+    }
+    b.wait_for(
+        "tr[data-key='city'][data-version='1']",
+        PAGE,
+        "the write on the timeline",
+    )
+    .await;
+    b.screenshot("dashboard-2-set").await;
+
+    // A get at a follower shows the value, served by that follower.
+    b.select("#op-kind", "get").await;
+    b.select("#op-node", "3").await;
+    b.click("#op-send").await;
+    b.wait_for("#op-result[data-status='200']", PAGE, "the 200 of the get")
+        .await;
+    assert_eq!(b.text("#op-result-value").await, "Lisbon");
+    assert_eq!(b.text("#op-result-version").await, "1");
+    assert_eq!(b.text("#op-result-served-by").await, "node 3");
+    // An error is shown as the API words it.
+    b.fill("#op-key", "nowhere").await;
+    b.click("#op-send").await;
+    b.wait_for(
+        "#op-result[data-status='404']",
+        PAGE,
+        "the 404 of a missing key",
+    )
+    .await;
+    assert!(b.text("#op-result-error").await.contains("nowhere"));
+    b.screenshot("dashboard-3-get-at-follower").await;
+
+    // Controls: W=1 R=5 (no token needed), then the delay profile (token).
+    b.select("#cfg-w", "1").await;
+    b.select("#cfg-r", "5").await;
+    b.click("#cfg-apply").await;
+    b.wait_for("#quorum[data-w='1'][data-r='5']", PAGE, "W1 R5 in force")
+        .await;
+    b.click("#cfg-delays").await;
+    b.wait_for(
+        "#cfg-result[data-ok='false']",
+        PAGE,
+        "the refusal without token",
+    )
+    .await;
+    b.fill("#cfg-token", TOKEN).await;
+    b.click("#cfg-delays").await;
+    b.wait_for(
+        "#delay-profile[data-on='true']",
+        PAGE,
+        "the delay profile on",
+    )
+    .await;
+
+    // Under the delay profile, W=1 writes return at once while the followers
+    // trail: keep writing until the page shows a follower behind.
+    let mut behind = false;
+    for i in 0..200 {
+        let resp = cluster
+            .set(Cluster::LEADER, &format!("burst-{}", i % 7), "x")
+            .await;
+        assert_eq!(resp.status(), 201);
+        if b.appears(".lag-row[data-behind='true']", Duration::from_millis(100))
+            .await
+        {
+            behind = true;
+            break;
+        }
+    }
+    assert!(
+        behind,
+        "a follower was shown behind while W=1 writes went on"
+    );
+    b.wait_for("#topology .dot", PAGE, "messages in flight")
+        .await;
+    b.screenshot("dashboard-4-followers-behind").await;
+    // Writes stopped: every follower catches up, on the page.
+    for id in cluster.followers() {
+        let css = format!("#lag-{id}[data-behind='false'][data-up='true']");
+        b.wait_for(&css, PAGE, "a follower caught up").await;
+    }
+    b.screenshot("dashboard-5-caught-up").await;
+
+    // A killed follower is shown down; the page keeps working and says so.
+    cluster.kill(4).await;
+    b.wait_for("#replica-4[data-up='false']", PAGE, "node 4 down")
+        .await;
+    b.wait_for("#banner", PAGE, "the outage banner").await;
+    assert!(b.text("#banner").await.contains("node 4"));
+    b.wait_for(
+        "#lag-4[data-up='false']",
+        PAGE,
+        "node 4 down in the lag chart",
+    )
+    .await;
+    assert_eq!(b.count("#topology g.replica[data-up='true']").await, 4);
+    b.select("#op-kind", "set").await;
+    b.select("#op-node", "1").await;
+    b.fill("#op-key", "after-crash").await;
+    b.click("#op-send").await;
+    b.wait_for(
+        "#op-result[data-status='201']",
+        PAGE,
+        "a write with a follower down",
+    )
+    .await;
+    b.screenshot("dashboard-6-follower-down").await;
+
+    b.close().await;
+    cluster.stop().await;
+}

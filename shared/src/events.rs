@@ -1,0 +1,185 @@
+//! The dashboard's live feed: `GET /events` (Server-Sent Events).
+//!
+//! Every `data:` line of the stream is one JSON [`ClusterEvent`]:
+//!
+//! - [`ClusterEvent::Status`] carries a [`ClusterView`]: the node that serves
+//!   the stream fetches its peers' `/status` a few times a second (server
+//!   side, so the browser talks to one node only), marks the peers that do not
+//!   answer as down, and sends the aggregate.
+//! - [`ClusterEvent::Trace`] carries a [`WriteTrace`]: one write and, per
+//!   replica, when the coordinator sent it and when the acknowledgement came
+//!   back. A trace is sent again each time one of its timestamps is filled in;
+//!   the latest copy of a trace (same `coordinator` and `id`) replaces earlier
+//!   ones.
+//!
+//! Every timestamp is the wall clock of the node that built the event, in
+//! milliseconds since the Unix epoch; `at_ms` says when the event was built,
+//! so a client can shift the cluster's clock onto its own.
+//!
+//! ```text
+//! data: {"type":"trace","id":7,"seq":7,"key":"k","version":3,"coordinator":1,...}
+//! ```
+
+use crate::cluster::{ClusterConfig, Seq};
+use crate::ids::{Mode, NodeId, Role, Version};
+use serde::{Deserialize, Serialize};
+
+/// Wall-clock time in milliseconds since the Unix epoch.
+pub type WallMs = u64;
+
+/// One message of the `/events` stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum ClusterEvent {
+    /// A snapshot of every replica, as seen by the node serving the stream.
+    Status(ClusterView),
+    /// The progress of one write through the replicas.
+    Trace(WriteTrace),
+}
+
+/// The cluster as one node sees it: itself plus what its peers answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterView {
+    /// When the snapshot was complete (the observer's clock).
+    pub at_ms: WallMs,
+    /// The node that built the snapshot (the one serving the stream).
+    pub observer: NodeId,
+    /// How the cluster replicates.
+    pub mode: Mode,
+    /// The leader's id, in leader-follower mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<NodeId>,
+    /// N, W, R and the delay profile, as the observer has them.
+    pub config: ClusterConfig,
+    /// Every replica including the observer, sorted by id.
+    pub replicas: Vec<ReplicaView>,
+}
+
+/// One replica in a [`ClusterView`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaView {
+    /// The replica's id.
+    pub id: NodeId,
+    /// The replica's base URL, as its peers reach it.
+    pub url: String,
+    /// The replica's role.
+    pub role: Role,
+    /// Whether the replica answered its last `/status` request.
+    pub up: bool,
+    /// Highest log position the replica applied (from its own `/status`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_seq: Option<Seq>,
+    /// Keys in the replica's local store (from its own `/status`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<u64>,
+    /// Entries the replica is behind the leader (leader-follower mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_entries: Option<u64>,
+    /// Age of the oldest entry the replica has not acknowledged, in ms
+    /// (leader-follower mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_ms: Option<u64>,
+    /// Hints waiting to be delivered to the replica (leaderless mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_hints: Option<u64>,
+    /// The replica's own W/R/delay configuration, when it differs from the
+    /// observer's (for instance while a change propagates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<ClusterConfig>,
+    /// Why the replica is shown down, when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One write and its way through the replicas.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteTrace {
+    /// Identifies the write among the coordinator's writes (the log position
+    /// in leader-follower mode).
+    pub id: u64,
+    /// The write's log position, in leader-follower mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<Seq>,
+    /// The key written.
+    pub key: String,
+    /// The version the write was given.
+    pub version: Version,
+    /// The node that decided the write and sent it to the others.
+    pub coordinator: NodeId,
+    /// The write quorum in force for this write.
+    pub w: u32,
+    /// When the coordinator accepted the write.
+    pub started_at_ms: WallMs,
+    /// When the coordinator answered the client (W acknowledgements reached).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committed_at_ms: Option<WallMs>,
+    /// One entry per other replica, sorted by id.
+    pub replicas: Vec<ReplicaTrace>,
+    /// When this copy of the trace was built (the coordinator's clock).
+    pub at_ms: WallMs,
+}
+
+/// What happened to one write at one replica, timed by the coordinator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaTrace {
+    /// The replica.
+    pub id: NodeId,
+    /// When the coordinator sent the write to it (first attempt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_at_ms: Option<WallMs>,
+    /// When its acknowledgement reached the coordinator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acked_at_ms: Option<WallMs>,
+}
+
+impl WriteTrace {
+    /// Whether every replica acknowledged the write.
+    pub fn fully_acked(&self) -> bool {
+        self.replicas.iter().all(|r| r.acked_at_ms.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::DelayProfile;
+
+    #[test]
+    fn events_are_tagged_by_type() {
+        let t = WriteTrace {
+            id: 7,
+            seq: Some(7),
+            key: "k".into(),
+            version: 3,
+            coordinator: 1,
+            w: 1,
+            started_at_ms: 100,
+            committed_at_ms: None,
+            replicas: vec![ReplicaTrace {
+                id: 2,
+                sent_at_ms: Some(101),
+                acked_at_ms: None,
+            }],
+            at_ms: 101,
+        };
+        let json = serde_json::to_string(&ClusterEvent::Trace(t.clone())).unwrap();
+        assert!(
+            json.starts_with(r#"{"type":"trace","id":7,"seq":7,"key":"k""#),
+            "{json}"
+        );
+        assert!(!json.contains("acked_at_ms"));
+        let back: ClusterEvent = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, ClusterEvent::Trace(t));
+
+        let view = ClusterView {
+            at_ms: 5,
+            observer: 1,
+            mode: Mode::LeaderFollower,
+            leader: Some(1),
+            config: ClusterConfig::new(5, 3, 3, DelayProfile::OFF).unwrap(),
+            replicas: vec![],
+        };
+        let json = serde_json::to_string(&ClusterEvent::Status(view)).unwrap();
+        assert!(json.starts_with(r#"{"type":"status","at_ms":5"#), "{json}");
+    }
+}

@@ -1,0 +1,16 @@
+//! The panels of the page. Each takes `Props` with plain data and `Callback`s
+//! and keeps no state beyond its form inputs.
+//!
+//! - [`header`]: the serving node's health and the state of the live feed.
+//! - [`topology`]: the replicas as a diagram, with messages in flight.
+//! - [`writes`]: recent writes on a timeline: sends, acks, the client's answer.
+//! - [`ops`]: set / get / local_read against a chosen replica.
+//! - [`controls`]: W, R and the delay profile.
+//! - [`lag`]: each replica's lag over the last minute.
+
+pub mod controls;
+pub mod header;
+pub mod lag;
+pub mod ops;
+pub mod topology;
+pub mod writes;
