@@ -148,6 +148,36 @@ pub fn node_args(spec: &ClusterSpec, id: NodeId, ports: &[u16]) -> Vec<String> {
     a
 }
 
+/// Environment variables of the node's flags: removed from the children's
+/// environment so that only the flags given here count.
+const NODE_ENV: [&str; 14] = [
+    "PORT",
+    "BIND",
+    "NODE_ID",
+    "MODE",
+    "ROLE",
+    "ADVERTISE_URL",
+    "PEERS",
+    "W",
+    "R",
+    "DELAY_PROFILE",
+    "SEND_DELAY_MS",
+    "ACK_DELAY_MS",
+    "REMOTE_READ_DELAY_MS",
+    "ADMIN_TOKEN",
+];
+
+/// `Command::env_remove` for every variable of [`NODE_ENV`].
+trait RemoveContractEnv {
+    fn envs_remove_contract(&mut self) -> &mut Self;
+}
+
+impl RemoveContractEnv for Command {
+    fn envs_remove_contract(&mut self) -> &mut Self {
+        NODE_ENV.iter().fold(self, |c, v| c.env_remove(v))
+    }
+}
+
 impl LocalCluster {
     /// Starts the cluster and waits (at most 15 s) until every node answers `/health`.
     ///
@@ -192,9 +222,7 @@ impl LocalCluster {
             let child = Command::new(&spec.node_bin)
                 .args(node_args(spec, id, &ports))
                 .env("NO_COLOR", "1")
-                .env_remove("PORT")
-                .env_remove("MODE")
-                .env_remove("PEERS")
+                .envs_remove_contract()
                 .stdin(Stdio::null())
                 .stdout(out)
                 .stderr(err)

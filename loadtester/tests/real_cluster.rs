@@ -1,0 +1,145 @@
+//! End to end: short loads against real `kv-node` processes on 127.0.0.1
+//! (a standalone node, a 5-node leader-follower cluster, a 5-node leaderless
+//! cluster) and a one-cell report.
+//!
+//! The `kv-node` binary is the one the workspace build put next to this
+//! test's target directory (`target/<profile>/kv-node`); the tests fail with
+//! a clear message when it is missing.
+
+mod common;
+
+use common::{run_args, temp_dir};
+use kv_loadtester::cli::{parse_from, Command};
+use kv_loadtester::cluster::{default_node_bin, ClusterKind, ClusterSpec, LocalCluster};
+use kv_loadtester::runner::{run_load, RunResult};
+use std::path::PathBuf;
+
+fn node_bin() -> PathBuf {
+    let bin = default_node_bin();
+    assert!(
+        bin.is_file(),
+        "kv-node not found at {}: build the workspace first (cargo build --workspace)",
+        bin.display()
+    );
+    bin
+}
+
+async fn start(kind: ClusterKind) -> LocalCluster {
+    let spec = ClusterSpec {
+        kind,
+        n: 5,
+        delay_profile: false,
+        node_bin: node_bin(),
+        log_dir: None,
+    };
+    LocalCluster::start(&spec).await.unwrap()
+}
+
+/// A 2 s open-loop load at 100 req/s, half writes, over every node.
+async fn short_load(mode: &str, cluster: &LocalCluster) -> RunResult {
+    let args = run_args(&format!(
+        "--mode {mode} --nodes {} --qps 100 --duration 2 --write-ratio 0.5 --keys 200 --quiet",
+        cluster.urls.join(",")
+    ));
+    run_load(&args).await.unwrap()
+}
+
+/// Every request answered, no read stale, every acknowledged write read back.
+fn assert_clean(r: &RunResult) {
+    let s = &r.summary;
+    assert_eq!(s.errors.total, 0, "{:?}", s.errors);
+    assert_eq!(s.throughput.completed, 200);
+    assert!(s.stale.checked > 0, "some reads followed a write");
+    assert_eq!(s.stale.stale, 0, "{:?}", s.stale);
+    let v = s.verification.as_ref().unwrap();
+    assert_eq!(
+        (v.lost, v.unreachable, v.value_mismatch),
+        (0, 0, 0),
+        "{v:?}"
+    );
+    assert_eq!(v.ok, v.keys);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standalone_node_serves_a_load_with_no_stale_read_and_no_lost_write() {
+    let cluster = start(ClusterKind::Standalone).await;
+    let r = short_load("leader", &cluster).await;
+    assert_clean(&r);
+    assert_eq!(r.summary.stale.by_node[0].node, "node 1");
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_five_node_leader_follower_cluster_w3r3_reads_its_writes_everywhere() {
+    // R + W > N: a read started after a write's acknowledgement sees it, on every node.
+    let cluster = start(ClusterKind::LeaderFollower { w: 3, r: 3 }).await;
+    let r = short_load("leader", &cluster).await;
+    assert_clean(&r);
+    let s = &r.summary;
+    assert_eq!(s.nodes.len(), 5);
+    assert_eq!(
+        s.leader.as_deref(),
+        Some(cluster.urls[0].as_str()),
+        "node 1 leads"
+    );
+    let c = s.cluster.expect("/status tells N, W, R");
+    assert_eq!((c.n, c.w, c.r), (5, 3, 3));
+    assert!(
+        s.stale.by_node.len() > 1,
+        "reads spread over the nodes: {:?}",
+        s.stale.by_node
+    );
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_five_node_leaderless_cluster_w5r1_reads_its_writes_everywhere() {
+    let cluster = start(ClusterKind::Leaderless {
+        w: Some(5),
+        r: Some(1),
+    })
+    .await;
+    let r = short_load("leaderless", &cluster).await;
+    assert_clean(&r);
+    assert_eq!(
+        r.summary.verification.as_ref().unwrap().source,
+        "every node (highest version)"
+    );
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_cell_report_writes_its_table_plots_and_json() {
+    let dir = temp_dir("report");
+    let line = format!(
+        "kv-loadtester report --out {} --configs lf-w3r3 --ratios 0.5 --duration 1 --qps 20 --node-bin {} --quiet",
+        dir.display(),
+        node_bin().display()
+    );
+    let Some(Command::Report(args)) = parse_from(line.split_whitespace()).unwrap().command else {
+        panic!("report expected")
+    };
+    let runs = kv_loadtester::report::run_report(&args, &line)
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 1);
+    assert!(
+        runs[0].result.is_ok(),
+        "{:?}",
+        runs[0].result.as_ref().err()
+    );
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains("| LF W3R3 | 50 % |"), "{md}");
+    assert!(md.contains("off/write-50pct/reads.png"), "{md}");
+    for f in [
+        "report.html",
+        "off/write-50pct/reads.svg",
+        "off/lf-w3r3/write-50pct/summary.json",
+    ] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    let all: Vec<kv_loadtester::stats::Summary> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(all.len(), 1);
+    std::fs::remove_dir_all(dir).unwrap();
+}
