@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Stops the cluster that scripts/deploy.sh started (terraform destroy): exactly the kv-node
+# processes recorded at deployment, nothing else. Does nothing when nothing is deployed.
+#
+# Usage: scripts/destroy.sh [terraform destroy options]
+# Environment: KV_TF_HOME, KV_TERRAFORM (see scripts/install-terraform.sh)
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+if [[ ${1:-} == -h || ${1:-} == --help ]]; then
+    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+    exit 0
+fi
+
+TF_DIR="$ROOT/terraform"
+if [[ ! -s "$TF_DIR/terraform.tfstate" ]] || ! grep -q '"type": "null_resource"' "$TF_DIR/terraform.tfstate"; then
+    log "no deployment to destroy"
+    exit 0
+fi
+
+"$ROOT/scripts/install-terraform.sh" >&2
+while IFS= read -r line; do
+    export "${line?}"
+done < <("$ROOT/scripts/install-terraform.sh" --print-env)
+
+tf() { "$TERRAFORM" -chdir="$TF_DIR" "$@"; }
+color=()
+[[ -t 2 ]] || color=(-no-color)
+
+if ! init_out=$(tf init -input=false -upgrade 2>&1); then
+    echo "$init_out" >&2
+    die "terraform init failed"
+fi
+log "destroying the deployment"
+tf destroy "${color[@]}" -auto-approve -input=false "$@" >&2
+log "deployment destroyed"

@@ -1,0 +1,114 @@
+variable "target" {
+  description = "Where the replicas run. \"local\": kv-node processes on this machine (modules/local)."
+  type        = string
+  default     = "local"
+
+  validation {
+    condition     = contains(["local"], var.target)
+    error_message = "The target must be \"local\" (the only target so far)."
+  }
+}
+
+variable "mode" {
+  description = "Replication mode: \"leader-follower\" (node 1 leads) or \"leaderless\" (Dynamo-style)."
+  type        = string
+  default     = "leader-follower"
+
+  validation {
+    condition     = contains(["leader-follower", "leaderless"], var.mode)
+    error_message = "The mode must be \"leader-follower\" or \"leaderless\"."
+  }
+}
+
+variable "replicas" {
+  description = "Number of replicas N. Node ids are 1..N."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = can(regex("^[0-9]+$", tostring(var.replicas))) && var.replicas >= 1 && var.replicas <= 64
+    error_message = "The number of replicas must be a whole number between 1 and 64."
+  }
+}
+
+variable "w" {
+  description = "Write quorum W, 1..N. Null: the mode's default (leader-follower: majority; leaderless: N)."
+  type        = number
+  default     = null
+}
+
+variable "r" {
+  description = "Read quorum R, 1..N. Null: the mode's default (leader-follower: majority; leaderless: 1)."
+  type        = number
+  default     = null
+}
+
+variable "base_port" {
+  description = "TCP port of node 1; node i listens on base_port + i - 1."
+  type        = number
+  default     = 8080
+
+  validation {
+    condition     = can(regex("^[0-9]+$", tostring(var.base_port))) && var.base_port >= 1 && var.base_port <= 65535
+    error_message = "The base port must be a whole number between 1 and 65535."
+  }
+}
+
+variable "bind_address" {
+  description = "Address the nodes bind: 127.0.0.1 (default) or 0.0.0.0 to listen on every interface."
+  type        = string
+  default     = "127.0.0.1"
+}
+
+variable "advertise_host" {
+  description = "Host name or address in the nodes' URLs (how peers and clients reach them). Null: bind_address, or 127.0.0.1 when binding every interface."
+  type        = string
+  default     = null
+}
+
+variable "delay_profile" {
+  description = "Artificial replication delays: \"off\" or \"assignment\" (200 ms per send, 100 ms before an ack, 50 ms before a remote read)."
+  type        = string
+  default     = "off"
+
+  validation {
+    condition     = contains(["off", "assignment"], var.delay_profile)
+    error_message = "The delay profile must be \"off\" or \"assignment\"."
+  }
+}
+
+variable "kv_node_binary" {
+  description = "Path of the kv-node executable. Null: target/release/kv-node of the repository."
+  type        = string
+  default     = null
+}
+
+variable "log_dir" {
+  description = "Directory for the nodes' log and pid files; one directory per deployment. Null: .run/ beside this file."
+  type        = string
+  default     = null
+}
+
+variable "admin_token" {
+  description = "Bearer token for the nodes' admin calls (delay profile, fault injection). Empty: admin calls are refused."
+  type        = string
+  default     = ""
+  sensitive   = true
+}
+
+variable "extra_args" {
+  description = "More kv-node flags, given to every node after the generated ones (e.g. [\"--log-level\", \"debug\"])."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for a in var.extra_args : length(regexall("[\t\n]", a)) == 0])
+    error_message = "The extra arguments must not contain tabs or newlines."
+  }
+}
+
+variable "health_timeout_seconds" {
+  description = "How long apply waits for every node to answer /health before it fails."
+  type        = number
+  default     = 30
+}
