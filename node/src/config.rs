@@ -126,6 +126,13 @@ pub struct Config {
     /// Most log entries in one replication message.
     #[arg(long, env = "MAX_BATCH", default_value_t = 512)]
     pub max_batch: u32,
+    /// Leaderless mode: mean interval between two anti-entropy rounds, in ms
+    /// (each is jittered by ±25 %); 0 turns anti-entropy off.
+    #[arg(long, env = "ANTI_ENTROPY_MS", default_value_t = 5000)]
+    pub anti_entropy_ms: u64,
+    /// Leaderless mode: most hints (distinct keys) a node keeps per peer.
+    #[arg(long, env = "MAX_HINTS_PER_PEER", default_value_t = 100_000)]
+    pub max_hints_per_peer: u32,
 }
 
 /// Who this node is in its cluster, checked and ready to use.

@@ -7,6 +7,7 @@ use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::error::AppError;
 use crate::leader_follower::LeaderFollower;
+use crate::leaderless::Leaderless;
 use crate::reads::coordinate_read;
 use crate::store::Store;
 use kv_shared::cluster::StatusResponse;
@@ -20,6 +21,8 @@ pub enum Replication {
     Standalone,
     /// One leader, N-1 followers (see [`crate::leader_follower`]).
     LeaderFollower(LeaderFollower),
+    /// Every node coordinates (see [`crate::leaderless`]).
+    Leaderless(Leaderless),
 }
 
 impl Replication {
@@ -35,7 +38,11 @@ impl Replication {
                 store.clone(),
                 config,
             ))),
-            Mode::Leaderless => Err("--mode leaderless is not available yet".into()),
+            Mode::Leaderless => Ok(Self::Leaderless(Leaderless::new(
+                cluster.clone(),
+                store.clone(),
+                config,
+            )?)),
         }
     }
 
@@ -44,13 +51,16 @@ impl Replication {
         match self {
             Self::Standalone => Vec::new(),
             Self::LeaderFollower(lf) => lf.spawn_background().into_iter().collect(),
+            Self::Leaderless(ll) => ll.spawn_background(),
         }
     }
 
     /// Stops sending to peers.
     pub fn stop(&self) {
-        if let Self::LeaderFollower(lf) = self {
-            lf.stop();
+        match self {
+            Self::LeaderFollower(lf) => lf.stop(),
+            Self::Leaderless(ll) => ll.stop(),
+            Self::Standalone => {}
         }
     }
 
@@ -78,6 +88,7 @@ impl Replication {
                 })
             }
             Self::LeaderFollower(lf) => lf.write(req, forwarded_by).await,
+            Self::Leaderless(ll) => ll.write(req).await,
         }
     }
 
@@ -119,9 +130,12 @@ impl Replication {
             applied_seq: 0,
             keys: store.len(),
             peers: cluster.peer_statuses(),
+            leaderless: None,
         };
-        if let Self::LeaderFollower(lf) = self {
-            lf.fill_status(&mut status);
+        match self {
+            Self::LeaderFollower(lf) => lf.fill_status(&mut status),
+            Self::Leaderless(ll) => ll.fill_status(&mut status),
+            Self::Standalone => {}
         }
         status
     }
@@ -130,7 +144,15 @@ impl Replication {
     pub fn leader_follower(&self) -> Option<&LeaderFollower> {
         match self {
             Self::LeaderFollower(lf) => Some(lf),
-            Self::Standalone => None,
+            Self::Standalone | Self::Leaderless(_) => None,
+        }
+    }
+
+    /// The leaderless runtime, in that mode.
+    pub fn leaderless(&self) -> Option<&Leaderless> {
+        match self {
+            Self::Leaderless(ll) => Some(ll),
+            Self::Standalone | Self::LeaderFollower(_) => None,
         }
     }
 }

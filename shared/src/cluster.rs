@@ -168,6 +168,9 @@ pub struct StatusResponse {
     pub keys: u64,
     /// The other nodes, sorted by id.
     pub peers: Vec<PeerStatus>,
+    /// Leaderless mode: clock, hints and anti-entropy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leaderless: Option<crate::leaderless::LeaderlessStatus>,
 }
 
 #[cfg(test)]

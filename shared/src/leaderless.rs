@@ -17,7 +17,7 @@
 //! after a message was received is stamped higher than anything in it.
 
 use crate::ids::{NodeId, Version};
-use crate::replication::Record;
+use crate::replication::{ConfigEnvelope, Record};
 use serde::{Deserialize, Serialize};
 
 /// Why records are sent to a replica: decides the replica's delay and counters.
@@ -46,6 +46,10 @@ pub struct LlWrite {
     pub kind: WriteKind,
     /// The records.
     pub records: Vec<Record>,
+    /// The sender's cluster configuration, so that a node that missed a
+    /// W/R change (it was down) converges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<ConfigEnvelope>,
 }
 
 /// Answer of `POST /internal/ll/write`: the replica holds every record of the
@@ -102,6 +106,9 @@ pub struct DigestRequest {
     pub level: u32,
     /// Indices of the nodes asked about at that level, ascending.
     pub nodes: Vec<u32>,
+    /// The sender's cluster configuration (see [`LlWrite::config`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<ConfigEnvelope>,
 }
 
 /// Answer of `POST /internal/ll/digest`.

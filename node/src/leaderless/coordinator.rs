@@ -18,8 +18,9 @@
 //! 3. `Input::Replicated` from a replica: one more acknowledgement for every
 //!    write of the batch; at W, `Reply` with success.
 //! 4. `Input::ReplicateFailed`: the replica is believed down; every write of
-//!    the batch and every write queued for it becomes a hint. A write whose W
-//!    can no longer be reached gets its failure `Reply` at once.
+//!    the batch and every write queued for it becomes a hint. A write that
+//!    has heard from every replica it sent to without reaching W gets its
+//!    failure `Reply` at once, before the deadline.
 //! 5. `tick` past the deadline with fewer than W acknowledgements: `Reply`
 //!    with the failure (`acked`, `required`). Messages still in flight go on:
 //!    each write ends acknowledged or hinted on every peer.
@@ -377,15 +378,15 @@ impl Coordinator {
         out.push(Output::Replicate { to, ids, records });
     }
 
-    /// Replies when the quorum is met or can no longer be met; forgets the
-    /// write once it has replied and no send is in flight.
+    /// Replies when the quorum is met, or when every replica sent to has
+    /// answered without meeting it (so `acked` is final); forgets the write
+    /// once it has replied and no send is in flight.
     fn settle(&mut self, id: WriteId, out: &mut Vec<Output>) {
         let Some(p) = self.pending.get_mut(&id) else {
             return;
         };
         let acked = p.acked.len() as u32;
-        let reachable = acked + p.outstanding.len() as u32;
-        if !p.replied && (acked >= p.required || reachable < p.required) {
+        if !p.replied && (acked >= p.required || p.outstanding.is_empty()) {
             p.replied = true;
             let result = if acked >= p.required {
                 Ok(acked)
@@ -682,12 +683,6 @@ mod tests {
             }
         }
 
-        fn drain_in_order(&mut self) {
-            while let Some(msg) = self.queue.pop_front() {
-                self.deliver(msg);
-            }
-        }
-
         fn drain(&mut self) {
             while !self.queue.is_empty() {
                 self.deliver_one();
@@ -799,7 +794,7 @@ mod tests {
         let mut sim = Sim::new(3, 5);
         sim.down.insert(3);
         sim.write(1, 1, "k", "v", 3);
-        sim.drain_in_order(); // node 2's ack arrives before node 3's failure
+        sim.drain();
         assert_eq!(
             sim.replies[&1],
             Err(QuorumFailure {
@@ -810,16 +805,17 @@ mod tests {
         assert_eq!(sim.nodes[&1].pending_hints(3), 1);
         assert!(!sim.nodes[&1].believes_up(3));
         assert_eq!(sim.nodes[&1].failed_writes(), 1);
-        // The next write fails at once: node 3 is believed down, gets a hint directly.
+        // The next write does not try node 3 (believed down, hinted directly)
+        // and fails as soon as node 2 has answered, long before the deadline.
         sim.write(1, 2, "k2", "v", 3);
+        sim.drain();
         assert_eq!(
             sim.replies[&2],
             Err(QuorumFailure {
-                acked: 1,
+                acked: 2,
                 required: 3
             })
         );
-        sim.drain();
         assert_eq!(sim.nodes[&1].pending_hints(3), 2);
     }
 

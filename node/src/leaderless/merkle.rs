@@ -54,6 +54,39 @@ pub fn bucket_of_key(key: &str, shape: TreeShape) -> u32 {
     bucket_of(key_hash(key), shape)
 }
 
+/// Leaf digests being accumulated, one key at a time (for sources that can
+/// only be visited, like the store).
+#[derive(Debug, Clone)]
+pub struct Leaves {
+    shape: TreeShape,
+    leaves: Vec<u64>,
+    keys: u64,
+}
+
+impl Leaves {
+    /// No key yet.
+    pub fn new(shape: TreeShape) -> Self {
+        Self {
+            shape,
+            leaves: vec![0; shape.leaves() as usize],
+            keys: 0,
+        }
+    }
+
+    /// Adds one key at one version.
+    pub fn add(&mut self, key: &str, version: Version) {
+        let h = key_hash(key);
+        let leaf = &mut self.leaves[bucket_of(h, self.shape) as usize];
+        *leaf = leaf.wrapping_add(entry_hash(h, version));
+        self.keys += 1;
+    }
+
+    /// The complete tree.
+    pub fn finish(self) -> MerkleTree {
+        MerkleTree::from_leaves(self.shape, self.leaves, self.keys)
+    }
+}
+
 /// A complete tree: every level from the root (level 0) to the leaves
 /// (level `shape.depth`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,15 +103,11 @@ impl MerkleTree {
         shape: TreeShape,
         entries: impl IntoIterator<Item = (&'a str, Version)>,
     ) -> Self {
-        let mut leaves = vec![0u64; shape.leaves() as usize];
-        let mut keys = 0;
+        let mut leaves = Leaves::new(shape);
         for (key, version) in entries {
-            let h = key_hash(key);
-            let leaf = &mut leaves[bucket_of(h, shape) as usize];
-            *leaf = leaf.wrapping_add(entry_hash(h, version));
-            keys += 1;
+            leaves.add(key, version);
         }
-        Self::from_leaves(shape, leaves, keys)
+        leaves.finish()
     }
 
     /// A tree over precomputed leaf digests (`shape.leaves()` of them).

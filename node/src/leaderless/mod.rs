@@ -58,7 +58,8 @@
 //!
 //! # Timeouts, crash and restart
 //! - A write waits at most `--write-timeout-ms` for W acknowledgements; it
-//!   fails earlier when too many replicas are known down to reach W. A 503
+//!   fails earlier once every replica it was sent to has answered (replicas
+//!   believed down are not sent to) without W acknowledgements. A 503
 //!   does not undo anything: the write stays on the replicas that took it and
 //!   in hints for the others, so it may still become visible — like a
 //!   Cassandra write timeout, the outcome is unknown to the client.
@@ -85,6 +86,10 @@
 //!   timeouts, hints, hint delivery); no sockets.
 //! - [`hints`]: the bounded per-peer hint store.
 //! - [`merkle`]: the digest tree, its descent and the key-level reconcile.
+//! - [`anti_entropy`]: the rounds (driver and the answering side).
+//! - [`runtime`]: [`Leaderless`], which carries the coordinator's messages
+//!   over the shared transport and pacer, and its background tasks.
+//! - [`endpoints`]: the thin handlers of `/internal/ll/...`.
 //!
 //! # Implementation caveats
 //! - No consistent-hashing ring, no sloppy quorum: every node replicates
@@ -105,7 +110,12 @@
 //!   the coordinator's own copy of the key: a key created elsewhere and not
 //!   yet replicated here reads as `created`.
 
+pub mod anti_entropy;
 pub mod coordinator;
+pub mod endpoints;
 pub mod hints;
 pub mod hlc;
 pub mod merkle;
+pub mod runtime;
+
+pub use runtime::Leaderless;
