@@ -97,21 +97,18 @@ pub enum Input {
         /// The writes of the batch.
         ids: Vec<WriteId>,
     },
-    /// A peer took a batch of hints.
+    /// A peer took the batch of hints last sent to it.
     HintsDelivered {
         /// The peer.
         to: NodeId,
-        /// How many hints the batch had.
-        count: usize,
         /// The peer's clock reading.
         clock: Version,
     },
-    /// Delivering a batch of hints failed; the hints come back.
+    /// Delivering the batch of hints last sent to a peer failed; the hints
+    /// stay for the next try.
     HintsFailed {
         /// The peer.
         to: NodeId,
-        /// The batch.
-        records: Vec<Record>,
     },
     /// A message from a peer arrived (it is up), carrying its clock reading.
     Heard {
@@ -184,8 +181,8 @@ struct PeerState {
     sending: bool,
     /// Writes waiting for the next batch.
     queue: Vec<WriteId>,
-    /// A hint delivery is in flight.
-    delivering: bool,
+    /// The (key, version) pairs of the hint batch in flight, if any.
+    delivering: Option<Vec<(String, Version)>>,
     next_try: Option<Instant>,
 }
 
@@ -264,17 +261,14 @@ impl Coordinator {
                     self.settle(id, &mut out);
                 }
             }
-            Input::HintsDelivered { to, count, clock } => {
-                self.hints.mark_delivered(count);
-                if let Some(s) = self.peers.get_mut(&to) {
-                    s.delivering = false;
-                }
+            Input::HintsDelivered { to, clock } => {
+                let batch = self.peers.get_mut(&to).and_then(|s| s.delivering.take());
+                self.hints.remove_delivered(to, &batch.unwrap_or_default());
                 self.hear(now, to, clock, &mut out);
             }
-            Input::HintsFailed { to, records } => {
-                self.hints.put_back(to, records);
+            Input::HintsFailed { to } => {
                 if let Some(s) = self.peers.get_mut(&to) {
-                    s.delivering = false;
+                    s.delivering = None;
                 }
                 self.mark_down(now, to);
             }
@@ -429,7 +423,7 @@ impl Coordinator {
         let Some((up, delivering, next_try)) = self
             .peers
             .get(&to)
-            .map(|s| (s.up, s.delivering, s.next_try))
+            .map(|s| (s.up, s.delivering.is_some(), s.next_try))
         else {
             return;
         };
@@ -444,9 +438,9 @@ impl Coordinator {
         if !due {
             return;
         }
-        let records = self.hints.take(to, self.timing.max_batch);
+        let records = self.hints.batch(to, self.timing.max_batch);
         if let Some(s) = self.peers.get_mut(&to) {
-            s.delivering = true;
+            s.delivering = Some(records.iter().map(|r| (r.key.clone(), r.version)).collect());
             // A failure sets the next try `hint_retry` after it (`mark_down`).
             s.next_try = None;
         }
@@ -670,14 +664,13 @@ mod tests {
                 }
                 Msg::Hints { from, to, records } => {
                     if self.down.contains(&to) {
-                        self.step(from, Input::HintsFailed { to, records });
+                        self.step(from, Input::HintsFailed { to });
                     } else {
-                        let count = records.len();
                         for r in records {
                             self.apply(to, r);
                         }
                         let clock = self.nodes[&to].clock();
-                        self.step(from, Input::HintsDelivered { to, count, clock });
+                        self.step(from, Input::HintsDelivered { to, clock });
                     }
                 }
             }

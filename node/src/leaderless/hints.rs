@@ -12,7 +12,7 @@
 //! covers that too).
 
 use kv_shared::replication::Record;
-use kv_shared::NodeId;
+use kv_shared::{NodeId, Version};
 use std::collections::{BTreeMap, HashMap};
 
 /// The hints a node holds, per peer. Owned by the leaderless core.
@@ -52,32 +52,31 @@ impl Hints {
         }
     }
 
-    /// Removes and returns up to `max` hints for `peer`, for delivery.
-    pub fn take(&mut self, peer: NodeId, max: usize) -> Vec<Record> {
-        let Some(map) = self.per_peer.get_mut(&peer) else {
-            return Vec::new();
-        };
-        let keys: Vec<String> = map.keys().take(max).cloned().collect();
-        keys.into_iter().filter_map(|k| map.remove(&k)).collect()
+    /// Copies of up to `max` hints for `peer`, to deliver. They stay in the
+    /// store (and in the pending count) until [`Hints::remove_delivered`].
+    pub fn batch(&self, peer: NodeId, max: usize) -> Vec<Record> {
+        self.per_peer
+            .get(&peer)
+            .map(|m| m.values().take(max).cloned().collect())
+            .unwrap_or_default()
     }
 
-    /// Gives back hints whose delivery failed (a newer hint for the same key,
-    /// added meanwhile, is kept instead).
-    pub fn put_back(&mut self, peer: NodeId, records: Vec<Record>) {
-        for r in records {
-            let map = self.per_peer.entry(peer).or_default();
-            match map.get(&r.key) {
-                Some(newer) if newer.version >= r.version => {}
-                _ => {
-                    map.insert(r.key.clone(), r);
-                }
+    /// Forgets the hints the peer acknowledged: each `(key, version)` whose
+    /// hint is still that version or older. A newer hint for the same key,
+    /// added during the delivery, stays. Returns how many were removed.
+    pub fn remove_delivered(&mut self, peer: NodeId, delivered: &[(String, Version)]) -> usize {
+        let Some(map) = self.per_peer.get_mut(&peer) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for (key, version) in delivered {
+            if map.get(key).is_some_and(|r| r.version <= *version) {
+                map.remove(key);
+                removed += 1;
             }
         }
-    }
-
-    /// Counts hints the peer acknowledged.
-    pub fn mark_delivered(&mut self, count: usize) {
-        self.delivered += count as u64;
+        self.delivered += removed as u64;
+        removed
     }
 
     /// Hints waiting for `peer`.
@@ -122,6 +121,10 @@ mod tests {
         }
     }
 
+    fn delivered(records: &[Record]) -> Vec<(String, Version)> {
+        records.iter().map(|r| (r.key.clone(), r.version)).collect()
+    }
+
     #[test]
     fn only_the_newest_hint_of_a_key_is_kept() {
         let mut h = Hints::new(10);
@@ -129,8 +132,11 @@ mod tests {
         assert!(h.add(2, rec("k", 3)));
         assert!(h.add(2, rec("k", 9)));
         assert_eq!(h.pending(2), 1);
-        assert_eq!(h.take(2, 10), vec![rec("k", 9)]);
-        assert_eq!(h.pending(2), 0);
+        let batch = h.batch(2, 10);
+        assert_eq!(batch, vec![rec("k", 9)]);
+        assert_eq!(h.pending(2), 1, "in flight still counts as pending");
+        assert_eq!(h.remove_delivered(2, &delivered(&batch)), 1);
+        assert_eq!((h.pending(2), h.delivered()), (0, 1));
     }
 
     #[test]
@@ -148,15 +154,13 @@ mod tests {
     }
 
     #[test]
-    fn failed_delivery_puts_hints_back_without_undoing_newer_ones() {
+    fn a_hint_superseded_during_delivery_stays() {
         let mut h = Hints::new(10);
         h.add(2, rec("a", 1));
         h.add(2, rec("b", 1));
-        let batch = h.take(2, 10);
+        let batch = h.batch(2, 10);
         h.add(2, rec("a", 7));
-        h.put_back(2, batch);
-        let mut back = h.take(2, 10);
-        back.sort_by(|x, y| x.key.cmp(&y.key));
-        assert_eq!(back, vec![rec("a", 7), rec("b", 1)]);
+        assert_eq!(h.remove_delivered(2, &delivered(&batch)), 1);
+        assert_eq!(h.batch(2, 10), vec![rec("a", 7)]);
     }
 }

@@ -265,14 +265,10 @@ impl Leaderless {
                 }
                 Input::HintsDelivered {
                     to,
-                    count,
                     clock: ack.clock,
                 }
             }
-            _ => Input::HintsFailed {
-                to,
-                records: msg.records,
-            },
+            _ => Input::HintsFailed { to },
         };
         self.run(|core| core.step(Instant::now(), input));
     }
