@@ -28,6 +28,7 @@ async fn dashboard_follows_a_five_node_cluster() {
     );
     let mut cluster = Cluster::start(5, 3, 3, |c| c.admin_token = Some(TOKEN.into())).await;
     let b = Browser::start().await;
+    b.resize(1400, 1250).await;
     b.client
         .goto(&format!("{}/", cluster.url(Cluster::LEADER)))
         .await

@@ -152,15 +152,25 @@ impl Browser {
         e.text().await.unwrap()
     }
 
-    /// Replaces the text of the input matching `css` by typing `value`.
+    /// Replaces the text of the input matching `css` by typing `value`
+    /// (select-all and backspace first, as a user would).
     pub async fn fill(&self, css: &str, value: &str) {
         let e = self
             .client
             .find(Locator::Css(css))
             .await
             .unwrap_or_else(|e| panic!("no `{css}`: {e}"));
-        e.clear().await.unwrap();
+        e.click().await.unwrap();
+        // Ctrl+A, release the modifiers, Backspace.
+        e.send_keys("\u{E009}a\u{E000}\u{E003}").await.unwrap();
         e.send_keys(value).await.unwrap();
+        let now = e.prop("value").await.unwrap().unwrap_or_default();
+        assert_eq!(now, value, "`{css}` holds what was typed");
+    }
+
+    /// Resizes the browser window (screenshots show the window).
+    pub async fn resize(&self, width: u32, height: u32) {
+        self.client.set_window_size(width, height).await.unwrap();
     }
 
     /// Picks the option with `value` in the select matching `css`.

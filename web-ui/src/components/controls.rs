@@ -109,8 +109,8 @@ pub fn controls(props: &ControlsProps) -> Html {
                 </span>
             </div>
             <form class="row" onsubmit={apply}>
-                <label>{ "W" }<select id="cfg-w" onchange={pick(w.clone())}>{ options(cur_w) }</select></label>
-                <label>{ "R" }<select id="cfg-r" onchange={pick(r.clone())}>{ options(cur_r) }</select></label>
+                <label>{ "W" }<select id="cfg-w" key={format!("w{cur_w}")} onchange={pick(w.clone())}>{ options(cur_w) }</select></label>
+                <label>{ "R" }<select id="cfg-r" key={format!("r{cur_r}")} onchange={pick(r.clone())}>{ options(cur_r) }</select></label>
                 <button id="cfg-apply" type="submit">{ "apply W/R" }</button>
             </form>
             <div class="row delays">

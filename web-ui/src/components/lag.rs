@@ -21,22 +21,60 @@ pub struct LagProps {
     pub replicas: Vec<(NodeId, Role)>,
 }
 
-/// Points of a sparkline: x from the window's start to `end_ms`, y scaled so
-/// that `max` reaches the top.
+/// The stretch of cluster time the charts cover: the last minute, or since
+/// the first sample when the page has been open for less than that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// First instant shown (cluster ms).
+    pub start: u64,
+    /// Length shown, in ms (at least [`MIN_SPAN_MS`]).
+    pub span: u64,
+}
+
+/// Shortest stretch a chart covers, in ms.
+pub const MIN_SPAN_MS: u64 = 5_000;
+
+impl Window {
+    /// The window ending at the newest sample of `lag`.
+    pub fn of(lag: &BTreeMap<NodeId, VecDeque<LagSample>>) -> Window {
+        let end = lag
+            .values()
+            .filter_map(|s| s.back())
+            .map(|l| l.at_ms)
+            .max()
+            .unwrap_or(0);
+        let first = lag
+            .values()
+            .filter_map(|s| s.front())
+            .map(|l| l.at_ms)
+            .min()
+            .unwrap_or(end);
+        let start = end.saturating_sub(LAG_WINDOW_MS).max(first);
+        Window {
+            start,
+            span: (end - start).max(MIN_SPAN_MS),
+        }
+    }
+
+    /// The x coordinate of cluster time `at_ms`.
+    pub fn x(&self, at_ms: u64) -> f64 {
+        at_ms.saturating_sub(self.start) as f64 / self.span as f64 * W
+    }
+}
+
+/// Points of a sparkline over `window`, y scaled so that `max` reaches the top.
 pub fn points(
     samples: &VecDeque<LagSample>,
-    end_ms: u64,
+    window: Window,
     max: u64,
     value: fn(&LagSample) -> u64,
 ) -> Vec<(f64, f64)> {
-    let start = end_ms.saturating_sub(LAG_WINDOW_MS);
     samples
         .iter()
-        .filter(|s| s.at_ms >= start)
+        .filter(|s| s.at_ms >= window.start)
         .map(|s| {
-            let x = (s.at_ms - start) as f64 / LAG_WINDOW_MS as f64 * W;
             let y = H - 2.0 - value(s) as f64 / max.max(1) as f64 * (H - 8.0);
-            (x, y)
+            (window.x(s.at_ms), y)
         })
         .collect()
 }
@@ -65,20 +103,20 @@ fn area(points: &[(f64, f64)]) -> String {
 /// The lag charts.
 #[function_component(Lag)]
 pub fn lag(props: &LagProps) -> Html {
-    let end_ms = props
-        .lag
-        .values()
-        .filter_map(|s| s.back().map(|l| l.at_ms))
-        .max()
-        .unwrap_or(0);
+    let window = Window::of(&props.lag);
+    let label = if window.span >= LAG_WINDOW_MS {
+        " · last minute".to_owned()
+    } else {
+        format!(" · last {} s", window.span.div_ceil(1_000))
+    };
     let rows = props
         .replicas
         .iter()
         .filter(|(_, role)| *role != Role::Leader)
-        .map(|&(id, role)| chart(id, role, props.lag.get(&id), end_ms));
+        .map(|&(id, role)| chart(id, role, props.lag.get(&id), window));
     html! {
         <section class="card lag">
-            <h2>{ "Replication lag" }<span class="muted small">{ " · last minute" }</span></h2>
+            <h2>{ "Replication lag" }<span class="muted small">{ label }</span></h2>
             <div class="legend">
                 <span><i class="swatch entries"></i>{ "entries behind" }</span>
                 <span><i class="swatch ms"></i>{ "oldest unacked (ms)" }</span>
@@ -89,17 +127,16 @@ pub fn lag(props: &LagProps) -> Html {
     }
 }
 
-fn chart(id: NodeId, role: Role, samples: Option<&VecDeque<LagSample>>, end_ms: u64) -> Html {
+fn chart(id: NodeId, role: Role, samples: Option<&VecDeque<LagSample>>, window: Window) -> Html {
     let empty = VecDeque::new();
     let samples = samples.unwrap_or(&empty);
     let last = samples.back().copied();
     let max_e = samples.iter().map(|s| s.entries).max().unwrap_or(0);
     let max_ms = samples.iter().map(|s| s.ms).max().unwrap_or(0);
-    let pe = points(samples, end_ms, max_e, |s| s.entries);
-    let pm = points(samples, end_ms, max_ms, |s| s.ms);
-    let start = end_ms.saturating_sub(LAG_WINDOW_MS);
-    let downs = samples.iter().filter(|s| !s.up && s.at_ms >= start).map(|s| {
-        let x = (s.at_ms - start) as f64 / LAG_WINDOW_MS as f64 * W;
+    let pe = points(samples, window, max_e, |s| s.entries);
+    let pm = points(samples, window, max_ms, |s| s.ms);
+    let downs = samples.iter().filter(|s| !s.up && s.at_ms >= window.start).map(|s| {
+        let x = window.x(s.at_ms);
         html! { <rect class="down" x={format!("{x:.1}")} y="0" width="4.5" height={H.to_string()} /> }
     });
     let behind = last.is_some_and(|l| l.entries > 0);
@@ -133,7 +170,7 @@ mod tests {
 
     #[test]
     fn sparkline_spans_the_window_and_scales_to_its_peak() {
-        let samples: VecDeque<LagSample> = [(0u64, 0u64), (30_000, 4), (60_000, 8)]
+        let samples: VecDeque<LagSample> = [(100_000u64, 0u64), (130_000, 4), (160_000, 8)]
             .into_iter()
             .map(|(at_ms, entries)| LagSample {
                 at_ms,
@@ -142,12 +179,52 @@ mod tests {
                 up: true,
             })
             .collect();
-        let p = points(&samples, 60_000, 8, |s| s.entries);
+        let lag = BTreeMap::from([(2, samples.clone())]);
+        let window = Window::of(&lag);
+        assert_eq!(
+            window,
+            Window {
+                start: 100_000,
+                span: 60_000
+            }
+        );
+        let p = points(&samples, window, 8, |s| s.entries);
         assert_eq!(p.len(), 3);
         assert_eq!(p[0], (0.0, H - 2.0));
         assert_eq!(p[2], (W, 6.0));
         assert_eq!(path(&p[..1]), format!("M0.0,{:.1}", H - 2.0));
         assert!(area(&p).ends_with(" Z"));
         assert_eq!(area(&[]), "");
+    }
+
+    #[test]
+    fn a_young_page_charts_what_it_has_and_an_old_one_the_last_minute() {
+        let at = |t: &[u64]| -> BTreeMap<NodeId, VecDeque<LagSample>> {
+            let s = t
+                .iter()
+                .map(|&at_ms| LagSample {
+                    at_ms,
+                    entries: 0,
+                    ms: 0,
+                    up: true,
+                })
+                .collect();
+            BTreeMap::from([(2, s)])
+        };
+        assert_eq!(
+            Window::of(&at(&[1_000, 9_000])),
+            Window {
+                start: 1_000,
+                span: 8_000
+            }
+        );
+        assert_eq!(Window::of(&at(&[1_000, 2_000])).span, MIN_SPAN_MS);
+        assert_eq!(
+            Window::of(&at(&[0, 200_000])),
+            Window {
+                start: 140_000,
+                span: 60_000
+            }
+        );
     }
 }

@@ -56,8 +56,15 @@ pub fn ops(props: &OpsProps) -> Html {
             node.set(v.parse().ok());
         })
     };
+    // Inputs are controlled: every render writes the state back into the
+    // DOM, so both `input` and `change` (a cleared field) update the state.
     let text_input = |state: UseStateHandle<String>| {
         Callback::from(move |e: InputEvent| {
+            state.set(e.target_unchecked_into::<HtmlInputElement>().value())
+        })
+    };
+    let text_change = |state: UseStateHandle<String>| {
+        Callback::from(move |e: Event| {
             state.set(e.target_unchecked_into::<HtmlInputElement>().value())
         })
     };
@@ -106,10 +113,12 @@ pub fn ops(props: &OpsProps) -> Html {
                 <div class="row">
                     <label class="grow">{ "key" }
                         <input id="op-key" value={(*key).clone()} oninput={text_input(key.clone())}
+                            onchange={text_change(key.clone())}
                             autocomplete="off" spellcheck="false" />
                     </label>
                     <label class="grow">{ "value" }
                         <input id="op-value" value={(*value).clone()} oninput={text_input(value.clone())}
+                            onchange={text_change(value.clone())}
                             disabled={*kind != OpKind::Set} autocomplete="off" spellcheck="false" />
                     </label>
                 </div>
