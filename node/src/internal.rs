@@ -10,7 +10,7 @@ use axum::Json;
 use kv_shared::api::KeyQuery;
 use kv_shared::replication::{
     ConfigEnvelope, InternalReadResponse, RepairRequest, RepairResponse, ReplicateRequest,
-    ReplicateResponse, SnapshotRequest, VersionedValue,
+    ReplicateResponse, SnapshotRequest, StateResponse, VersionedValue,
 };
 use std::time::Duration;
 
@@ -37,6 +37,11 @@ pub async fn snapshot(
     ApiJson(req): ApiJson<SnapshotRequest>,
 ) -> Result<Json<ReplicateResponse>, AppError> {
     lf_only(&state)?.on_snapshot(req).await.map(Json)
+}
+
+/// `GET /internal/state`: a follower's records, for a restarting leader.
+pub async fn state(State(state): State<AppState>) -> Result<Json<StateResponse>, AppError> {
+    lf_only(&state)?.state().map(Json)
 }
 
 /// `GET /internal/read?key=K`: this replica's copy, after the remote-read delay.

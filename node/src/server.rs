@@ -114,6 +114,7 @@ fn internal_routes() -> Router<AppState> {
         .route("/internal/read", get(internal::read))
         .route("/internal/repair", post(internal::repair))
         .route("/internal/config", post(internal::config))
+        .route("/internal/state", get(internal::state))
         .route("/internal/ll/write", post(leaderless::endpoints::write))
         .route("/internal/ll/digest", post(leaderless::endpoints::digest))
         .route("/internal/ll/keys", post(leaderless::endpoints::keys))

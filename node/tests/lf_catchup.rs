@@ -167,3 +167,42 @@ async fn status_reports_lag_while_a_follower_is_slow_and_none_once_it_caught_up(
     assert_eq!((f.config.n, f.config.w, f.config.r), (5, 1, 1));
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leader_restarted_empty_recovers_the_followers_state_and_versions_continue() {
+    // W3: every acknowledged write is on at least two followers, so a leader that comes
+    // back empty gets it back from them before it takes writes; versions keep growing.
+    let mut c = Cluster::start(5, 3, 1, |_| {}).await;
+    let keys: Vec<String> = (0..10).map(|i| format!("k{i}")).collect();
+    let mut last = BTreeMap::new();
+    for i in 0..40 {
+        let key = &keys[i % keys.len()];
+        let r = c.set(1 + (i as u32 % 5), key, &format!("v{i}")).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let s: kv_shared::SetResponse = r.json().await.unwrap();
+        last.insert(key.clone(), s.version);
+    }
+    c.kill(Cluster::LEADER).await;
+    c.restart(Cluster::LEADER).await;
+    wait_until(
+        "the restarted leader takes writes",
+        Duration::from_secs(10),
+        || async { c.set(2, "probe", "p").await.status() == StatusCode::CREATED },
+    )
+    .await;
+    let s: kv_shared::SetResponse = c.set(1, "k0", "after").await.json().await.unwrap();
+    assert_eq!(
+        s.version,
+        last["k0"] + 1,
+        "the next version follows the recovered one"
+    );
+    c.wait_converged().await;
+    let mut all: Vec<String> = keys.clone();
+    all.push("probe".into());
+    let leader = local_state(&c, Cluster::LEADER, &all).await;
+    assert!(leader.values().all(Option::is_some));
+    for f in c.followers() {
+        assert_eq!(local_state(&c, f, &all).await, leader, "follower {f}");
+    }
+    c.stop().await;
+}

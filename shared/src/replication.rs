@@ -9,6 +9,7 @@
 //! | `GET /internal/read?key=K` | — | [`InternalReadResponse`] | read coordinator → replica: the replica's copy of one key |
 //! | `POST /internal/repair` | [`RepairRequest`] | [`RepairResponse`] | read coordinator → stale replica: newer records seen by a read |
 //! | `POST /internal/config` | [`ConfigEnvelope`] | [`ConfigEnvelope`] | any node → every peer: a changed W/R or delay profile |
+//! | `GET /internal/state` | — | [`StateResponse`] | a restarted leader → every follower: their records, to recover from |
 //!
 //! A follower's answer to a replicate or snapshot message always carries its
 //! applied sequence number; that number is its acknowledgement and, when it is
@@ -69,6 +70,10 @@ impl ConfigEnvelope {
 pub struct ReplicateRequest {
     /// The sending leader.
     pub leader: NodeId,
+    /// Identifies the leader's process life; a follower that sees a new one
+    /// drops entries it buffered from the previous life.
+    #[serde(default)]
+    pub leader_epoch: u64,
     /// The leader's highest sequence number when it sent this message.
     pub leader_seq: Seq,
     /// Consecutive entries, lowest sequence number first.
@@ -85,6 +90,9 @@ pub struct ReplicateRequest {
 pub struct SnapshotRequest {
     /// The sending leader.
     pub leader: NodeId,
+    /// The leader's process life (see [`ReplicateRequest::leader_epoch`]).
+    #[serde(default)]
+    pub leader_epoch: u64,
     /// Every entry up to this sequence number is reflected in `records`.
     pub seq: Seq,
     /// The records.
@@ -102,6 +110,20 @@ pub struct ReplicateResponse {
     /// Every entry up to this sequence number is applied on the follower.
     /// Lower than what the leader sent means "resend from `applied_seq + 1`".
     pub applied_seq: Seq,
+}
+
+/// Answer of `GET /internal/state`: everything a follower holds, for a
+/// leader that restarted empty.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateResponse {
+    /// The answering follower.
+    pub node_id: NodeId,
+    /// Every entry up to this sequence number is applied there.
+    pub applied_seq: Seq,
+    /// Its records.
+    pub records: Vec<Record>,
+    /// The configuration it runs.
+    pub config: ConfigEnvelope,
 }
 
 /// A version and its value, as one replica holds it.
@@ -171,13 +193,14 @@ mod tests {
     fn heartbeat_has_an_empty_entry_list() {
         let hb = ReplicateRequest {
             leader: 1,
+            leader_epoch: 9,
             leader_seq: 7,
             entries: vec![],
             config: None,
         };
         assert_eq!(
             serde_json::to_string(&hb).unwrap(),
-            r#"{"leader":1,"leader_seq":7,"entries":[]}"#
+            r#"{"leader":1,"leader_epoch":9,"leader_seq":7,"entries":[]}"#
         );
     }
 }

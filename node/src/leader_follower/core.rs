@@ -8,7 +8,9 @@
 
 use crate::store::Store;
 use kv_shared::cluster::Seq;
-use kv_shared::replication::{LogEntry, ReplicateRequest, ReplicateResponse, SnapshotRequest};
+use kv_shared::replication::{
+    LogEntry, Record, ReplicateRequest, ReplicateResponse, SnapshotRequest,
+};
 use kv_shared::{NodeId, Version, WriteStatus};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -103,6 +105,9 @@ pub struct LeaderSettings {
     pub max_batch: usize,
     /// Idle followers get an empty message this often.
     pub heartbeat: Duration,
+    /// This leader's process life, sent with every message (followers drop
+    /// entries buffered from an earlier life when it changes).
+    pub epoch: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -171,6 +176,20 @@ impl LeaderCore {
     /// The highest sequence number assigned (and applied on the leader).
     pub fn last_seq(&self) -> Seq {
         self.last_seq
+    }
+
+    /// Restores what the followers of an earlier life of this leader hold:
+    /// every record is kept unless the local copy is newer, and the log
+    /// continues after `applied_seq` (the highest position any follower
+    /// reported). Followers behind that position get a snapshot.
+    pub fn recover(&mut self, applied_seq: Seq, records: Vec<Record>) {
+        for r in records {
+            self.store.apply(&r.key, r.value, r.version);
+        }
+        if applied_seq > self.last_seq {
+            self.last_seq = applied_seq;
+            self.log.clear();
+        }
     }
 
     /// Number of writes waiting for their quorum.
@@ -388,6 +407,7 @@ impl LeaderCore {
             // entries as it assigns them, and nothing runs between.
             LeaderMessage::Snapshot(SnapshotRequest {
                 leader: self.id,
+                leader_epoch: self.settings.epoch,
                 seq: last_seq,
                 records: self.store.records(),
                 config: None,
@@ -408,6 +428,7 @@ impl LeaderCore {
     fn batch(&self, entries: Vec<LogEntry>) -> ReplicateRequest {
         ReplicateRequest {
             leader: self.id,
+            leader_epoch: self.settings.epoch,
             leader_seq: self.last_seq,
             entries,
             config: None,
@@ -427,6 +448,8 @@ pub struct FollowerCore {
     buffer_capacity: usize,
     /// The highest sequence number the leader has announced.
     leader_seq: Seq,
+    /// The leader life the buffered entries come from.
+    leader_epoch: u64,
 }
 
 impl FollowerCore {
@@ -440,6 +463,7 @@ impl FollowerCore {
             buffer: BTreeMap::new(),
             buffer_capacity,
             leader_seq: 0,
+            leader_epoch: 0,
         }
     }
 
@@ -458,6 +482,7 @@ impl FollowerCore {
     /// acknowledges what is applied and, if lower than the batch's end, asks
     /// the leader to resend from there.
     pub fn on_replicate(&mut self, req: ReplicateRequest) -> ReplicateResponse {
+        self.observe_epoch(req.leader_epoch);
         self.leader_seq = self.leader_seq.max(req.leader_seq);
         for e in req.entries {
             if e.seq <= self.applied {
@@ -477,6 +502,7 @@ impl FollowerCore {
     /// newer, and the applied position becomes the snapshot's. Nothing
     /// already held is lost, because versions only grow.
     pub fn on_snapshot(&mut self, req: SnapshotRequest) -> ReplicateResponse {
+        self.observe_epoch(req.leader_epoch);
         for r in req.records {
             self.store.apply(&r.key, r.value, r.version);
         }
@@ -485,6 +511,20 @@ impl FollowerCore {
         self.buffer = self.buffer.split_off(&(req.seq + 1));
         self.drain_buffer();
         self.answer()
+    }
+
+    /// What this follower holds, for a leader that restarted empty.
+    pub fn state(&self) -> (Seq, Vec<Record>) {
+        (self.applied, self.store.records())
+    }
+
+    /// A new leader life invalidates the entries buffered beyond a gap: their
+    /// positions will be reused.
+    fn observe_epoch(&mut self, epoch: u64) {
+        if epoch != self.leader_epoch {
+            self.buffer.clear();
+            self.leader_epoch = epoch;
+        }
     }
 
     fn apply(&mut self, e: LogEntry) {
@@ -514,6 +554,7 @@ mod tests {
         log_capacity: 100,
         max_batch: 10,
         heartbeat: Duration::from_millis(100),
+        epoch: 1,
     };
     const TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -726,6 +767,7 @@ mod tests {
         };
         let req = |entries: Vec<LogEntry>| ReplicateRequest {
             leader: 1,
+            leader_epoch: 1,
             leader_seq: 4,
             entries,
             config: None,
@@ -756,6 +798,7 @@ mod tests {
         };
         f.on_replicate(ReplicateRequest {
             leader: 1,
+            leader_epoch: 1,
             leader_seq: 1,
             entries: vec![entry],
             config: None,
@@ -813,6 +856,48 @@ mod tests {
         a.sort_by(|x, y| x.key.cmp(&y.key));
         b.sort_by(|x, y| x.key.cmp(&y.key));
         assert_eq!(a, b, "the follower holds exactly the leader's state");
+    }
+
+    #[test]
+    fn leader_restarted_empty_recovers_from_followers_and_versions_continue() {
+        // A new leader life restores the followers' records and log position; the next
+        // write of a key gets the next version, and a follower's stale buffer is dropped.
+        let mut net = Net::new(3, SETTINGS);
+        for i in 1..=4 {
+            net.write("k", &format!("v{i}"), 3);
+            net.settle(&[2, 3]);
+        }
+        let (seq, records) = net.followers[&2].state();
+        let settings = LeaderSettings {
+            epoch: 2,
+            ..SETTINGS
+        };
+        net.leader = LeaderCore::new(1, Store::new(), &[2, 3], settings);
+        net.leader.recover(seq, records);
+        // Follower 3 had buffered an entry of the old life beyond a gap.
+        let stale = LogEntry {
+            seq: 6,
+            key: "k".into(),
+            value: "old-life".into(),
+            version: 9,
+        };
+        let old = ReplicateRequest {
+            leader: 1,
+            leader_epoch: 1,
+            leader_seq: 6,
+            entries: vec![stale],
+            config: None,
+        };
+        net.followers.get_mut(&3).unwrap().on_replicate(old);
+        let p = net.write("k", "v5", 3);
+        assert_eq!((p.seq, p.version), (5, 5));
+        let p = net.write("j", "x", 3);
+        net.settle(&[2, 3]);
+        assert_eq!(net.committed.last(), Some(&p.seq));
+        for f in [2, 3] {
+            assert_eq!(net.value_at(f, "k"), Some(("v5".into(), 5)), "follower {f}");
+            assert_eq!(net.followers[&f].applied_seq(), 6);
+        }
     }
 
     #[test]

@@ -56,6 +56,9 @@
 //!   followed by the tail. A follower that restarts empty answers
 //!   `applied_seq = 0` and is rebuilt that way while it serves its (stale)
 //!   local copy to `/local_read` and takes part in reads.
+//! - Each leader process life has an epoch (its start time); a follower that
+//!   sees a new one drops entries it buffered from the old life, whose
+//!   positions the new life reuses.
 //! - A follower that receives entries beyond a gap buffers them and answers
 //!   with its applied position, which makes the leader resend from the gap.
 //! - A follower forwards `POST /set` to the leader and passes on its answer
@@ -74,11 +77,16 @@
 //! # Implementation caveats
 //! - The leader is fixed by `--role`: there is no election. While the leader
 //!   is down, writes fail (503) and reads with R ≤ live replicas still work.
-//! - Everything is in memory. A restarted follower recovers from the leader; a
-//!   restarted leader starts empty and its followers are resynchronised to it
-//!   by snapshot (their newer records are kept, but the leader will hand out
-//!   versions again from 1 for keys it no longer has): restart the cluster
-//!   after a leader loss.
+//!   Nothing detects two nodes started with `--role leader`: both would
+//!   replicate to the followers. The flags must name exactly one.
+//! - Everything is in memory. A restarted follower recovers from the leader. A
+//!   restarted leader first asks every follower for its records
+//!   (`GET /internal/state`, retried for up to twice `--peer-timeout-ms`),
+//!   keeps the highest version of each key and continues the log after the
+//!   highest applied position; writes get 503 until then. A write
+//!   acknowledged by W replicas survives a leader restart when at least one
+//!   follower holding it answers in that window, which is certain if
+//!   N - W + 1 followers answer. With W = 1 a write only the leader held is lost.
 //! - A snapshot is one message holding the whole store; there is no chunking.
 //! - `/internal/*` endpoints are not authenticated: run the cluster on a
 //!   private network.
@@ -93,9 +101,9 @@ use crate::error::AppError;
 use crate::store::Store;
 use axum::http::StatusCode;
 use kv_shared::cluster::{Seq, StatusResponse};
-use kv_shared::replication::{ReplicateRequest, ReplicateResponse, SnapshotRequest};
+use kv_shared::replication::{ReplicateRequest, ReplicateResponse, SnapshotRequest, StateResponse};
 use kv_shared::{ErrorBody, NodeId, Role, SetRequest, SetResponse};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -134,6 +142,8 @@ struct Inner {
     /// Locked for a few microseconds per step; never held across `.await`.
     state: Mutex<State>,
     stopped: AtomicBool,
+    /// A leader refuses writes until it has recovered its followers' state.
+    recovering: AtomicBool,
 }
 
 /// The leader-follower runtime of one node: a cheap, cloneable handle.
@@ -154,11 +164,15 @@ impl std::fmt::Debug for LeaderFollower {
 impl LeaderFollower {
     /// The runtime of a node whose role is in `cluster`, over `store`.
     pub fn new(cluster: Cluster, store: Store, config: &Config) -> Self {
+        let is_leader = cluster.role() == Role::Leader;
         let state = if cluster.role() == Role::Leader {
             let settings = LeaderSettings {
                 log_capacity: config.log_capacity as usize,
                 max_batch: config.max_batch as usize,
                 heartbeat: cluster.heartbeat(),
+                epoch: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64),
             };
             let core = LeaderCore::new(
                 cluster.node_id(),
@@ -180,6 +194,7 @@ impl LeaderFollower {
                 cluster,
                 state: Mutex::new(state),
                 stopped: AtomicBool::new(false),
+                recovering: AtomicBool::new(is_leader),
             }),
         }
     }
@@ -193,14 +208,16 @@ impl LeaderFollower {
         self.inner.cluster.role() == Role::Leader
     }
 
-    /// Starts the leader's tick loop (deadlines, retries, heartbeats). A
-    /// follower needs no background task. Returns the task to abort on stop.
+    /// Starts the leader's background task: recovery from the followers,
+    /// then the tick loop (deadlines, retries, heartbeats). A follower needs
+    /// no background task. Returns the task to abort on stop.
     pub fn spawn_background(&self) -> Option<tokio::task::JoinHandle<()>> {
         if !self.is_leader() {
             return None;
         }
         let this = self.clone();
         Some(tokio::spawn(async move {
+            this.recover().await;
             let mut ticker = tokio::time::interval(TICK);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             while !this.inner.stopped.load(Ordering::Relaxed) {
@@ -218,6 +235,75 @@ impl LeaderFollower {
                 this.spawn_sends(sends);
             }
         }))
+    }
+
+    /// Asks every follower for its state and merges it (highest version per
+    /// key, highest applied position, newest configuration), retrying the
+    /// silent ones until all answered or the recovery window (twice the peer
+    /// timeout) is over. On a fresh cluster this finds nothing and ends as
+    /// soon as the followers answer; after a leader restart it brings back
+    /// every write that a follower that answered holds.
+    async fn recover(&self) {
+        let cluster = self.inner.cluster.clone();
+        let deadline = tokio::time::Instant::now() + cluster.peer_timeout() * 2;
+        let mut silent: BTreeSet<NodeId> = cluster.peers().ids().into_iter().collect();
+        let (mut best_seq, mut records) = (0, 0usize);
+        while !silent.is_empty() && tokio::time::Instant::now() < deadline {
+            let mut asked = tokio::task::JoinSet::new();
+            for &id in &silent {
+                let (t, timeout) = (cluster.transport().clone(), cluster.peer_timeout());
+                asked.spawn(async move {
+                    (
+                        id,
+                        t.get::<StateResponse>(id, "/internal/state", timeout).await,
+                    )
+                });
+            }
+            while let Some(joined) = asked.join_next().await {
+                let Ok((id, Ok(state))) = joined else {
+                    continue;
+                };
+                silent.remove(&id);
+                best_seq = best_seq.max(state.applied_seq);
+                records += state.records.len();
+                cluster.merge_envelope(state.config);
+                if let State::Leader { core, .. } = &mut *self.lock() {
+                    core.recover(state.applied_seq, state.records);
+                }
+            }
+            if !silent.is_empty() {
+                tokio::time::sleep(cluster.heartbeat()).await;
+            }
+        }
+        self.inner.recovering.store(false, Ordering::Relaxed);
+        tracing::info!(
+            seq = best_seq,
+            records,
+            ?silent,
+            "leader ready: recovered the followers' state"
+        );
+    }
+
+    /// Whether the leader still recovers its followers' state (writes wait).
+    pub fn is_recovering(&self) -> bool {
+        self.inner.recovering.load(Ordering::Relaxed)
+    }
+
+    /// `GET /internal/state` on a follower: everything it holds.
+    ///
+    /// # Errors
+    /// 409 on the leader.
+    pub fn state(&self) -> Result<StateResponse, AppError> {
+        let (applied_seq, records) = match &*self.lock() {
+            State::Follower { core } => core.state(),
+            State::Leader { .. } => return Err(self.conflict(self.inner.cluster.node_id())),
+        };
+        Ok(StateResponse {
+            node_id: self.inner.cluster.node_id(),
+            applied_seq,
+            records,
+            config: self.inner.cluster.envelope(),
+        })
     }
 
     /// Stops sending: messages in flight finish, no new one leaves.
@@ -256,6 +342,14 @@ impl LeaderFollower {
 
     async fn lead_write(&self, req: SetRequest) -> Result<SetResponse, AppError> {
         let cluster = &self.inner.cluster;
+        if self.is_recovering() {
+            let mut e = AppError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the leader is starting: it recovers its followers' state before taking writes; retry shortly",
+            );
+            e.body.leader = Some(cluster.node_id());
+            return Err(e);
+        }
         let required = cluster.config().w;
         let (tx, rx) = oneshot::channel();
         let (proposal, sends) = {
