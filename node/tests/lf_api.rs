@@ -102,6 +102,35 @@ async fn config_rejects_quorums_outside_one_to_n_and_applies_valid_ones_cluster_
 }
 
 #[tokio::test]
+async fn a_change_the_leader_missed_reaches_it_through_a_follower() {
+    // A follower holding a newer configuration than the leader's hands it back.
+    let c = Cluster::start(5, 3, 3, |_| {}).await;
+    let mut newer = kv_shared::replication::ConfigEnvelope {
+        config: config_of(&c, 3).await,
+        epoch: 99,
+        origin: 3,
+    };
+    newer.config.w = 2;
+    let r = c
+        .client
+        .post(format!("{}/internal/config", c.url(3)))
+        .json(&newer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    wait_until("every node runs W=2", Duration::from_secs(5), || async {
+        let mut all = true;
+        for id in 1..=5 {
+            all &= config_of(&c, id).await.w == 2;
+        }
+        all
+    })
+    .await;
+    c.stop().await;
+}
+
+#[tokio::test]
 async fn delay_profile_changes_are_forbidden_without_an_admin_token() {
     // No --admin-token: admin calls get 403, W/R changes still work.
     let c = Cluster::start(3, 2, 2, |_| {}).await;

@@ -101,7 +101,9 @@ use crate::error::AppError;
 use crate::store::Store;
 use axum::http::StatusCode;
 use kv_shared::cluster::{Seq, StatusResponse};
-use kv_shared::replication::{ReplicateRequest, ReplicateResponse, SnapshotRequest, StateResponse};
+use kv_shared::replication::{
+    ConfigEnvelope, ReplicateRequest, ReplicateResponse, SnapshotRequest, StateResponse,
+};
 use kv_shared::{ErrorBody, NodeId, Role, SetRequest, SetResponse};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -517,7 +519,7 @@ impl LeaderFollower {
     fn accept_from_leader(
         &self,
         leader: NodeId,
-        config: Option<kv_shared::replication::ConfigEnvelope>,
+        config: Option<ConfigEnvelope>,
     ) -> Result<(), AppError> {
         if self.is_leader() {
             return Err(self.conflict(leader));
@@ -526,7 +528,16 @@ impl LeaderFollower {
         peers.set_leader(leader);
         peers.mark_up(leader);
         if let Some(env) = config {
-            self.inner.cluster.merge_envelope(env);
+            let mine = self.inner.cluster.merge_envelope(env);
+            if mine.is_newer_than(&env) {
+                // The leader missed a change made here while it was unreachable.
+                let t = self.inner.cluster.transport().clone();
+                let timeout = self.inner.cluster.peer_timeout();
+                tokio::spawn(async move {
+                    let _: Result<ConfigEnvelope, _> =
+                        t.post(leader, "/internal/config", &mine, timeout).await;
+                });
+            }
         }
         Ok(())
     }
