@@ -9,14 +9,15 @@
 //! For each setup: a closed loop of `BENCH_CLIENTS` concurrent clients sends
 //! writes to the leader for `BENCH_SECS`, then reads (`GET /get`) spread over
 //! every node for `BENCH_SECS`, after one unmeasured second of warm-up. No
-//! delay profile. A last table shows write
+//! delay profile. Leaderless presets (rows named `leaderless …`) send their
+//! writes to every node, since every node coordinates. A last table shows write
 //! latency with the assignment's delay profile, where W decides the cost.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
 use common::{Cluster, TestNode};
-use kv_node::config::DelayProfileArg;
+use kv_node::config::{DelayProfileArg, ModeArg};
 use kv_node::Config;
 use serde_json::json;
 use std::sync::Arc;
@@ -156,23 +157,31 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        println!("{clients} concurrent clients, {secs} s per phase, {KEYS} keys; writes to the leader, reads over every node.\n");
+        println!("{clients} concurrent clients, {secs} s per phase, {KEYS} keys; writes to the leader (leaderless: to every node), reads over every node.\n");
         let mut rows: Vec<(String, Phase, Phase)> = Vec::new();
-        for (name, wr) in [("single node", None), ("W5R1", Some((5, 1))), ("W1R5", Some((1, 5))), ("W3R3", Some((3, 3)))] {
+        for (name, wr) in [("single node", None), ("W5R1", Some((5, 1))), ("W1R5", Some((1, 5))), ("W3R3", Some((3, 3))), ("leaderless W5R1", Some((5, 1))), ("leaderless W3R3", Some((3, 3))), ("leaderless W1R1", Some((1, 1)))] {
+            let leaderless = name.starts_with("leaderless");
             let (urls, stop): (Vec<String>, Box<dyn FnOnce() -> _>) = match wr {
                 None => {
                     let n = TestNode::start(Config::for_tests(1)).await;
                     (vec![n.url.clone()], Box::new(move || tokio::spawn(n.stop())))
                 }
                 Some((w, r)) => {
-                    let c = Cluster::start(5, w, r, |_| {}).await;
+                    let c = Cluster::start(5, w, r, |cfg| {
+                        if leaderless {
+                            cfg.mode = ModeArg::Leaderless;
+                            cfg.role = None;
+                        }
+                    })
+                    .await;
                     ((1..=5).map(|id| c.url(id)).collect(), Box::new(move || tokio::spawn(c.stop())))
                 }
             };
             preload(&urls).await;
             // Warm-up (connections, allocator), not measured.
             drive(Arc::new(urls.clone()), true, clients, 1).await;
-            let writes = drive(Arc::new(vec![urls[0].clone()]), true, clients, secs).await;
+            let writers = if leaderless { urls.clone() } else { vec![urls[0].clone()] };
+            let writes = drive(Arc::new(writers), true, clients, secs).await;
             let reads = drive(Arc::new(urls), false, clients, secs).await;
             stop().await.unwrap();
             rows.push((name.to_owned(), writes, reads));

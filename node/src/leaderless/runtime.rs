@@ -166,6 +166,9 @@ impl Leaderless {
                     version,
                     result,
                 } => {
+                    if result.is_ok() {
+                        self.inner.cluster.events().trace_committed(id);
+                    }
                     if let Some(tx) = st.waiters.remove(&id) {
                         let _ = tx.send((version, result));
                     }
@@ -224,8 +227,20 @@ impl Leaderless {
         let msg = self.message(WriteKind::Client, records);
         let timeout = cluster.peer_timeout() + ms(delays.ack_ms);
         let t = cluster.transport().clone();
-        let send = async move { t.post::<_, LlWriteAck>(to, WRITE_PATH, &msg, timeout).await };
+        let events = cluster.events().clone();
+        let traced = ids.clone();
+        let send = async move {
+            for id in traced {
+                events.trace_sent(to, id..=id);
+            }
+            t.post::<_, LlWriteAck>(to, WRITE_PATH, &msg, timeout).await
+        };
         let result = cluster.pacer().paced(ms(delays.send_ms), send).await;
+        if result.is_ok() {
+            for id in &ids {
+                cluster.events().trace_acked(to, *id..=*id);
+            }
+        }
         let input = match result {
             Ok(ack) if ack.node_id == to => Input::Replicated {
                 from: to,
@@ -287,19 +302,34 @@ impl Leaderless {
             WriteStatus::Created
         };
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let w = cluster.config().w;
         let (tx, rx) = oneshot::channel();
         let input = Input::Write {
             id,
             key: req.key.clone(),
             value: req.value.clone(),
             local,
-            w: cluster.config().w,
+            w,
             wall_ms: wall_ms(),
         };
         let net = {
             let mut st = self.lock();
             st.waiters.insert(id, tx);
             let out = st.core.step(Instant::now(), input);
+            // Traced before the outputs run, so that the dashboard sees the
+            // write start before its sends and acknowledgements.
+            if let Some(Output::ApplyLocal(r)) = out.first() {
+                let peers = cluster.peers().ids();
+                cluster.events().trace_write(
+                    cluster.node_id(),
+                    id,
+                    None,
+                    &r.key,
+                    r.version,
+                    w,
+                    &peers,
+                );
+            }
             self.resolve(&mut st, out)
         };
         self.dispatch(net);
