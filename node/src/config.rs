@@ -94,6 +94,10 @@ pub struct Config {
     /// Read quorum, 1..=N. Default: majority in leader-follower mode, 1 in leaderless mode.
     #[arg(long, env = "R")]
     pub r: Option<u32>,
+    /// Quorums by the assignment's name: `W5R1`, `W1R5`, `W3R3` (any `W<w>R<r>`,
+    /// case-insensitive). `--w`/`--r` given as well take precedence.
+    #[arg(long, env = "PRESET", value_parser = parse_preset)]
+    pub preset: Option<(u32, u32)>,
     /// Artificial delays: `off` or `assignment` (200/100/50 ms).
     #[arg(long, env = "DELAY_PROFILE", value_enum, default_value_t = DelayProfileArg::Off)]
     pub delay_profile: DelayProfileArg,
@@ -152,7 +156,27 @@ pub struct ClusterSpec {
     pub config: ClusterConfig,
 }
 
+/// Parses `W<w>R<r>` (e.g. `W5R1`, `w3r3`) into `(w, r)`.
+///
+/// # Errors
+/// A message showing the expected form.
+pub fn parse_preset(s: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("`{s}` is not a preset: expected W<w>R<r>, e.g. W5R1, W1R5, W3R3");
+    let upper = s.trim().to_ascii_uppercase();
+    let rest = upper.strip_prefix('W').ok_or_else(bad)?;
+    let (w, r) = rest.split_once('R').ok_or_else(bad)?;
+    Ok((w.parse().map_err(|_| bad())?, r.parse().map_err(|_| bad())?))
+}
+
 impl Config {
+    /// W and R as the flags give them (`--w`/`--r`, else `--preset`), if at all.
+    fn quorum_flags(&self) -> (Option<u32>, Option<u32>) {
+        (
+            self.w.or(self.preset.map(|p| p.0)),
+            self.r.or(self.preset.map(|p| p.1)),
+        )
+    }
+
     /// How this node replicates.
     pub fn mode(&self) -> Mode {
         self.mode.into()
@@ -214,12 +238,13 @@ impl Config {
         let peers = parse_peers(&self.peers, self.node_id)?;
         let n = u32::try_from(peers.len() + 1).map_err(|_| "too many peers".to_owned())?;
         let majority = n / 2 + 1;
+        let (flag_w, flag_r) = self.quorum_flags();
         let (w, r) = match mode {
             Mode::Standalone => {
                 if !peers.is_empty() {
                     return Err("--peers needs --mode leader-follower or leaderless".into());
                 }
-                (self.w.unwrap_or(1), self.r.unwrap_or(1))
+                (flag_w.unwrap_or(1), flag_r.unwrap_or(1))
             }
             Mode::LeaderFollower => {
                 if self.role.is_none() {
@@ -227,9 +252,9 @@ impl Config {
                         "--mode leader-follower needs --role leader or --role follower".into(),
                     );
                 }
-                (self.w.unwrap_or(majority), self.r.unwrap_or(majority))
+                (flag_w.unwrap_or(majority), flag_r.unwrap_or(majority))
             }
-            Mode::Leaderless => (self.w.unwrap_or(n), self.r.unwrap_or(1)),
+            Mode::Leaderless => (flag_w.unwrap_or(n), flag_r.unwrap_or(1)),
         };
         if self.max_batch == 0 || self.log_capacity == 0 {
             return Err("--max-batch and --log-capacity must be at least 1".into());
@@ -286,6 +311,30 @@ mod tests {
             vec![1, 3, 4, 5]
         );
         assert_eq!(spec.self_url, "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn presets_name_the_quorums_and_explicit_flags_win() {
+        let base = [
+            "--mode",
+            "leader-follower",
+            "--role",
+            "leader",
+            "--peers",
+            PEERS,
+        ];
+        let with = |extra: &[&str]| {
+            let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+            let c = parse(&args).cluster_spec().unwrap().config;
+            (c.w, c.r)
+        };
+        assert_eq!(with(&["--preset", "W5R1"]), (5, 1));
+        assert_eq!(with(&["--preset", "w1r5"]), (1, 5));
+        assert_eq!(with(&["--preset", "W3R3", "--r", "2"]), (3, 2));
+        let err = Config::try_parse_from(["kv-node", "--preset", "W5"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("expected W<w>R<r>"), "{err}");
     }
 
     #[test]
