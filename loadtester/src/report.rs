@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::output::write_json;
 use crate::runner::{run_load, RunResult};
 use crate::stats::Summary;
+use clap::ValueEnum;
 use kv_shared::cluster::{ConfigUpdate, DelayProfile};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -324,7 +325,7 @@ const HEADERS: [&str; 11] = [
     "stale / checked reads",
     "stale rate",
     "errors",
-    "req/s achieved / target",
+    "req/s sent / target",
     "lost writes",
 ];
 
@@ -382,13 +383,13 @@ fn write_report(args: &ReportArgs, command: &str, runs: &[MatrixRun]) -> Result<
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let w = &args.workload;
     let settings = format!(
-        "{} s per run at {} req/s (open loop, latency from the intended send time), {} nodes, {} keys ({:?}), \
+        "{} s per run at {} req/s (open loop, latency from the intended send time), {} nodes, {} keys ({}), \
          {}-byte values, reads via /{}, seed {}",
         args.duration,
         args.qps,
         args.nodes,
         w.keys,
-        w.key_dist,
+        w.key_dist.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default(),
         w.value_size,
         w.read_endpoint.path().trim_start_matches('/'),
         w.seed
@@ -458,6 +459,8 @@ fn write_report(args: &ReportArgs, command: &str, runs: &[MatrixRun]) -> Result<
     let _ = writeln!(
         md,
         "Stale rate = stale reads / reads of keys with a write acknowledged before the read started. \
+         Latency percentiles count from each request's scheduled send time (coordinated omission corrected); \
+         req/s sent is the rate requests left the client during the run. \
          Per-run details (summary.json, samples.csv, plots, node logs) are in PROFILE/CONFIG/write-Npct/."
     );
     html.push_str("</body></html>\n");

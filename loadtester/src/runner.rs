@@ -468,6 +468,7 @@ pub fn write_outputs(dir: &Path, r: &RunResult) -> Result<()> {
 /// A one-line description of a run for plot titles.
 pub fn run_title(s: &Summary) -> String {
     let mode = match (s.settings.mode, s.cluster) {
+        _ if s.cluster_mode == Some(kv_shared::Mode::Standalone) => "standalone node".into(),
         (ModeArg::Leader, Some(c)) => format!("leader-follower W{}R{}", c.w, c.r),
         (ModeArg::Leaderless, Some(c)) => format!("leaderless W{}R{}", c.w, c.r),
         (ModeArg::Leader, None) => "leader mode".into(),
@@ -497,6 +498,7 @@ fn summarize(
         nodes: targets.nodes.clone(),
         leader: targets.leader.map(|l| targets.nodes[l].url.clone()),
         cluster: targets.config,
+        cluster_mode: targets.cluster_mode,
         settings: Settings {
             mode: args.mode,
             write_ratio: args.write_ratio,

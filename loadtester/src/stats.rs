@@ -14,6 +14,7 @@ use crate::targets::Node;
 use crate::workload::{OpKind, Sample, Verification};
 use hdrhistogram::Histogram;
 use kv_shared::cluster::ClusterConfig;
+use kv_shared::Mode;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -286,6 +287,9 @@ pub struct Summary {
     pub leader: Option<String>,
     /// N/W/R and delay profile from `/status`, when served.
     pub cluster: Option<ClusterConfig>,
+    /// The replication mode `/status` reported, when served.
+    #[serde(default)]
+    pub cluster_mode: Option<Mode>,
     /// The settings of the run.
     pub settings: Settings,
     /// Counts and rates.

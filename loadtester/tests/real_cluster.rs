@@ -35,13 +35,16 @@ async fn start(kind: ClusterKind) -> LocalCluster {
     LocalCluster::start(&spec).await.unwrap()
 }
 
-/// A 2 s open-loop load at 100 req/s, half writes, over every node.
-async fn short_load(mode: &str, cluster: &LocalCluster) -> RunResult {
+/// A 2 s open-loop load at 100 req/s, half writes, on the nodes `targets` names.
+async fn short_load(mode: &str, targets: &str) -> RunResult {
     let args = run_args(&format!(
-        "--mode {mode} --nodes {} --qps 100 --duration 2 --write-ratio 0.5 --keys 200 --quiet",
-        cluster.urls.join(",")
+        "--mode {mode} {targets} --qps 100 --duration 2 --write-ratio 0.5 --keys 200 --quiet"
     ));
     run_load(&args).await.unwrap()
+}
+
+fn nodes_flag(cluster: &LocalCluster) -> String {
+    format!("--nodes {}", cluster.urls.join(","))
 }
 
 /// Every request answered, no read stale, every acknowledged write read back.
@@ -63,7 +66,7 @@ fn assert_clean(r: &RunResult) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standalone_node_serves_a_load_with_no_stale_read_and_no_lost_write() {
     let cluster = start(ClusterKind::Standalone).await;
-    let r = short_load("leader", &cluster).await;
+    let r = short_load("leader", &nodes_flag(&cluster)).await;
     assert_clean(&r);
     assert_eq!(r.summary.stale.by_node[0].node, "node 1");
     cluster.stop().await;
@@ -72,8 +75,9 @@ async fn a_standalone_node_serves_a_load_with_no_stale_read_and_no_lost_write() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_five_node_leader_follower_cluster_w3r3_reads_its_writes_everywhere() {
     // R + W > N: a read started after a write's acknowledgement sees it, on every node.
+    // The nodes are discovered from a follower's /status.
     let cluster = start(ClusterKind::LeaderFollower { w: 3, r: 3 }).await;
-    let r = short_load("leader", &cluster).await;
+    let r = short_load("leader", &format!("--discover {}", cluster.urls[2])).await;
     assert_clean(&r);
     let s = &r.summary;
     assert_eq!(s.nodes.len(), 5);
@@ -99,7 +103,7 @@ async fn a_five_node_leaderless_cluster_w5r1_reads_its_writes_everywhere() {
         r: Some(1),
     })
     .await;
-    let r = short_load("leaderless", &cluster).await;
+    let r = short_load("leaderless", &nodes_flag(&cluster)).await;
     assert_clean(&r);
     assert_eq!(
         r.summary.verification.as_ref().unwrap().source,
