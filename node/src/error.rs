@@ -108,5 +108,8 @@ pub struct ApiPath<T>(pub T);
 
 /// Fallback for a path that exists with another method: 405 in JSON.
 pub async fn method_not_allowed() -> AppError {
-    AppError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this path")
+    AppError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this path",
+    )
 }

@@ -45,7 +45,11 @@ async fn set_creates_then_updates_with_versions_one_and_two() {
     assert_eq!(v["version"], 1);
     assert_eq!(v["status"], "created");
 
-    let r: SetResponse = set(&c, &n.url, "mykey", "other").await.json().await.unwrap();
+    let r: SetResponse = set(&c, &n.url, "mykey", "other")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!((r.version, r.status), (2, WriteStatus::Updated));
     n.stop().await;
 }
@@ -88,7 +92,12 @@ async fn get_and_local_read_answer_in_query_and_path_form() {
 #[tokio::test]
 async fn unknown_key_is_404_in_json() {
     let (n, c) = node().await;
-    for path in ["/get?key=nope", "/get/nope", "/local_read?key=nope", "/local_read/nope"] {
+    for path in [
+        "/get?key=nope",
+        "/get/nope",
+        "/local_read?key=nope",
+        "/local_read/nope",
+    ] {
         let r = c.get(format!("{}{path}", n.url)).send().await.unwrap();
         let msg = expect_error(r, StatusCode::NOT_FOUND).await;
         assert!(msg.contains("nope"), "{msg}");
@@ -108,7 +117,10 @@ async fn health_reports_time_id_mode_and_role() {
         .await
         .unwrap();
     assert_eq!(h.status, "healthy");
-    assert_eq!((h.node_id, h.mode, h.role, h.keys), (7, Mode::Standalone, Role::Standalone, 1));
+    assert_eq!(
+        (h.node_id, h.mode, h.role, h.keys),
+        (7, Mode::Standalone, Role::Standalone, 1)
+    );
     chrono::DateTime::parse_from_rfc3339(&h.time).expect("RFC 3339 time");
 }
 
@@ -137,7 +149,14 @@ async fn malformed_input_is_400() {
     let r = c.get(format!("{}/get?key=", n.url)).send().await.unwrap();
     expect_error(r, StatusCode::BAD_REQUEST).await;
     // Nothing was stored by any of the refused writes.
-    let h: HealthResponse = c.get(format!("{}/health", n.url)).send().await.unwrap().json().await.unwrap();
+    let h: HealthResponse = c
+        .get(format!("{}/health", n.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(h.keys, 0);
 }
 
@@ -145,11 +164,17 @@ async fn malformed_input_is_400() {
 async fn wrong_content_type_is_415() {
     let (n, c) = node().await;
     for ct in [None, Some("text/plain")] {
-        let mut req = c.post(format!("{}/set", n.url)).body(r#"{"key":"k","value":"v"}"#);
+        let mut req = c
+            .post(format!("{}/set", n.url))
+            .body(r#"{"key":"k","value":"v"}"#);
         if let Some(ct) = ct {
             req = req.header("content-type", ct);
         }
-        let msg = expect_error(req.send().await.unwrap(), StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+        let msg = expect_error(
+            req.send().await.unwrap(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        )
+        .await;
         assert!(msg.contains("application/json"), "{msg}");
     }
 }
@@ -158,16 +183,31 @@ async fn wrong_content_type_is_415() {
 async fn limits_are_enforced_with_clear_errors() {
     let (n, c) = node().await;
     let long_key = "k".repeat(MAX_KEY_BYTES as usize + 1);
-    let msg = expect_error(set(&c, &n.url, &long_key, "v").await, StatusCode::BAD_REQUEST).await;
+    let msg = expect_error(
+        set(&c, &n.url, &long_key, "v").await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
     assert!(msg.contains("limit"), "{msg}");
-    let r = c.get(format!("{}/get/{long_key}", n.url)).send().await.unwrap();
+    let r = c
+        .get(format!("{}/get/{long_key}", n.url))
+        .send()
+        .await
+        .unwrap();
     expect_error(r, StatusCode::BAD_REQUEST).await;
 
     let long_value = "v".repeat(MAX_VALUE_BYTES as usize + 1);
-    let msg = expect_error(set(&c, &n.url, "k", &long_value).await, StatusCode::PAYLOAD_TOO_LARGE).await;
+    let msg = expect_error(
+        set(&c, &n.url, "k", &long_value).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+    )
+    .await;
     assert!(msg.contains("limit"), "{msg}");
 
-    let huge = format!(r#"{{"key":"k","value":"{}"}}"#, "x".repeat(MAX_BODY_BYTES as usize + 1));
+    let huge = format!(
+        r#"{{"key":"k","value":"{}"}}"#,
+        "x".repeat(MAX_BODY_BYTES as usize + 1)
+    );
     let r = c
         .post(format!("{}/set", n.url))
         .header("content-type", "application/json")
@@ -180,7 +220,10 @@ async fn limits_are_enforced_with_clear_errors() {
     // The longest accepted key and value still work.
     let key = "k".repeat(MAX_KEY_BYTES as usize);
     let value = "v".repeat(MAX_VALUE_BYTES as usize);
-    assert_eq!(set(&c, &n.url, &key, &value).await.status(), StatusCode::CREATED);
+    assert_eq!(
+        set(&c, &n.url, &key, &value).await.status(),
+        StatusCode::CREATED
+    );
 }
 
 #[tokio::test]
@@ -203,10 +246,16 @@ async fn root_serves_the_ui_or_says_it_is_not_built() {
     let (n, c) = node().await;
     let r = c.get(format!("{}/", n.url)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
     let body = r.text().await.unwrap();
     if kv_node::ui::is_built() {
-        assert!(body.contains(".wasm") || body.contains("kv_web_ui"), "{body}");
+        assert!(
+            body.contains(".wasm") || body.contains("kv_web_ui"),
+            "{body}"
+        );
     } else {
         assert!(body.contains("not been built"), "{body}");
     }
@@ -222,7 +271,11 @@ async fn concurrent_writers_on_one_key_get_versions_one_to_n() {
         tasks.push(tokio::spawn(async move {
             let mut versions = Vec::new();
             for i in 0..each {
-                let r: SetResponse = set(&c, &url, "hot", &format!("{w}-{i}")).await.json().await.unwrap();
+                let r: SetResponse = set(&c, &url, "hot", &format!("{w}-{i}"))
+                    .await
+                    .json()
+                    .await
+                    .unwrap();
                 versions.push(r.version);
             }
             versions
@@ -234,7 +287,10 @@ async fn concurrent_writers_on_one_key_get_versions_one_to_n() {
     }
     all.sort_unstable();
     let expected: Vec<u64> = (1..=writers * each).collect();
-    assert_eq!(all, expected, "versions must be 1..=n, no gap, no duplicate");
+    assert_eq!(
+        all, expected,
+        "versions must be 1..=n, no gap, no duplicate"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
