@@ -19,7 +19,8 @@ const TOKEN: &str = "dashboard-test-token";
 /// form answers 201 with its version; a get at a follower shows the value;
 /// W/R and the delay profile change from the controls; under the delay
 /// profile with W=1 a follower is shown behind and then caught up; a killed
-/// follower is shown down while the page keeps working.
+/// follower is shown down while the page keeps working; when the serving
+/// node stops, the page says it lost the feed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dashboard_follows_a_five_node_cluster() {
     assert!(
@@ -168,6 +169,16 @@ async fn dashboard_follows_a_five_node_cluster() {
     )
     .await;
     b.screenshot("dashboard-6-follower-down").await;
+
+    // The serving node itself stops (its open event stream must not hold the
+    // shutdown up): the page says it lost the feed and keeps the last state.
+    tokio::time::timeout(Duration::from_secs(10), cluster.kill(Cluster::LEADER))
+        .await
+        .expect("a node with a dashboard open stops promptly");
+    b.wait_for("#feed-status[data-state='stale']", PAGE, "the lost feed").await;
+    b.wait_for("#banner.bad", PAGE, "the lost-feed banner").await;
+    b.wait_for("#health-status[data-status='unreachable']", PAGE, "the header's verdict").await;
+    b.screenshot("dashboard-7-serving-node-down").await;
 
     b.close().await;
     cluster.stop().await;

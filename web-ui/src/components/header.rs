@@ -28,7 +28,7 @@ pub fn header(props: &HeaderProps) -> Html {
                 <span class="logo">{ "kv" }</span>
                 <h1>{ "Replicated key-value store" }</h1>
             </div>
-            { health_view(&props.health) }
+            { health_view(&props.health, &props.link) }
             { link_badge(&props.link) }
         </header>
         { banner(&props.link, props.view.as_ref()) }
@@ -36,7 +36,19 @@ pub fn header(props: &HeaderProps) -> Html {
     }
 }
 
-fn health_view(health: &FetchState<HealthResponse>) -> Html {
+fn health_view(health: &FetchState<HealthResponse>, link: &Link) -> Html {
+    // A silent feed outranks a `/health` answer that may be seconds old.
+    if let (Link::Stale | Link::Closed(_), FetchState::Ready(h)) = (link, health) {
+        return html! {
+            <div class="health">
+                { "served by node " }<b id="health-node">{ h.node_id }</b>
+                <span class="sep">{ "·" }</span>
+                <span id="health-mode">{ h.mode.to_string() }</span>
+                <span class="sep">{ "·" }</span>
+                <span id="health-status" class="bad" data-status="unreachable">{ "not answering" }</span>
+            </div>
+        };
+    }
     match health {
         FetchState::Loading => html! {
             <div class="health"><span id="health-status" data-status="loading">{ "…" }</span></div>

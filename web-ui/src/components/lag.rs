@@ -79,6 +79,22 @@ pub fn points(
         .collect()
 }
 
+/// The x ranges where the replica was down: each down sample until the next
+/// sample (the last one: a short mark), merged when they touch.
+pub fn down_spans(samples: &VecDeque<LagSample>, window: Window) -> Vec<(f64, f64)> {
+    let mut spans: Vec<(f64, f64)> = Vec::new();
+    let visible: Vec<&LagSample> = samples.iter().filter(|s| s.at_ms >= window.start).collect();
+    for (i, s) in visible.iter().enumerate().filter(|(_, s)| !s.up) {
+        let x0 = window.x(s.at_ms);
+        let x1 = visible.get(i + 1).map_or(x0 + 2.0, |n| window.x(n.at_ms));
+        match spans.last_mut() {
+            Some(last) if last.1 >= x0 => last.1 = x1,
+            _ => spans.push((x0, x1)),
+        }
+    }
+    spans
+}
+
 fn path(points: &[(f64, f64)]) -> String {
     points
         .iter()
@@ -135,9 +151,11 @@ fn chart(id: NodeId, role: Role, samples: Option<&VecDeque<LagSample>>, window: 
     let max_ms = samples.iter().map(|s| s.ms).max().unwrap_or(0);
     let pe = points(samples, window, max_e, |s| s.entries);
     let pm = points(samples, window, max_ms, |s| s.ms);
-    let downs = samples.iter().filter(|s| !s.up && s.at_ms >= window.start).map(|s| {
-        let x = window.x(s.at_ms);
-        html! { <rect class="down" x={format!("{x:.1}")} y="0" width="4.5" height={H.to_string()} /> }
+    let downs = down_spans(samples, window).into_iter().map(|(x0, x1)| {
+        html! {
+            <rect class="down" x={format!("{x0:.1}")} y="0" width={format!("{:.1}", (x1 - x0).max(2.0))}
+                height={H.to_string()} />
+        }
     });
     let behind = last.is_some_and(|l| l.entries > 0);
     let up = last.is_none_or(|l| l.up);
@@ -225,6 +243,34 @@ mod tests {
                 start: 140_000,
                 span: 60_000
             }
+        );
+    }
+
+    #[test]
+    fn down_stretches_are_drawn_as_one_band() {
+        let s: VecDeque<LagSample> = [
+            (0u64, true),
+            (1_000, false),
+            (2_000, false),
+            (3_000, true),
+            (4_000, false),
+        ]
+        .into_iter()
+        .map(|(at_ms, up)| LagSample {
+            at_ms,
+            entries: 0,
+            ms: 0,
+            up,
+        })
+        .collect();
+        let w = Window {
+            start: 0,
+            span: 4_000,
+        };
+        let x = |ms: f64| ms / 4_000.0 * W;
+        assert_eq!(
+            down_spans(&s, w),
+            vec![(x(1_000.0), x(3_000.0)), (W, W + 2.0)]
         );
     }
 }
