@@ -95,10 +95,17 @@ impl ClusterConfig {
         }
         for (name, v) in [("w", w), ("r", r)] {
             if v == 0 || v > n {
-                return Err(ConfigError(format!("{name} must be between 1 and n={n}, got {v}")));
+                return Err(ConfigError(format!(
+                    "{name} must be between 1 and n={n}, got {v}"
+                )));
             }
         }
-        Ok(Self { n, w, r, delay_profile })
+        Ok(Self {
+            n,
+            w,
+            r,
+            delay_profile,
+        })
     }
 
     /// This configuration with `update` applied.
@@ -179,14 +186,29 @@ mod tests {
 
     #[test]
     fn quorums_outside_one_to_n_are_refused() {
-        assert!(ClusterConfig::new(5, 3, 3, DelayProfile::OFF).unwrap().is_strong());
-        assert!(!ClusterConfig::new(5, 1, 1, DelayProfile::OFF).unwrap().is_strong());
+        assert!(ClusterConfig::new(5, 3, 3, DelayProfile::OFF)
+            .unwrap()
+            .is_strong());
+        assert!(!ClusterConfig::new(5, 1, 1, DelayProfile::OFF)
+            .unwrap()
+            .is_strong());
         assert!(ClusterConfig::new(5, 0, 1, DelayProfile::OFF).is_err());
         assert!(ClusterConfig::new(5, 1, 6, DelayProfile::OFF).is_err());
         let c = ClusterConfig::new(5, 5, 1, DelayProfile::OFF).unwrap();
-        let bad = ConfigUpdate { w: Some(9), ..Default::default() };
-        assert!(c.with(&bad).unwrap_err().0.contains("w must be between 1 and n=5"));
-        let good = ConfigUpdate { r: Some(5), w: Some(1), delay_profile: None };
+        let bad = ConfigUpdate {
+            w: Some(9),
+            ..Default::default()
+        };
+        assert!(c
+            .with(&bad)
+            .unwrap_err()
+            .0
+            .contains("w must be between 1 and n=5"));
+        let good = ConfigUpdate {
+            r: Some(5),
+            w: Some(1),
+            delay_profile: None,
+        };
         assert_eq!((c.with(&good).unwrap().w, c.with(&good).unwrap().r), (1, 5));
     }
 }
