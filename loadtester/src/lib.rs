@@ -27,6 +27,8 @@
 //! - [`report`]: the assignment's matrix (configurations × write ratios) and
 //!   its Markdown/HTML report.
 
+#![warn(missing_docs)]
+
 pub mod cli;
 pub mod cluster;
 pub mod error;

@@ -140,12 +140,13 @@ pub async fn run_report(args: &ReportArgs, command: &str) -> Result<Vec<MatrixRu
     Ok(runs)
 }
 
-/// The flags of one run of the matrix.
+/// The flags of one run of the matrix. One URL means "discover the nodes
+/// from its /status"; several are the nodes.
 fn run_args(
     args: &ReportArgs,
     config: MatrixConfig,
     ratio: f64,
-    nodes: Vec<String>,
+    urls: &[String],
     out: &Path,
 ) -> RunArgs {
     let mut workload = args.workload.clone();
@@ -161,8 +162,16 @@ fn run_args(
         } else {
             ModeArg::Leader
         },
-        nodes,
-        discover: None,
+        nodes: if urls.len() > 1 {
+            urls.to_vec()
+        } else {
+            Vec::new()
+        },
+        discover: if urls.len() == 1 {
+            Some(urls[0].clone())
+        } else {
+            None
+        },
         write_ratio: ratio,
         duration: args.duration,
         qps: Some(args.qps),
@@ -187,7 +196,7 @@ async fn one_run(
     };
     if !existing.is_empty() {
         configure_existing(args, config, existing, delay).await?;
-        return run_load(&run_args(args, config, ratio, existing.clone(), out)).await;
+        return run_load(&run_args(args, config, ratio, existing, out)).await;
     }
     let kind = match (cluster_kind(config), lf_quorums(config, args.nodes)) {
         (ClusterKind::LeaderFollower { .. }, Some((w, r))) => ClusterKind::LeaderFollower { w, r },
@@ -201,7 +210,7 @@ async fn one_run(
         log_dir: Some(out.to_owned()),
     };
     let cluster = LocalCluster::start(&spec).await?;
-    let result = run_load(&run_args(args, config, ratio, cluster.urls.clone(), out)).await;
+    let result = run_load(&run_args(args, config, ratio, &cluster.urls, out)).await;
     cluster.stop().await;
     result
 }
@@ -214,8 +223,20 @@ async fn configure_existing(
     delay: bool,
 ) -> Result<()> {
     let client = crate::runner::http_client()?;
+    // Every node of the deployment, and N, from /status (or the URLs given).
+    let probe = run_args(args, config, 0.0, urls, &args.out);
+    let targets = crate::targets::Targets::resolve(
+        &client,
+        probe.mode,
+        &probe.nodes,
+        probe.discover.as_deref(),
+        crate::cli::ReadFrom::All,
+    )
+    .await?;
+    let n = targets.config.map_or(targets.nodes.len() as u32, |c| c.n);
+    let urls: Vec<String> = targets.nodes.iter().map(|node| node.url.clone()).collect();
     let mut update = ConfigUpdate::default();
-    if let Some((w, r)) = lf_quorums(config, urls.len() as u32) {
+    if let Some((w, r)) = lf_quorums(config, n) {
         (update.w, update.r) = (Some(w), Some(r));
     }
     let token = args.admin_token.as_deref();
@@ -236,10 +257,8 @@ async fn configure_existing(
     }
     let mut ok = 0;
     let mut last_err = String::new();
-    for url in urls {
-        let mut req = client
-            .post(format!("{}/config", crate::targets::clean_url(url)))
-            .json(&update);
+    for url in &urls {
+        let mut req = client.post(format!("{url}/config")).json(&update);
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }

@@ -147,3 +147,35 @@ async fn a_one_cell_report_writes_its_table_plots_and_json() {
     assert_eq!(all.len(), 1);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_on_an_existing_deployment_sets_each_configurations_quorums() {
+    // One running cluster, found from one URL; W/R change by POST /config between runs.
+    let cluster = start(ClusterKind::LeaderFollower { w: 3, r: 3 }).await;
+    let dir = temp_dir("existing");
+    let line = format!(
+        "kv-loadtester report --out {} --configs lf-w5r1,lf-w1r5 --ratios 0.5 --duration 1 --qps 20 --lf-nodes {} --quiet",
+        dir.display(),
+        cluster.urls[0]
+    );
+    let Some(Command::Report(args)) = parse_from(line.split_whitespace()).unwrap().command else {
+        panic!("report expected")
+    };
+    let runs = kv_loadtester::report::run_report(&args, &line)
+        .await
+        .unwrap();
+    let quorums: Vec<(u32, u32)> = runs
+        .iter()
+        .map(|r| {
+            let c = r.result.as_ref().unwrap().summary.cluster.unwrap();
+            (c.w, c.r)
+        })
+        .collect();
+    assert_eq!(quorums, [(5, 1), (1, 5)]);
+    for r in &runs {
+        let s = &r.result.as_ref().unwrap().summary;
+        assert_eq!((s.nodes.len(), s.errors.total, s.stale.stale), (5, 0, 0));
+    }
+    cluster.stop().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
