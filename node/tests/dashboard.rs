@@ -175,9 +175,16 @@ async fn dashboard_follows_a_five_node_cluster() {
     tokio::time::timeout(Duration::from_secs(10), cluster.kill(Cluster::LEADER))
         .await
         .expect("a node with a dashboard open stops promptly");
-    b.wait_for("#feed-status[data-state='stale']", PAGE, "the lost feed").await;
-    b.wait_for("#banner.bad", PAGE, "the lost-feed banner").await;
-    b.wait_for("#health-status[data-status='unreachable']", PAGE, "the header's verdict").await;
+    b.wait_for("#feed-status[data-state='stale']", PAGE, "the lost feed")
+        .await;
+    b.wait_for("#banner.bad", PAGE, "the lost-feed banner")
+        .await;
+    b.wait_for(
+        "#health-status[data-status='unreachable']",
+        PAGE,
+        "the header's verdict",
+    )
+    .await;
     b.screenshot("dashboard-7-serving-node-down").await;
 
     b.close().await;
