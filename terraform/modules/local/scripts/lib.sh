@@ -1,4 +1,5 @@
-# Helpers shared by start.sh and stop.sh (sourced, bash).
+# shellcheck shell=bash
+# Helpers shared by start.sh and stop.sh (sourced).
 #
 # A node's pid file, RUN_DIR/node-ID.pid, holds "PID STARTTIME": STARTTIME is field 22 of
 # /proc/PID/stat (clock ticks since boot), so a pid the kernel has since given to another

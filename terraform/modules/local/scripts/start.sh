@@ -13,13 +13,13 @@
 # stopped first.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR
 source "$here/lib.sh"
 
 # Terraform leaves some descriptors of its own open in this script (duplicates of its stdout
 # among them). A node that inherited one would keep whoever reads Terraform's output waiting
 # until the node stops, so everything but stdin, stdout and stderr is closed here.
-for fd in /proc/$$/fd/*; do
+for fd in "/proc/$$/fd/"*; do
     fd=${fd##*/}
     if ((fd > 2 && fd != 255)); then
         eval "exec $fd>&-"
@@ -49,6 +49,7 @@ fail() {
 
 # Whether something accepts TCP connections on host $1 port $2.
 port_in_use() {
+    # shellcheck disable=SC2016 # $1 and $2 belong to the inner bash
     timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$1" "$2" 2>/dev/null
 }
 
@@ -86,6 +87,7 @@ while IFS=$'\t' read -r -a fields; do
     log="$KV_RUN_DIR/node-$id.log" pidfile="$KV_RUN_DIR/node-$id.pid"
     : >"$log"
     # The shell writes its own pid, then becomes kv-node (exec keeps the pid).
+    # shellcheck disable=SC2016 # $$, $0 and $@ belong to the inner sh
     env -i PATH="$PATH" HOME="${HOME:-/}" NO_COLOR=1 KV_DEPLOYMENT_NODE="$KV_RUN_DIR/node-$id" \
         "${node_env[@]}" setsid nohup sh -c 'echo $$ >"$0.new" && mv "$0.new" "$0" && exec "$@"' \
         "$pidfile" "$KV_NODE_BINARY" "${args[@]}" </dev/null >>"$log" 2>&1 &

@@ -3,7 +3,7 @@
 # for the ids in KV_NODE_IDS (space-separated), by SIGTERM, then SIGKILL after 10 s.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR
 source "$here/lib.sh"
 
 : "${KV_RUN_DIR:?}"
