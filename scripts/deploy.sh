@@ -10,6 +10,7 @@
 #
 # Environment:
 #   KV_NODE_BIN   the kv-node executable (default: ${CARGO_TARGET_DIR:-target}/release/kv-node)
+#   KV_BASE_PORT  port of node 1 (default 8080); node i listens on KV_BASE_PORT + i - 1
 #   KV_TF_HOME, KV_TERRAFORM   where the Terraform toolchain is, which terraform to run
 #                              (see scripts/install-terraform.sh)
 set -euo pipefail
@@ -58,8 +59,12 @@ if ! init_out=$(tf init -input=false -upgrade 2>&1); then
 fi
 
 log "deploying preset $preset with $KV_NODE_BIN"
-apply=(apply "${color[@]}" -auto-approve -input=false -var-file="presets/$preset.tfvars" -var "kv_node_binary=$KV_NODE_BIN" "$@")
-tf "${apply[@]}" >&2
+apply=(apply "${color[@]}" -auto-approve -input=false -var-file="presets/$preset.tfvars" -var "kv_node_binary=$KV_NODE_BIN")
+if [[ -n ${KV_BASE_PORT:-} ]]; then
+    apply+=(-var "base_port=$KV_BASE_PORT")
+fi
+apply+=("$@")
+tf "${apply[@]}" >&2 || die "terraform apply failed (the reason is above)"
 
 # Terraform does not watch the processes: a node that died since the last deployment is
 # restarted by replacing the cluster.
@@ -67,7 +72,8 @@ mapfile -t urls < <(tf output -json node_urls | tr -d '[]" ' | tr ',' '\n' | sed
 for url in "${urls[@]}"; do
     if ! curl -fsS -o /dev/null --max-time 2 "$url/health"; then
         log "$url does not answer /health; re-deploying the cluster"
-        tf "${apply[@]}" -replace='module.local[0].null_resource.cluster' >&2
+        tf "${apply[@]}" -replace='module.local[0].null_resource.cluster' >&2 ||
+            die "terraform apply failed (the reason is above)"
         break
     fi
 done

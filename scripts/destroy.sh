@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Stops the cluster that scripts/deploy.sh started (terraform destroy): exactly the kv-node
 # processes recorded at deployment, nothing else. Does nothing when nothing is deployed.
+# Nodes of a deployment interrupted before Terraform recorded it (pid files in terraform/.run
+# but no state) are stopped too.
 #
 # Usage: scripts/destroy.sh [terraform destroy options]
 # Environment: KV_TF_HOME, KV_TERRAFORM (see scripts/install-terraform.sh)
@@ -15,7 +17,19 @@ fi
 
 TF_DIR="$ROOT/terraform"
 if [[ ! -s "$TF_DIR/terraform.tfstate" ]] || ! grep -q '"type": "null_resource"' "$TF_DIR/terraform.tfstate"; then
-    log "no deployment to destroy"
+    # Pid files without state: a deployment interrupted before Terraform recorded it.
+    ids=()
+    for file in "$TF_DIR"/.run/node-*.pid; do
+        [[ -e $file ]] || continue
+        id=${file##*/node-}
+        ids+=("${id%.pid}")
+    done
+    if ((${#ids[@]})); then
+        log "no deployment in the Terraform state; stopping the nodes recorded in $TF_DIR/.run"
+        KV_RUN_DIR="$TF_DIR/.run" KV_NODE_IDS="${ids[*]}" bash "$TF_DIR/modules/local/scripts/stop.sh" >&2
+    else
+        log "no deployment to destroy"
+    fi
     exit 0
 fi
 
@@ -33,5 +47,6 @@ if ! init_out=$(tf init -input=false -upgrade 2>&1); then
     die "terraform init failed"
 fi
 log "destroying the deployment"
-tf destroy "${color[@]}" -auto-approve -input=false "$@" >&2
+tf destroy "${color[@]}" -auto-approve -input=false "$@" >&2 ||
+    die "terraform destroy failed (the reason is above)"
 log "deployment destroyed"
