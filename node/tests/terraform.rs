@@ -90,6 +90,31 @@ fn reapply_changes_nothing_and_changing_quorums_or_preset_redeploys_cleanly() {
     tf.destroy_ok();
 }
 
+/// Destroy signals only what the deployment started: a pid file that names another kv-node
+/// (as after the kernel gave a dead node's pid to a new process) does not get that process
+/// killed, and the node it should have named is still found and stopped.
+#[test]
+fn destroy_signals_only_the_processes_it_started() {
+    let tf = Deployment::new("bystander");
+    let http = Http::new();
+    tf.apply_ok(
+        "lf-w3r3",
+        &["-var", "replicas=2", "-var", "w=1", "-var", "r=1"],
+    );
+    let port = free_port_range(1);
+    let bystander = Bystander::start(port);
+    wait_until(Duration::from_secs(15), "the bystander answers", || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let recycled = format!("{} 1\n", bystander.0.id());
+    std::fs::write(tf.run_dir.join("node-2.pid"), recycled).unwrap();
+
+    let out = tf.destroy_ok();
+    assert!(out.contains("node 2: found by its environment"), "{out}");
+    let (status, health) = http.get(&format!("http://127.0.0.1:{port}/health"));
+    assert_eq!(status, 200, "the bystander must survive destroy: {health}");
+}
+
 /// A port of the deployment held by another process: apply names the port, stops the nodes it
 /// had already started, leaves nothing running; once the port is free, apply succeeds.
 #[test]
@@ -323,15 +348,13 @@ impl Deployment {
         all
     }
 
-    /// Destroys the deployment and checks that none of its processes is left.
-    fn destroy_ok(&self) {
+    /// Destroys the deployment, checks that none of its processes is left, returns the output.
+    fn destroy_ok(&self) -> String {
         let out = self.terraform(&self.apply_args("destroy", "lf-w3r3", &["-auto-approve"]));
-        assert!(
-            out.status.success(),
-            "terraform destroy failed:\n{}",
-            text(&out)
-        );
+        let all = text(&out);
+        assert!(out.status.success(), "terraform destroy failed:\n{all}");
         self.assert_nothing_left();
+        all
     }
 
     /// `terraform output -json`.
@@ -440,6 +463,29 @@ impl Drop for Deployment {
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+    }
+}
+
+/// A standalone kv-node that belongs to no deployment; killed when dropped.
+struct Bystander(Child);
+
+impl Bystander {
+    fn start(port: u16) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_kv-node"))
+            .args(["--port", &port.to_string(), "--log-level", "warn"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Self(child)
+    }
+}
+
+impl Drop for Bystander {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 

@@ -69,22 +69,27 @@ stop_nodes() {
         pid="" start=""
         if [[ -f $file ]]; then
             read -r pid start <"$file" || true
-        else
+        fi
+        if ! is_our_node "$pid" "$start"; then
+            # No pid file, or it names a process that is not the node (any more): the node, if
+            # it still runs, is found by its environment marker.
             if ((!scanned)); then
                 marked=$(find_marked_nodes "$run_dir")
                 scanned=1
             fi
-            read -r _ pid start < <(grep "^$id " <<<"$marked") || continue
-            echo "node $id: no pid file; found it by its environment (pid $pid)"
+            if read -r _ pid start < <(grep "^$id " <<<"$marked"); then
+                echo "node $id: found by its environment (pid $pid)"
+            elif [[ -f $file ]]; then
+                echo "node $id: had already stopped"
+                rm -f "$file"
+                continue
+            else
+                continue
+            fi
         fi
-        if is_our_node "$pid" "$start"; then
-            echo "node $id: stopping pid $pid"
-            kill -TERM "$pid" 2>/dev/null || true
-            ids+=("$id") pids+=("$pid") starts+=("$start")
-        else
-            echo "node $id: pid ${pid:-?} had already stopped"
-            rm -f "$file"
-        fi
+        echo "node $id: stopping pid $pid"
+        kill -TERM "$pid" 2>/dev/null || true
+        ids+=("$id") pids+=("$pid") starts+=("$start")
     done
     ((${#pids[@]})) || return 0
     if ! wait_gone 10; then
