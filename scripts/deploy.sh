@@ -70,7 +70,7 @@ tf "${apply[@]}" >&2 || die "terraform apply failed (the reason is above)"
 # restarted by replacing the cluster.
 mapfile -t urls < <(tf output -json node_urls | tr -d '[]" ' | tr ',' '\n' | sed '/^$/d')
 for url in "${urls[@]}"; do
-    if ! curl -fsS -o /dev/null --max-time 2 "$url/health"; then
+    if ! curl --noproxy "*" -fsS -o /dev/null --max-time 2 "$url/health"; then
         log "$url does not answer /health; re-deploying the cluster"
         tf "${apply[@]}" -replace='module.local[0].null_resource.cluster' >&2 ||
             die "terraform apply failed (the reason is above)"

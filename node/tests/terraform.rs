@@ -653,6 +653,7 @@ impl Http {
         // No pooled connections: the redeploy test replaces the processes behind the same ports.
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(0)
+            .no_proxy()
             .timeout(Duration::from_secs(10))
             .build()
             .unwrap();

@@ -106,7 +106,7 @@ done <<<"$KV_SPEC"
 
 deadline=$((SECONDS + timeout_s))
 for id in "${started[@]}"; do
-    until curl -fsS -o /dev/null --max-time 2 "${urls[$id]}/health" 2>/dev/null; do
+    until curl --noproxy "*" -fsS -o /dev/null --max-time 2 "${urls[$id]}/health" 2>/dev/null; do
         is_our_node "${pids[$id]}" "${starts[$id]}" ||
             fail "$id" "node $id (${urls[$id]}) exited during start; see its log"
         ((SECONDS < deadline)) ||
