@@ -317,7 +317,7 @@ fn row_cells(run: &MatrixRun) -> Vec<String> {
                 s.errors.total.to_string(),
                 format!(
                     "{:.1} / {:.0}",
-                    s.throughput.achieved_rate,
+                    s.throughput.issue_rate,
                     s.throughput.target_rate.unwrap_or(0.0)
                 ),
                 lost,
@@ -396,7 +396,7 @@ fn write_report(args: &ReportArgs, command: &str, runs: &[MatrixRun]) -> Result<
     let mut html = String::from(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>kv-store load report</title>\
          <style>body{font-family:sans-serif;max-width:1300px;margin:auto}table{border-collapse:collapse}\
-         td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}td:first-child{text-align:left}\
+         body{padding:0 1em}td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}td:first-child{text-align:left}\
          img{max-width:100%}</style></head><body>\n",
     );
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
