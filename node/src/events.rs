@@ -16,6 +16,13 @@
 //!   are this node's wall clock (ms since the epoch), so the dashboard can
 //!   replay them at the pace they happened.
 //!
+//! - **Relay.** A write's trace is built by the node that coordinated it (the
+//!   leader, or in leaderless mode any node). So that every node's page shows
+//!   every write, the aggregator also follows each peer's
+//!   `GET /events?only=own-traces` (that peer's own traces, no snapshots, no
+//!   aggregator started there) and republishes them. Relayed traces are never
+//!   relayed again, so there are no loops.
+//!
 //! Cost when nobody watches: every `trace_*` call returns after one atomic
 //! load. When someone watches, at most [`MAX_TRACED`] writes are traced at a
 //! time (later writes are skipped until some finish), so a load test does not
@@ -25,6 +32,7 @@
 //! because a graceful shutdown waits for open responses and a stream never ends
 //! by itself.
 
+use crate::error::ApiQuery;
 use crate::server::AppState;
 use axum::extract::State;
 use axum::http::{header, Method};
@@ -33,10 +41,11 @@ use futures_util::stream::{self, Stream, StreamExt};
 use kv_shared::cluster::{Seq, StatusResponse};
 use kv_shared::events::{ClusterEvent, ClusterView, ReplicaTrace, ReplicaView, WallMs, WriteTrace};
 use kv_shared::{NodeId, Role, Version};
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::ops::RangeInclusive;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{broadcast, watch};
@@ -56,6 +65,10 @@ const TRACE_TTL_MS: WallMs = 30_000;
 const CHANNEL_CAPACITY: usize = 256;
 /// Reconnection delay the browser is asked to use, in ms.
 const CLIENT_RETRY: Duration = Duration::from_millis(1_000);
+/// Wait before a relay reconnects to a peer's stream.
+const RELAY_RETRY: Duration = Duration::from_millis(1_000);
+/// How often a relay waiting for a peer's event checks whether it is still needed.
+const RELAY_CHECK: Duration = Duration::from_millis(500);
 
 /// This node's wall clock in ms since the Unix epoch.
 pub fn wall_ms() -> WallMs {
@@ -104,14 +117,25 @@ impl TraceBook {
     }
 }
 
+/// An event as the hub broadcasts it: serialised once for every subscriber.
+#[derive(Debug)]
+struct Published {
+    json: Arc<str>,
+    /// A trace of a write this node coordinated (not a snapshot, not relayed).
+    own_trace: bool,
+}
+
 #[derive(Debug)]
 struct Inner {
-    /// Pre-serialised events: serialised once, sent to every subscriber.
-    tx: broadcast::Sender<Arc<str>>,
+    /// Every event, to every subscriber.
+    tx: broadcast::Sender<Arc<Published>>,
+    /// Open full streams (snapshots + traces): the aggregator runs while > 0.
+    watchers: AtomicUsize,
     /// The last snapshot, sent first to a new subscriber.
     latest_status: Mutex<Option<Arc<str>>>,
     aggregator_running: AtomicBool,
-    /// Locked for microseconds; never held across `.await`.
+    /// Locked for microseconds, also while a trace is published (so that
+    /// copies of one trace leave in order); never held across `.await`.
     book: Mutex<TraceBook>,
     /// Becomes true when the server shuts down; ends every stream.
     closed: watch::Sender<bool>,
@@ -135,6 +159,7 @@ impl EventHub {
         Self {
             inner: Arc::new(Inner {
                 tx: broadcast::channel(CHANNEL_CAPACITY).0,
+                watchers: AtomicUsize::new(0),
                 latest_status: Mutex::new(None),
                 aggregator_running: AtomicBool::new(false),
                 book: Mutex::new(TraceBook::default()),
@@ -143,9 +168,15 @@ impl EventHub {
         }
     }
 
-    /// Whether anyone watches (the `trace_*` calls do nothing otherwise).
+    /// Whether anyone watches, a page or a peer's relay (the `trace_*` calls
+    /// do nothing otherwise).
     pub fn is_watched(&self) -> bool {
         self.inner.tx.receiver_count() > 0
+    }
+
+    /// Open full streams (pages).
+    fn watchers(&self) -> usize {
+        self.inner.watchers.load(Ordering::Acquire)
     }
 
     /// Ends every open stream and refuses new ones (server shutdown).
@@ -153,14 +184,15 @@ impl EventHub {
         self.inner.closed.send_replace(true);
     }
 
-    fn publish(&self, event: &ClusterEvent) {
+    /// Broadcasts `event`; `own_trace` marks a trace this node coordinated.
+    fn publish(&self, event: &ClusterEvent, own_trace: bool) {
         match serde_json::to_string(event) {
             Ok(json) => {
                 let json: Arc<str> = json.into();
                 if matches!(event, ClusterEvent::Status(_)) {
                     *self.lock_status() = Some(json.clone());
                 }
-                let _ = self.inner.tx.send(json);
+                let _ = self.inner.tx.send(Arc::new(Published { json, own_trace }));
             }
             Err(e) => tracing::warn!("cannot serialise an event: {e}"),
         }
@@ -179,7 +211,7 @@ impl EventHub {
 
     /// Publishes a cluster snapshot.
     pub fn publish_status(&self, view: ClusterView) {
-        self.publish(&ClusterEvent::Status(view));
+        self.publish(&ClusterEvent::Status(view), false);
     }
 
     /// A coordinator accepted write `id` (its log position in leader-follower
@@ -225,8 +257,8 @@ impl EventHub {
                 return;
             }
             book.traces.insert(id, trace.clone());
+            self.publish(&ClusterEvent::Trace(trace), true);
         }
-        self.publish(&ClusterEvent::Trace(trace));
     }
 
     /// The coordinator sent writes `ids` to replica `to` (the first send counts).
@@ -234,7 +266,9 @@ impl EventHub {
         if !self.is_watched() {
             return;
         }
-        let changed = self.lock_book().update(to, ids, wall_ms(), |r, now| {
+        // Published under the book's lock, so copies of a trace leave in order.
+        let mut book = self.lock_book();
+        let changed = book.update(to, ids, wall_ms(), |r, now| {
             let first = r.sent_at_ms.is_none();
             if first {
                 r.sent_at_ms = Some(now);
@@ -242,7 +276,7 @@ impl EventHub {
             first
         });
         for t in changed {
-            self.publish(&ClusterEvent::Trace(t));
+            self.publish(&ClusterEvent::Trace(t), true);
         }
     }
 
@@ -252,7 +286,8 @@ impl EventHub {
         if !self.is_watched() {
             return;
         }
-        let changed = self.lock_book().update(from, ids, wall_ms(), |r, now| {
+        let mut book = self.lock_book();
+        let changed = book.update(from, ids, wall_ms(), |r, now| {
             let first = r.acked_at_ms.is_none() && r.sent_at_ms.is_some();
             if first {
                 r.acked_at_ms = Some(now);
@@ -260,7 +295,7 @@ impl EventHub {
             first
         });
         for t in changed {
-            self.publish(&ClusterEvent::Trace(t));
+            self.publish(&ClusterEvent::Trace(t), true);
         }
     }
 
@@ -270,18 +305,15 @@ impl EventHub {
             return;
         }
         let now = wall_ms();
-        let trace = {
-            let mut book = self.lock_book();
-            let Some(t) = book.traces.get_mut(&id) else {
-                return;
-            };
-            t.committed_at_ms = Some(now);
-            t.at_ms = now;
-            let t = t.clone();
-            book.prune(now);
-            t
+        let mut book = self.lock_book();
+        let Some(t) = book.traces.get_mut(&id) else {
+            return;
         };
-        self.publish(&ClusterEvent::Trace(trace));
+        t.committed_at_ms = Some(now);
+        t.at_ms = now;
+        let t = t.clone();
+        self.publish(&ClusterEvent::Trace(t), true);
+        book.prune(now);
     }
 
     /// Starts the aggregator unless it runs.
@@ -293,21 +325,31 @@ impl EventHub {
         tokio::spawn(async move { hub.aggregate(state).await });
     }
 
-    /// Publishes snapshots while anyone watches; ends with the last watcher.
+    /// Publishes snapshots and relays the peers' traces while a page
+    /// watches; ends with the last one (or at shutdown).
     async fn aggregate(self, state: AppState) {
         let mut closed = self.inner.closed.subscribe();
+        let client = state.cluster.transport().client().clone();
+        let relays: Vec<_> = state
+            .cluster
+            .peers()
+            .list()
+            .iter()
+            .map(|p| tokio::spawn(self.clone().relay(client.clone(), p.url.clone())))
+            .collect();
         loop {
-            if !self.is_watched() || *closed.borrow() {
+            if self.watchers() == 0 || *closed.borrow() {
                 self.inner
                     .aggregator_running
                     .store(false, Ordering::Release);
-                // A subscriber that came in between keeps the task alive.
-                if self.is_watched()
+                // A page that came in between keeps the task alive.
+                if self.watchers() > 0
                     && !*closed.borrow()
                     && !self.inner.aggregator_running.swap(true, Ordering::AcqRel)
                 {
                     continue;
                 }
+                relays.iter().for_each(|r| r.abort());
                 return;
             }
             let view = build_view(&state).await;
@@ -318,6 +360,59 @@ impl EventHub {
             }
         }
     }
+}
+
+impl EventHub {
+    /// Follows a peer's own traces and republishes them here, reconnecting
+    /// after [`RELAY_RETRY`]; runs until the aggregator aborts it.
+    async fn relay(self, client: reqwest::Client, peer_url: String) {
+        let url = format!("{}/events?only=own-traces", peer_url.trim_end_matches('/'));
+        loop {
+            if let Err(e) = self.relay_once(&client, &url).await {
+                tracing::debug!("trace relay from {url}: {e}");
+            }
+            tokio::time::sleep(RELAY_RETRY).await;
+        }
+    }
+
+    /// One connection to a peer's stream, until it ends or fails.
+    async fn relay_once(&self, client: &reqwest::Client, url: &str) -> Result<(), String> {
+        let mut resp = client.get(url).send().await.map_err(|e| short_error(&e))?;
+        if !resp.status().is_success() {
+            return Err(format!("answered {}", resp.status()));
+        }
+        let mut buf: Vec<u8> = Vec::new();
+        loop {
+            let chunk = match tokio::time::timeout(RELAY_CHECK, resp.chunk()).await {
+                Err(_) => continue,
+                Ok(Ok(Some(chunk))) => chunk,
+                Ok(Ok(None)) => return Ok(()),
+                Ok(Err(e)) => return Err(e.to_string()),
+            };
+            buf.extend_from_slice(&chunk);
+            for trace in take_traces(&mut buf) {
+                self.publish(&ClusterEvent::Trace(trace), false);
+            }
+        }
+    }
+}
+
+/// Removes the complete SSE messages from the front of `buf` and returns the
+/// traces they carry (a partial message stays in `buf` for the next chunk).
+fn take_traces(buf: &mut Vec<u8>) -> Vec<WriteTrace> {
+    let mut traces = Vec::new();
+    while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
+        let message: Vec<u8> = buf.drain(..end + 2).collect();
+        for line in String::from_utf8_lossy(&message).lines() {
+            let Some(data) = line.strip_prefix("data:") else {
+                continue;
+            };
+            if let Ok(ClusterEvent::Trace(t)) = serde_json::from_str(data.trim_start()) {
+                traces.push(t);
+            }
+        }
+    }
+    traces
 }
 
 /// This node's `/status` plus every peer's, as one [`ClusterView`].
@@ -438,14 +533,56 @@ pub fn cors() -> CorsLayer {
         .allow_headers([header::CONTENT_TYPE])
 }
 
+/// What a `/events` stream carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Only {
+    /// Only the traces of writes this node coordinated (what peers relay).
+    OwnTraces,
+}
+
+/// Query string of `GET /events`.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+pub struct EventsQuery {
+    /// Absent: snapshots and every trace (a page). `own-traces`: see [`Only`].
+    #[serde(default)]
+    pub only: Option<Only>,
+}
+
+/// Counts an open page stream while it lives.
+struct Watcher(EventHub);
+
+impl Watcher {
+    fn new(hub: &EventHub) -> Self {
+        hub.inner.watchers.fetch_add(1, Ordering::AcqRel);
+        Self(hub.clone())
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.0.inner.watchers.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// `GET /events`: the live feed as Server-Sent Events (see the module docs).
+///
+/// # Errors
+/// 400 for an unknown `only` value.
 pub async fn events(
     State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<EventsQuery>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let hub = state.cluster.events().clone();
     let rx = hub.inner.tx.subscribe();
-    hub.ensure_aggregator(&state);
-    let first = hub.lock_status().clone();
+    let own_traces_only = query.only == Some(Only::OwnTraces);
+    let (watcher, first) = if own_traces_only {
+        (None, None)
+    } else {
+        let watcher = Watcher::new(&hub);
+        hub.ensure_aggregator(&state);
+        (Some(watcher), hub.lock_status().clone())
+    };
     let closed = hub.inner.closed.subscribe();
     let hello = Event::default()
         .retry(CLIENT_RETRY)
@@ -453,22 +590,26 @@ pub async fn events(
     let start =
         stream::iter(std::iter::once(hello).chain(first.map(|json| Event::default().data(&*json))))
             .map(Ok);
-    let live = stream::unfold((rx, closed), |(mut rx, mut closed)| async move {
-        loop {
-            if *closed.borrow() {
-                return None;
+    let live = stream::unfold(
+        (rx, closed, watcher),
+        move |(mut rx, mut closed, watcher)| async move {
+            loop {
+                if *closed.borrow() {
+                    return None;
+                }
+                tokio::select! {
+                    msg = rx.recv() => match msg {
+                        Ok(p) if own_traces_only && !p.own_trace => continue,
+                        Ok(p) => return Some((Ok(Event::default().data(&*p.json)), (rx, closed, watcher))),
+                        // A slow client skips what it missed; the next snapshot resets it.
+                        Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    },
+                    _ = closed.changed() => return None,
+                }
             }
-            tokio::select! {
-                msg = rx.recv() => match msg {
-                    Ok(json) => return Some((Ok(Event::default().data(&*json)), (rx, closed))),
-                    // A slow client skips what it missed; the next snapshot resets it.
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                },
-                _ = closed.changed() => return None,
-            }
-        }
-    });
+        },
+    );
     Sse::new(start.chain(live)).keep_alive(KeepAlive::default())
 }
 
@@ -541,9 +682,10 @@ mod tests {
         hub.trace_acked(2, 0..=5);
         hub.trace_acked(3, 0..=9);
         let mut seen = Vec::new();
-        while let Ok(json) = rx.try_recv() {
-            let ClusterEvent::Trace(t) = serde_json::from_str(&json).unwrap() else {
-                panic!("{json}")
+        while let Ok(p) = rx.try_recv() {
+            assert!(p.own_trace);
+            let ClusterEvent::Trace(t) = serde_json::from_str(&p.json).unwrap() else {
+                panic!("{}", p.json)
             };
             seen.push(t);
         }
@@ -565,5 +707,34 @@ mod tests {
             hub.trace_write(1, id, Some(id), "k", id, 1, &[2]);
         }
         assert_eq!(hub.lock_book().traces.len(), MAX_TRACED);
+    }
+
+    #[test]
+    fn relayed_sse_messages_are_cut_at_blank_lines() {
+        let trace = WriteTrace {
+            id: 3,
+            seq: Some(3),
+            key: "k".into(),
+            version: 1,
+            coordinator: 2,
+            w: 1,
+            started_at_ms: 1,
+            committed_at_ms: None,
+            replicas: vec![],
+            at_ms: 1,
+        };
+        let json = serde_json::to_string(&ClusterEvent::Trace(trace.clone())).unwrap();
+        let stream = format!("retry: 1000\n: hello\n\ndata: {json}\n\ndata: {json}");
+        let (head, tail) = stream.as_bytes().split_at(stream.len() - 10);
+        let mut buf = head.to_vec();
+        assert_eq!(take_traces(&mut buf), vec![trace.clone()]);
+        buf.extend_from_slice(tail);
+        assert!(
+            take_traces(&mut buf).is_empty(),
+            "the last message is not complete yet"
+        );
+        buf.extend_from_slice(b"\n\n");
+        assert_eq!(take_traces(&mut buf), vec![trace]);
+        assert!(buf.is_empty());
     }
 }

@@ -7,6 +7,7 @@ mod common;
 mod webdriver;
 
 use common::Cluster;
+use kv_shared::events::ClusterEvent;
 use std::time::Duration;
 use webdriver::Browser;
 
@@ -188,5 +189,99 @@ async fn dashboard_follows_a_five_node_cluster() {
     b.screenshot("dashboard-7-serving-node-down").await;
 
     b.close().await;
+    cluster.stop().await;
+}
+
+/// Reads SSE messages from `resp` until `want` accepts one; None after `limit`.
+async fn next_event_where(
+    resp: &mut reqwest::Response,
+    buf: &mut String,
+    limit: Duration,
+    want: impl Fn(&ClusterEvent) -> bool,
+) -> Option<ClusterEvent> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        while let Some(end) = buf.find("\n\n") {
+            let message: String = buf.drain(..end + 2).collect();
+            for line in message.lines() {
+                if let Some(data) = line.strip_prefix("data:") {
+                    let event: ClusterEvent = serde_json::from_str(data.trim_start()).unwrap();
+                    if want(&event) {
+                        return Some(event);
+                    }
+                }
+            }
+        }
+        let chunk = tokio::time::timeout_at(deadline, resp.chunk())
+            .await
+            .ok()?
+            .unwrap()
+            .expect("the stream stays open");
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+/// A follower's `/events` carries the cluster snapshot it gathers and the
+/// traces of writes the leader coordinated (relayed from the leader's own
+/// stream); an unknown `only` value is a JSON 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_followers_feed_shows_the_cluster_and_the_leaders_writes() {
+    let cluster = Cluster::start(3, 2, 2, |_| {}).await;
+    let bad = cluster
+        .client
+        .get(format!("{}/events?only=everything", cluster.url(2)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let body: kv_shared::ErrorBody = bad.json().await.unwrap();
+    assert!(!body.error.is_empty());
+
+    let mut feed = cluster
+        .client
+        .get(format!("{}/events", cluster.url(2)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(feed.status(), 200);
+    let content_type = feed.headers()["content-type"].to_str().unwrap();
+    assert!(content_type.starts_with("text/event-stream"));
+    let mut buf = String::new();
+    let limit = Duration::from_secs(10);
+    let all_up =
+        |e: &ClusterEvent| matches!(e, ClusterEvent::Status(v) if v.replicas.iter().all(|r| r.up));
+    let Some(ClusterEvent::Status(view)) =
+        next_event_where(&mut feed, &mut buf, limit, all_up).await
+    else {
+        panic!("no snapshot with every replica up within {limit:?}")
+    };
+    assert_eq!(view.observer, 2);
+    assert_eq!(view.leader, Some(1));
+    let ids: Vec<_> = view.replicas.iter().map(|r| r.id).collect();
+    assert_eq!(ids, vec![1, 2, 3]);
+    assert_eq!(view.replicas[0].role, kv_shared::Role::Leader);
+
+    // The relay connects in the background: write until a trace comes through.
+    let done = |e: &ClusterEvent| matches!(e, ClusterEvent::Trace(t) if t.key == "relayed" && t.fully_acked());
+    let mut trace = None;
+    for i in 0..100 {
+        let status = cluster.set(1, "relayed", &i.to_string()).await.status();
+        assert_eq!(status, 201);
+        trace = next_event_where(&mut feed, &mut buf, Duration::from_millis(300), done).await;
+        if trace.is_some() {
+            break;
+        }
+    }
+    let Some(ClusterEvent::Trace(t)) = trace else {
+        panic!("no trace of the leader's writes reached the follower's feed")
+    };
+    assert_eq!((t.coordinator, t.w), (1, 2));
+    let ids: Vec<_> = t.replicas.iter().map(|r| r.id).collect();
+    assert_eq!(ids, vec![2, 3]);
+    for r in &t.replicas {
+        assert!(t.started_at_ms <= r.sent_at_ms.unwrap());
+        assert!(r.sent_at_ms.unwrap() <= r.acked_at_ms.unwrap());
+    }
+    drop(feed);
     cluster.stop().await;
 }

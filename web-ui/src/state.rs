@@ -284,7 +284,7 @@ impl State {
         let same = |t: &WriteTrace| t.coordinator == trace.coordinator && t.id == trace.id;
         let horizon = trace.at_ms.saturating_sub(TRACE_KEEP_MS);
         match self.traces.iter_mut().find(|t| same(t)) {
-            Some(t) => *t = trace,
+            Some(t) => *t = merge(t, trace),
             None => self.traces.push(trace),
         }
         self.traces
@@ -357,6 +357,29 @@ impl State {
             .iter()
             .flat_map(|v| v.replicas.iter().filter(|r| !r.up).map(|r| r.id))
             .collect()
+    }
+}
+
+/// Two copies of one trace, merged: a timestamp once known stays (copies may
+/// arrive out of order, or twice when relayed).
+pub fn merge(old: &WriteTrace, new: WriteTrace) -> WriteTrace {
+    let replicas = new
+        .replicas
+        .iter()
+        .map(|r| match old.replicas.iter().find(|o| o.id == r.id) {
+            Some(o) => ReplicaTrace {
+                id: r.id,
+                sent_at_ms: o.sent_at_ms.or(r.sent_at_ms),
+                acked_at_ms: o.acked_at_ms.or(r.acked_at_ms),
+            },
+            None => *r,
+        })
+        .collect();
+    WriteTrace {
+        committed_at_ms: old.committed_at_ms.or(new.committed_at_ms),
+        at_ms: old.at_ms.max(new.at_ms),
+        replicas,
+        ..new
     }
 }
 
@@ -560,6 +583,13 @@ mod tests {
         newer.at_ms = 1_100;
         let s = event(s, ClusterEvent::Trace(newer.clone()), 0.0);
         assert_eq!(s.traces.len(), 2);
+        assert_eq!(s.traces[0], newer);
+        // An older copy arriving late takes nothing away.
+        let s = event(
+            s,
+            ClusterEvent::Trace(trace(1, 1_000, &[(2, Some(1_001), None)])),
+            0.0,
+        );
         assert_eq!(s.traces[0], newer);
     }
 

@@ -55,7 +55,7 @@ fn health_view(health: &FetchState<HealthResponse>, link: &Link) -> Html {
         },
         FetchState::Failed(e) => html! {
             <div class="health">
-                <span id="health-status" class="bad" data-status="error" title={e.clone()}>{ "unreachable" }</span>
+                <span id="health-status" class="bad" data-status="unreachable" title={e.clone()}>{ "not answering" }</span>
             </div>
         },
         FetchState::Ready(h) => html! {
