@@ -191,6 +191,10 @@ async fn open_loop<W: Workload>(
             drop(permit);
             let _ = tx.send(s).await;
         });
+        // The new task sits in this worker's LIFO slot, which other workers
+        // cannot steal from: let it start (send its request) before this
+        // loop blocks the worker in `wait_until`.
+        tokio::task::yield_now().await;
     }
     // Every permit back means every request answered (or timed out).
     let _ = tokio::time::timeout_at(hard_stop, permits.acquire_many(max_in_flight)).await;
