@@ -126,6 +126,31 @@ pub struct Live {
     pub errors: AtomicU64,
     /// Stale reads.
     pub stale: AtomicU64,
+    /// Read latency p50 and p99 so far, µs (refreshed every 250 ms).
+    pub read_p50_p99: [AtomicU64; 2],
+    /// Write latency p50 and p99 so far, µs (refreshed every 250 ms).
+    pub write_p50_p99: [AtomicU64; 2],
+}
+
+impl Live {
+    /// Publishes the current p50 and p99 of `stats`.
+    fn publish_percentiles(&self, stats: &Stats) {
+        for (h, out) in [
+            (&stats.reads, &self.read_p50_p99),
+            (&stats.writes, &self.write_p50_p99),
+        ] {
+            if !h.is_empty() {
+                out[0].store(h.value_at_quantile(0.5), Relaxed);
+                out[1].store(h.value_at_quantile(0.99), Relaxed);
+            }
+        }
+    }
+
+    /// `p50/p99 ms` of one pair.
+    fn pair_ms(pair: &[AtomicU64; 2]) -> String {
+        let ms = |a: &AtomicU64| a.load(Relaxed) as f64 / 1000.0;
+        format!("{:.1}/{:.1} ms", ms(&pair[0]), ms(&pair[1]))
+    }
 }
 
 /// What the pacing loop reports.
@@ -264,8 +289,13 @@ async fn collect(
     mut csv: Option<output::SampleCsv>,
 ) -> Result<Stats> {
     let mut stats = Stats::default();
+    let mut published = Instant::now();
     while let Some(s) = rx.recv().await {
         stats.record(&s);
+        if published.elapsed() >= Duration::from_millis(250) {
+            live.publish_percentiles(&stats);
+            published = Instant::now();
+        }
         live.completed.fetch_add(1, Relaxed);
         if s.is_error() {
             live.errors.fetch_add(1, Relaxed);
@@ -284,7 +314,7 @@ async fn collect(
 }
 
 /// The progress bar: elapsed time against the duration, with live
-/// throughput, errors and stale reads. Hidden with `--quiet` or when stdout
+/// throughput, p50/p99 latency of reads and writes, errors and stale reads. Hidden with `--quiet` or when stdout
 /// is not a terminal.
 fn progress_bar(duration: Duration, quiet: bool) -> ProgressBar {
     if quiet || !std::io::stdout().is_terminal() {
@@ -317,7 +347,9 @@ async fn tick_progress(pb: ProgressBar, live: Arc<Live>) {
         last = (now, done);
         pb.set_position(start.elapsed().as_millis() as u64);
         pb.set_message(format!(
-            "{rate:>7.1} req/s  {done} done  {} errors  {} stale",
+            "{rate:>7.1} req/s  {done} done  read p50/p99 {}  write {}  {} errors  {} stale",
+            Live::pair_ms(&live.read_p50_p99),
+            Live::pair_ms(&live.write_p50_p99),
             live.errors.load(Relaxed),
             live.stale.load(Relaxed)
         ));
