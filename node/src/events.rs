@@ -49,7 +49,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{broadcast, watch};
-use tower_http::cors::{Any, CorsLayer};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 /// Interval between two cluster snapshots while someone watches.
 pub const AGGREGATE_EVERY: Duration = Duration::from_millis(300);
@@ -523,12 +523,24 @@ pub fn assemble(
     }
 }
 
+/// Whether cross-origin calls may reach `path`: the data operations only.
+pub fn cross_origin_allowed(path: &str) -> bool {
+    matches!(path, "/set" | "/get" | "/local_read" | "/health")
+        || path.starts_with("/get/")
+        || path.starts_with("/local_read/")
+}
+
 /// CORS for the data operations (`/set`, `/get`, `/local_read`, `/health`):
-/// the dashboard served by one node sends them to any replica. Only simple
-/// methods and the JSON content type are allowed; no credentials.
+/// the dashboard served by one node sends them to any replica. Any origin,
+/// GET/POST and the JSON content type only, no credentials; other paths
+/// (`/config`, `/status`, `/internal/...`) get no CORS headers, so a page
+/// from elsewhere cannot call them. Apply it outermost: it must see the
+/// preflight `OPTIONS` before the router answers 405.
 pub fn cors() -> CorsLayer {
     CorsLayer::new()
-        .allow_origin(Any)
+        .allow_origin(AllowOrigin::predicate(|_, parts| {
+            cross_origin_allowed(parts.uri.path())
+        }))
         .allow_methods([Method::GET, Method::POST])
         .allow_headers([header::CONTENT_TYPE])
 }
@@ -736,5 +748,39 @@ mod tests {
         buf.extend_from_slice(b"\n\n");
         assert_eq!(take_traces(&mut buf), vec![trace]);
         assert!(buf.is_empty());
+    }
+
+    #[tokio::test]
+    async fn only_the_data_routes_answer_cross_origin_preflights() {
+        use axum::body::Body;
+        use axum::http::Request;
+        use tower::ServiceExt;
+
+        let app = crate::app(AppState::new(crate::Config::for_tests(1)));
+        let preflight = |path: &str| {
+            Request::options(path)
+                .header("origin", "http://127.0.0.1:1")
+                .header("access-control-request-method", "POST")
+                .header("access-control-request-headers", "content-type")
+                .body(Body::empty())
+                .unwrap()
+        };
+        for path in ["/set", "/get/k", "/local_read", "/health"] {
+            let resp = app.clone().oneshot(preflight(path)).await.unwrap();
+            assert!(resp.status().is_success(), "{path}: {}", resp.status());
+            assert_eq!(
+                resp.headers()["access-control-allow-origin"],
+                "http://127.0.0.1:1",
+                "{path}"
+            );
+        }
+        for path in ["/config", "/status", "/internal/replicate"] {
+            let resp = app.clone().oneshot(preflight(path)).await.unwrap();
+            let allowed = resp.headers().get("access-control-allow-origin");
+            assert!(
+                allowed.is_none(),
+                "{path} must not be callable cross-origin"
+            );
+        }
     }
 }

@@ -97,9 +97,6 @@ fn client_routes() -> Router<AppState> {
         .route("/local_read", get(api::local_read_query))
         .route("/local_read/{key}", get(api::local_read_path))
         .route("/health", get(api::health))
-        // The routes above (not those below) answer cross-origin calls: the dashboard
-        // served by one node sends operations to the replica the user picks.
-        .layer(events::cors())
         .route("/status", get(api::status))
         .route("/config", get(api::get_config).post(api::post_config))
         .route("/events", get(events::events))
@@ -129,6 +126,8 @@ pub fn app(state: AppState) -> Router {
         .merge(internal_routes())
         .fallback(ui::fallback)
         .method_not_allowed_fallback(error::method_not_allowed)
+        // Outermost, so that it answers preflights; it allows the data routes only.
+        .layer(events::cors())
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

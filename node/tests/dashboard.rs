@@ -285,3 +285,70 @@ async fn a_followers_feed_shows_the_cluster_and_the_leaders_writes() {
     drop(feed);
     cluster.stop().await;
 }
+
+/// A leaderless cluster is drawn as a ring of peers, and a write sent from
+/// the page to one peer shows on the timeline of the page served by another
+/// (the coordinator's trace is relayed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dashboard_draws_a_leaderless_ring() {
+    use common::TestNode;
+    use kv_node::config::ModeArg;
+    use kv_node::Config;
+    use tokio::net::TcpListener;
+
+    let mut listeners = Vec::new();
+    for _ in 0..3 {
+        listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
+    }
+    let ports: Vec<u16> = listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect();
+    let peers: Vec<String> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{}=http://127.0.0.1:{p}", i + 1))
+        .collect();
+    let nodes: Vec<TestNode> = listeners
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let mut c = Config::for_tests(i as u32 + 1);
+            c.port = ports[i];
+            c.mode = ModeArg::Leaderless;
+            c.peers = peers.join(",");
+            TestNode::start_on(l, c)
+        })
+        .collect();
+
+    let b = Browser::start().await;
+    b.resize(1400, 1100).await;
+    b.client.goto(&format!("{}/", nodes[0].url)).await.unwrap();
+    for id in 1..=3 {
+        let css = format!("#replica-{id}[data-role='peer'][data-up='true']");
+        b.wait_for(&css, PAGE, "a peer of the ring").await;
+    }
+    assert_eq!(b.text("#health-mode").await, "leaderless");
+    b.select("#op-node", "2").await;
+    b.fill("#op-key", "ring").await;
+    b.click("#op-send").await;
+    b.wait_for(
+        "#op-result[data-status='201']",
+        PAGE,
+        "the 201 of the set at node 2",
+    )
+    .await;
+    assert_eq!(b.text("#op-result-served-by").await, "node 2");
+    b.wait_for(
+        "tr[data-key='ring']",
+        PAGE,
+        "node 2's write on node 1's timeline",
+    )
+    .await;
+    b.screenshot("dashboard-8-leaderless-ring").await;
+
+    b.close().await;
+    for n in nodes {
+        n.stop().await;
+    }
+}

@@ -214,6 +214,12 @@ fn replica_view(r: &ReplicaView, (x, y): (f64, f64), lag: Option<LagSample>, fla
     } else {
         ("in sync".to_owned(), "state good")
     };
+    // Leaderless replicas have no log position: their key count says more.
+    let stats = if r.role == Role::Peer {
+        format!("{keys} keys")
+    } else {
+        format!("seq {seq} · {keys} keys")
+    };
     let title = r.error.clone().unwrap_or_else(|| r.url.clone());
     html! {
         <g id={format!("replica-{}", r.id)} class={class} data-role={role_label(r.role)}
@@ -224,7 +230,7 @@ fn replica_view(r: &ReplicaView, (x, y): (f64, f64), lag: Option<LagSample>, fla
             <circle class="health-dot" cx={(2.0 * HALF_W - 12.0).to_string()} cy="13" r="5" />
             <text class="name" x="10" y="19">{ format!("node {}", r.id) }</text>
             <text class="role" x="10" y="35">{ role_label(r.role) }</text>
-            <text class="stats" x="10" y="52">{ format!("seq {seq} · {keys} keys") }</text>
+            <text class="stats" x="10" y="52">{ stats }</text>
             <text class={state_class} x="10" y="69">{ state_text }</text>
         </g>
     }
