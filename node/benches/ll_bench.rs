@@ -196,6 +196,24 @@ fn main() {
                 println!("  node {id}: {} hints delivered", ll.delivered_hints);
             }
         }
+        // A round between stores already equal: one digest request, no keys.
+        let since = kv_node::leaderless::runtime::wall_ms();
+        let in_sync = std::cell::Cell::new(None);
+        wait_until("a round between equal stores", Duration::from_secs(60), || async {
+            for id in 1..=3 {
+                let ll = c.status(id).await.leaderless.unwrap();
+                if let Some(r) = ll.last_anti_entropy.filter(|r| {
+                    r.completed && r.keys_repaired == 0 && r.buckets_differing == 0 && r.ended_at_ms > since
+                }) {
+                    in_sync.set(Some((id, r.duration_ms)));
+                }
+            }
+            in_sync.get().is_some()
+        })
+        .await;
+        if let Some((id, ms)) = in_sync.get() {
+            println!("  a later round between equal stores (node {id}): {ms} ms (two {keys}-key tree builds, one request)");
+        }
         c.stop().await;
     });
 }
