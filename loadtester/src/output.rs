@@ -141,6 +141,9 @@ pub fn render_summary(s: &Summary) -> String {
             format!(" ({})", kinds.join(", "))
         }
     );
+    for (kind, message) in &e.examples {
+        let _ = writeln!(out, "  {kind}: {message}");
+    }
     if let Some(v) = &s.verification {
         let _ = writeln!(
             out,

@@ -621,6 +621,7 @@ mod tests {
                 known_version: None,
                 stale: false,
                 since_write_us: None,
+                error: None,
             }
         }
         async fn verify(&self) -> Result<Verification> {

@@ -62,6 +62,8 @@ pub struct Stats {
     pub max_behind: u64,
     /// Failures by outcome (`http_503`, `timeout`, ...).
     pub errors: BTreeMap<String, u64>,
+    /// The first error message seen per outcome.
+    pub error_examples: BTreeMap<String, String>,
     /// Counters per answering node.
     pub nodes: BTreeMap<String, NodeCounts>,
 }
@@ -78,6 +80,7 @@ impl Default for Stats {
             stale_missing: 0,
             max_behind: 0,
             errors: BTreeMap::new(),
+            error_examples: BTreeMap::new(),
             nodes: BTreeMap::new(),
         }
     }
@@ -90,6 +93,11 @@ impl Stats {
         if s.is_error() {
             node.errors += 1;
             *self.errors.entry(s.outcome.clone()).or_default() += 1;
+            if let Some(message) = &s.error {
+                self.error_examples
+                    .entry(s.outcome.clone())
+                    .or_insert_with(|| message.clone());
+            }
             return;
         }
         let (lat, service) = match s.kind {
@@ -272,6 +280,9 @@ pub struct ErrorSummary {
     pub by_kind: BTreeMap<String, u64>,
     /// By node the request went to.
     pub by_node: BTreeMap<String, u64>,
+    /// The first error message per kind.
+    #[serde(default)]
+    pub examples: BTreeMap<String, String>,
 }
 
 /// `summary.json`: everything a run measured.
@@ -361,6 +372,7 @@ impl Stats {
                 .filter(|(_, c)| c.errors > 0)
                 .map(|(n, c)| (n.clone(), c.errors))
                 .collect(),
+            examples: self.error_examples.clone(),
         }
     }
 }
@@ -384,6 +396,7 @@ mod tests {
             known_version: Some(known),
             stale,
             since_write_us: Some(700),
+            error: None,
         }
     }
 
@@ -396,6 +409,7 @@ mod tests {
         s.record(&read("node 2", 0, None, false));
         let mut err = read("node 2", 0, None, false);
         err.outcome = "http_503".into();
+        err.error = Some("write quorum not reached".into());
         s.record(&err);
         let st = s.stale_summary();
         assert_eq!(
@@ -412,6 +426,10 @@ mod tests {
         assert_eq!((st.by_node[1].checked, st.by_node[1].stale), (2, 2));
         assert_eq!(st.by_node[0].rate, 0.0);
         assert_eq!(s.error_summary().by_kind["http_503"], 1);
+        assert_eq!(
+            s.error_summary().examples["http_503"],
+            "write quorum not reached"
+        );
         assert_eq!(s.reads.len(), 4);
         assert_eq!(s.interval.len(), 4);
         let l = LatencySummary::of(&s.reads);

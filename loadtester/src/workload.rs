@@ -84,6 +84,8 @@ pub struct Sample {
     /// Reads: time since the previous write of this key was acknowledged, µs
     /// (first read after each write only).
     pub since_write_us: Option<u64>,
+    /// Failed requests: the error message (the JSON body's `error`, or the transport error).
+    pub error: Option<String>,
 }
 
 impl Sample {
@@ -197,7 +199,12 @@ impl KvWorkload {
         v
     }
 
-    async fn write(&self, op: &Op, url: &str) -> (String, Option<Version>, Option<NodeId>) {
+    async fn write(
+        &self,
+        op: &Op,
+        url: &str,
+        error: &mut Option<String>,
+    ) -> (String, Option<Version>, Option<NodeId>) {
         let body = SetRequest {
             key: key_name(&self.key_prefix, op.key),
             value: op.value.clone(),
@@ -220,14 +227,19 @@ impl KvWorkload {
                     );
                     ("ok".into(), Some(set.version), set.served_by)
                 }
-                Err(e) => (error_kind(&e), None, None),
+                Err(e) => failed(&e, error),
             },
-            Ok(r) => (format!("http_{}", r.status().as_u16()), None, None),
-            Err(e) => (error_kind(&e), None, None),
+            Ok(r) => (http_error(r, error).await, None, None),
+            Err(e) => failed(&e, error),
         }
     }
 
-    async fn read(&self, op: &Op, url: &str) -> (String, Option<ReadAnswer>, Option<NodeId>) {
+    async fn read(
+        &self,
+        op: &Op,
+        url: &str,
+        error: &mut Option<String>,
+    ) -> (String, Option<ReadAnswer>, Option<NodeId>) {
         let key = key_name(&self.key_prefix, op.key);
         let res = self
             .client
@@ -243,15 +255,15 @@ impl KvWorkload {
                     Some(ReadAnswer::Found(get.version)),
                     get.served_by,
                 ),
-                Err(e) => (error_kind(&e), None, None),
+                Err(e) => failed(&e, error),
             },
             Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => {
                 // Drain the body so that the connection is reused.
                 let _ = r.bytes().await;
                 ("not_found".into(), Some(ReadAnswer::NotFound), None)
             }
-            Ok(r) => (format!("http_{}", r.status().as_u16()), None, None),
-            Err(e) => (error_kind(&e), None, None),
+            Ok(r) => (http_error(r, error).await, None, None),
+            Err(e) => failed(&e, error),
         }
     }
 }
@@ -288,6 +300,27 @@ async fn read_back(
         }
     }
     answered.then_some(best)
+}
+
+/// The outcome of a transport error; its message goes to `error`.
+fn failed<T>(
+    e: &reqwest::Error,
+    error: &mut Option<String>,
+) -> (String, Option<T>, Option<NodeId>) {
+    *error = Some(e.to_string());
+    (error_kind(e), None, None)
+}
+
+/// The outcome of a non-2xx answer (`http_STATUS`); the `error` of its JSON
+/// body (or the start of its text) goes to `error`.
+async fn http_error(r: reqwest::Response, error: &mut Option<String>) -> String {
+    let outcome = format!("http_{}", r.status().as_u16());
+    let text = r.text().await.unwrap_or_default();
+    let message = serde_json::from_str::<kv_shared::ErrorBody>(&text)
+        .map(|b| b.error)
+        .unwrap_or_else(|_| text.chars().take(200).collect());
+    *error = Some(message);
+    outcome
 }
 
 /// The `outcome` name of a transport error.
@@ -376,16 +409,17 @@ impl Workload for KvWorkload {
             known_version: None,
             stale: false,
             since_write_us: None,
+            error: None,
         };
         let served_by = match op.kind {
             OpKind::Write => {
-                let (outcome, version, served_by) = self.write(&op, &url).await;
+                let (outcome, version, served_by) = self.write(&op, &url, &mut sample.error).await;
                 (sample.outcome, sample.version) = (outcome, version);
                 served_by
             }
             OpKind::Read => {
                 let ticket = self.tracker.begin_read(op.key, sent.into_std());
-                let (outcome, answer, served_by) = self.read(&op, &url).await;
+                let (outcome, answer, served_by) = self.read(&op, &url, &mut sample.error).await;
                 sample.outcome = outcome;
                 sample.known_version = Some(ticket.known);
                 sample.since_write_us = ticket.since_write.map(micros);
