@@ -5,8 +5,8 @@
 //! (`--mode`, `--role`, `--node-id`, `--port`, `--peers`, `--w`, `--r`,
 //! `--delay-profile`), sends each node's output to `node-ID.log` in the log
 //! directory (or discards it), and waits until every node answers
-//! `/health` and, in leader-follower mode, until the leader acknowledges a
-//! write of [`READY_KEY`] (a starting leader answers 503 while it recovers
+//! `/health` and, in leader-follower mode, until the leader's `/health` says
+//! it is ready (a starting leader answers writes with 503 while it recovers
 //! its followers' state). Dropping the cluster kills the processes.
 //!
 //! Free ports are found by binding `127.0.0.1:0` and releasing the port just
@@ -21,10 +21,6 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
-
-/// The key [`LocalCluster::start`] writes to check that a leader-follower
-/// cluster takes writes (outside every load's key prefix).
-pub const READY_KEY: &str = "kv-loadtester-ready";
 
 /// The shape of a cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -280,34 +276,32 @@ impl LocalCluster {
         Ok(())
     }
 
-    /// Leader-follower: polls a write of [`READY_KEY`] to the leader (node 1)
-    /// until it is acknowledged. A freshly started leader first recovers its
-    /// followers' state and answers 503 meanwhile; the cluster is ready for a
-    /// measured load only once it takes writes.
+    /// Leader-follower: polls the leader's (node 1) `/health` until it says
+    /// `"ready": true`. A freshly started leader first recovers its
+    /// followers' state and answers writes with 503 meanwhile; the cluster is
+    /// ready for a measured load only once it takes writes.
     async fn wait_writable(&self, limit: Duration) -> Result<()> {
         let client = reqwest::Client::builder().no_proxy().build()?;
-        let body = kv_shared::SetRequest {
-            key: READY_KEY.into(),
-            value: "ready".into(),
-        };
         let deadline = Instant::now() + limit;
         let mut last = String::new();
         while Instant::now() < deadline {
             let res = client
-                .post(format!("{}/set", self.urls[0]))
-                .json(&body)
+                .get(format!("{}/health", self.urls[0]))
                 .timeout(Duration::from_secs(2))
                 .send()
                 .await;
             match res {
-                Ok(r) if r.status().is_success() => return Ok(()),
-                Ok(r) => last = format!("{} {}", r.status(), r.text().await.unwrap_or_default()),
+                Ok(r) => match r.json::<kv_shared::HealthResponse>().await {
+                    Ok(h) if h.ready => return Ok(()),
+                    Ok(_) => last = "the leader is still recovering".into(),
+                    Err(e) => last = e.to_string(),
+                },
                 Err(e) => last = e.to_string(),
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Err(Error::Cluster(format!(
-            "the leader took no write within {limit:?}: {last}"
+            "the leader was not ready for writes within {limit:?}: {last}"
         )))
     }
 

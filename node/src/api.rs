@@ -88,6 +88,7 @@ pub async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
         mode: state.cluster.mode(),
         role: state.cluster.role(),
         keys: state.store.len(),
+        ready: state.replication.is_ready(),
     })
 }
 

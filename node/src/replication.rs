@@ -140,6 +140,12 @@ impl Replication {
         status
     }
 
+    /// Whether this node takes writes now: false only while a leader that
+    /// has just started recovers its followers' state.
+    pub fn is_ready(&self) -> bool {
+        self.leader_follower().is_none_or(|lf| !lf.is_recovering())
+    }
+
     /// The leader-follower runtime, in that mode.
     pub fn leader_follower(&self) -> Option<&LeaderFollower> {
         match self {

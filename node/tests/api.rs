@@ -118,8 +118,8 @@ async fn health_reports_time_id_mode_and_role() {
         .unwrap();
     assert_eq!(h.status, "healthy");
     assert_eq!(
-        (h.node_id, h.mode, h.role, h.keys),
-        (7, Mode::Standalone, Role::Standalone, 1)
+        (h.node_id, h.mode, h.role, h.keys, h.ready),
+        (7, Mode::Standalone, Role::Standalone, 1, true)
     );
     chrono::DateTime::parse_from_rfc3339(&h.time).expect("RFC 3339 time");
 }

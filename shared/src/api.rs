@@ -82,6 +82,15 @@ pub struct HealthResponse {
     pub role: Role,
     /// Number of keys in the node's local store.
     pub keys: u64,
+    /// Whether the node takes writes now. False only while a leader that has
+    /// just started recovers its followers' state (writes answer 503 then).
+    #[serde(default = "ready_by_default")]
+    pub ready: bool,
+}
+
+/// Nodes that do not say otherwise are ready.
+fn ready_by_default() -> bool {
+    true
 }
 
 #[cfg(test)]

@@ -106,7 +106,9 @@ done <<<"$KV_SPEC"
 
 deadline=$((SECONDS + timeout_s))
 for id in "${started[@]}"; do
-    until curl --noproxy "*" -fsS -o /dev/null --max-time 2 "${urls[$id]}/health" 2>/dev/null; do
+    # Ready, not only alive: a leader that has just started answers writes with 503 until it has
+    # recovered its followers' state, and says so with "ready":false.
+    until curl --noproxy "*" -fsS --max-time 2 "${urls[$id]}/health" 2>/dev/null | grep -q '"ready":true'; do
         is_our_node "${pids[$id]}" "${starts[$id]}" ||
             fail "$id" "node $id (${urls[$id]}) exited during start; see its log"
         ((SECONDS < deadline)) ||
@@ -119,4 +121,4 @@ for id in "${started[@]}"; do
     is_our_node "${pids[$id]}" "${starts[$id]}" ||
         fail "$id" "node $id (${urls[$id]}) exited during start; see its log"
 done
-echo "all ${#started[@]} nodes answer /health"
+echo "all ${#started[@]} nodes answer /health and are ready"
