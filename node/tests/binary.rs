@@ -2,20 +2,33 @@
 //! shutdown on SIGTERM.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+/// Kills the node if the test fails before it stopped it.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 
 #[test]
 fn binary_honours_port_env_and_stops_cleanly_on_sigterm() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kv-node"))
-        .env("PORT", "0")
-        .env("NODE_ID", "3")
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut guard = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_kv-node"))
+            .env("PORT", "0")
+            .env("NODE_ID", "3")
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut guard.0;
     // The node logs its address once it listens; read lines until then.
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let addr = lines
@@ -53,7 +66,6 @@ fn binary_honours_port_env_and_stops_cleanly_on_sigterm() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let _ = child.kill();
     panic!("kv-node did not stop within 5 s of SIGTERM");
 }
 
