@@ -15,17 +15,6 @@ async fn error(resp: reqwest::Response, status: StatusCode) -> ErrorBody {
     resp.json().await.unwrap()
 }
 
-async fn config_of(c: &Cluster, id: u32) -> ClusterConfig {
-    c.client
-        .get(format!("{}/config", c.url(id)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn config_rejects_quorums_outside_one_to_n_and_applies_valid_ones_cluster_wide() {
     // W and R must be 1..=N; a valid change made on any node reaches every node.
@@ -57,7 +46,7 @@ async fn config_rejects_quorums_outside_one_to_n_and_applies_valid_ones_cluster_
         .unwrap();
     error(bad_json, StatusCode::BAD_REQUEST).await;
     assert_eq!(
-        (config_of(&c, 1).await.w, config_of(&c, 1).await.r),
+        (c.config(1).await.w, c.config(1).await.r),
         (3, 3),
         "refused changes change nothing"
     );
@@ -68,7 +57,7 @@ async fn config_rejects_quorums_outside_one_to_n_and_applies_valid_ones_cluster_
     assert_eq!((cfg.n, cfg.w, cfg.r), (5, 5, 1));
     for id in 1..=5 {
         assert_eq!(
-            (config_of(&c, id).await.w, config_of(&c, id).await.r),
+            (c.config(id).await.w, c.config(id).await.r),
             (5, 1),
             "node {id}"
         );
@@ -96,7 +85,7 @@ async fn config_rejects_quorums_outside_one_to_n_and_applies_valid_ones_cluster_
         remote_read_ms: 0,
     };
     for id in 1..=5 {
-        assert_eq!(config_of(&c, id).await.delay_profile, expected, "node {id}");
+        assert_eq!(c.config(id).await.delay_profile, expected, "node {id}");
     }
     c.stop().await;
 }
@@ -106,7 +95,7 @@ async fn a_change_the_leader_missed_reaches_it_through_a_follower() {
     // A follower holding a newer configuration than the leader's hands it back.
     let c = Cluster::start(5, 3, 3, |_| {}).await;
     let mut newer = kv_shared::replication::ConfigEnvelope {
-        config: config_of(&c, 3).await,
+        config: c.config(3).await,
         epoch: 99,
         origin: 3,
     };
@@ -122,7 +111,7 @@ async fn a_change_the_leader_missed_reaches_it_through_a_follower() {
     wait_until("every node runs W=2", Duration::from_secs(5), || async {
         let mut all = true;
         for id in 1..=5 {
-            all &= config_of(&c, id).await.w == 2;
+            all &= c.config(id).await.w == 2;
         }
         all
     })
@@ -137,7 +126,7 @@ async fn delay_profile_changes_are_forbidden_without_an_admin_token() {
     let body = json!({"w": 1, "delay_profile": {"send_ms": 1, "ack_ms": 1, "remote_read_ms": 1}});
     let e = error(c.post_config(1, body).await, StatusCode::FORBIDDEN).await;
     assert!(e.error.contains("admin"), "{}", e.error);
-    assert_eq!(config_of(&c, 2).await.w, 2);
+    assert_eq!(c.config(2).await.w, 2);
     assert_eq!(
         c.post_config(1, json!({"w": 1})).await.status(),
         StatusCode::OK

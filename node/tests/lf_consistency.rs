@@ -194,15 +194,7 @@ async fn reads_after_201_never_return_an_older_version_for_every_preset_with_r_p
         let resp = c.post_config(2, json!({"w": w, "r": r})).await;
         assert_eq!(resp.status(), StatusCode::OK);
         for id in 1..=5 {
-            let cfg: kv_shared::cluster::ClusterConfig = c
-                .client
-                .get(format!("{}/config", c.url(id)))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let cfg = c.config(id).await;
             assert_eq!((cfg.w, cfg.r), (w, r), "node {id} runs the new quorums");
         }
         reads_never_go_back(&c, &format!("w{w}r{r}")).await;

@@ -8,7 +8,6 @@ mod ll_support;
 use common::{wait_until, Cluster, TestNode};
 use kv_node::config::{DelayProfileArg, ModeArg};
 use kv_node::{AppState, Config};
-use kv_shared::cluster::ClusterConfig;
 use kv_shared::{ErrorBody, GetResponse, Mode, Role, SetResponse};
 use ll_support::{start, write};
 use reqwest::StatusCode;
@@ -237,15 +236,7 @@ async fn w_and_r_change_at_run_time_on_every_node() {
             &format!("node {node} runs W=1 R=3"),
             Duration::from_secs(5),
             || async {
-                let cfg: ClusterConfig = c
-                    .client
-                    .get(format!("{}/config", c.url(node)))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
+                let cfg = c.config(node).await;
                 (cfg.w, cfg.r) == (1, 3)
             },
         )

@@ -258,6 +258,18 @@ impl Cluster {
         self.try_status(id).await.expect("node answers /status")
     }
 
+    /// `GET /config` on node `id`.
+    pub async fn config(&self, id: NodeId) -> kv_shared::cluster::ClusterConfig {
+        self.client
+            .get(format!("{}/config", self.url(id)))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// `POST /config` on node `id` with a JSON body.
     pub async fn post_config(&self, id: NodeId, body: serde_json::Value) -> reqwest::Response {
         self.client
