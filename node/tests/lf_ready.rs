@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{wait_until, TestNode};
+use common::{get_json, wait_until, TestNode};
 use kv_node::config::{ModeArg, RoleArg};
 use kv_node::Config;
 use kv_shared::HealthResponse;
@@ -10,13 +10,7 @@ use reqwest::StatusCode;
 use std::time::Duration;
 
 async fn health(c: &reqwest::Client, url: &str) -> HealthResponse {
-    c.get(format!("{url}/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    get_json(c, &format!("{url}/health")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

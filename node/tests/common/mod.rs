@@ -63,6 +63,11 @@ impl TestNode {
     }
 }
 
+/// `GET url`, parsed as JSON.
+pub async fn get_json<T: serde::de::DeserializeOwned>(client: &reqwest::Client, url: &str) -> T {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 /// Polls `cond` every 20 ms until it holds; panics with `what` after `limit`.
 pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut cond: F)
 where
@@ -260,14 +265,7 @@ impl Cluster {
 
     /// `GET /config` on node `id`.
     pub async fn config(&self, id: NodeId) -> kv_shared::cluster::ClusterConfig {
-        self.client
-            .get(format!("{}/config", self.url(id)))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        get_json(&self.client, &format!("{}/config", self.url(id))).await
     }
 
     /// `POST /config` on node `id` with a JSON body.
