@@ -42,21 +42,7 @@ KV_NODE_BIN="${KV_NODE_BIN:-$target_dir/release/kv-node}"
 [[ -x $KV_NODE_BIN ]] ||
     die "no kv-node executable at $KV_NODE_BIN; build it (cargo build --release -p kv-node) or set KV_NODE_BIN"
 
-"$ROOT/scripts/install-terraform.sh" >&2
-while IFS= read -r line; do
-    export "${line?}"
-done < <("$ROOT/scripts/install-terraform.sh" --print-env)
-
-tf() { "$TERRAFORM" -chdir="$TF_DIR" "$@"; }
-color=()
-[[ -t 2 ]] || color=(-no-color)
-
-# -upgrade: the lock file follows whichever provider source this machine has (the offline
-# mirror here, the registry elsewhere).
-if ! init_out=$(tf init -input=false -upgrade 2>&1); then
-    echo "$init_out" >&2
-    die "terraform init failed"
-fi
+terraform_init
 
 log "deploying preset $preset with $KV_NODE_BIN"
 apply=(apply "${color[@]}" -auto-approve -input=false -var-file="presets/$preset.tfvars" -var "kv_node_binary=$KV_NODE_BIN")

@@ -33,19 +33,7 @@ if [[ ! -s "$TF_DIR/terraform.tfstate" ]] || ! grep -q '"type": "null_resource"'
     exit 0
 fi
 
-"$ROOT/scripts/install-terraform.sh" >&2
-while IFS= read -r line; do
-    export "${line?}"
-done < <("$ROOT/scripts/install-terraform.sh" --print-env)
-
-tf() { "$TERRAFORM" -chdir="$TF_DIR" "$@"; }
-color=()
-[[ -t 2 ]] || color=(-no-color)
-
-if ! init_out=$(tf init -input=false -upgrade 2>&1); then
-    echo "$init_out" >&2
-    die "terraform init failed"
-fi
+terraform_init
 log "destroying the deployment"
 tf destroy "${color[@]}" -auto-approve -input=false "$@" >&2 ||
     die "terraform destroy failed (the reason is above)"

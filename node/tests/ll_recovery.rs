@@ -10,6 +10,17 @@ use ll_support::{contents, start, wait_identical, write};
 use reqwest::StatusCode;
 use std::time::Duration;
 
+/// Hints that nodes 1–4 hold for node 5, summed from their `/status`.
+async fn hints_for_node_5(c: &common::Cluster) -> u64 {
+    let mut hints = 0;
+    for id in 1..=4 {
+        let s = c.status(id).await;
+        let peer = s.peers.iter().find(|p| p.id == 5).unwrap();
+        hints += peer.pending_hints.unwrap();
+    }
+    hints
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replica_restarted_empty_is_brought_to_the_exact_state_of_the_others() {
     // N = 5, W = 3: writes go on while node 5 is down; restarted empty, it
@@ -39,20 +50,7 @@ async fn replica_restarted_empty_is_brought_to_the_exact_state_of_the_others() {
     wait_until(
         "one hint per missed write",
         Duration::from_secs(10),
-        || async {
-            let mut hinted = 0;
-            for id in 1..=4 {
-                let s = c.status(id).await;
-                hinted += s
-                    .peers
-                    .iter()
-                    .find(|p| p.id == 5)
-                    .unwrap()
-                    .pending_hints
-                    .unwrap();
-            }
-            hinted == 130
-        },
+        || async { hints_for_node_5(&c).await == 130 },
     )
     .await;
 
@@ -68,20 +66,7 @@ async fn replica_restarted_empty_is_brought_to_the_exact_state_of_the_others() {
     wait_until(
         "every hint for node 5 delivered",
         Duration::from_secs(10),
-        || async {
-            let mut left = 0;
-            for id in 1..=4 {
-                let s = c.status(id).await;
-                left += s
-                    .peers
-                    .iter()
-                    .find(|p| p.id == 5)
-                    .unwrap()
-                    .pending_hints
-                    .unwrap();
-            }
-            left == 0
-        },
+        || async { hints_for_node_5(&c).await == 0 },
     )
     .await;
     let mut delivered = 0;
