@@ -86,7 +86,7 @@ pub async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
         time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         node_id: state.cluster.node_id(),
         mode: state.cluster.mode(),
-        role: state.cluster.role(),
+        role: state.replication.role(&state.cluster),
         keys: state.store.len(),
         ready: state.replication.is_ready(),
     })
@@ -104,11 +104,12 @@ pub async fn get_config(State(state): State<AppState>) -> Json<ClusterConfig> {
 }
 
 /// `POST /config`: changes W and/or R (and, with the admin token, the delay
-/// profile) on this node and pushes the change to every peer.
+/// profile) on every node. Leader-follower: through the leader's log, answered
+/// once in force everywhere. Leaderless: applied here and pushed to every peer.
 ///
 /// # Errors
 /// 400 when W or R is outside 1..=N; 401/403 for a delay change without the
-/// right token.
+/// right token; 503 in leader-follower mode without a leader.
 pub async fn post_config(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -116,6 +117,14 @@ pub async fn post_config(
 ) -> Result<Json<ClusterConfig>, AppError> {
     if update.delay_profile.is_some() {
         check_admin(&state, &headers)?;
+    }
+    if let Some(lf) = state.replication.leader_follower() {
+        let forwarded = headers.contains_key(FORWARDED_BY_HEADER);
+        let auth = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        return lf.change_config(update, forwarded, auth).await.map(Json);
     }
     let envelope = state
         .cluster

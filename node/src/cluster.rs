@@ -11,6 +11,7 @@
 
 use crate::config::{ClusterSpec, Config};
 use crate::events::EventHub;
+use crate::faults::Faults;
 use crate::peers::Peers;
 use crate::transport::{SendPacer, Transport};
 use kv_shared::cluster::{ClusterConfig, ConfigUpdate, DelayProfile, PeerStatus};
@@ -38,6 +39,8 @@ struct Inner {
     heartbeat: Duration,
     /// The dashboard's live feed (write traces, cluster snapshots).
     events: EventHub,
+    /// Faults injected into this node's transport.
+    faults: Faults,
 }
 
 impl Cluster {
@@ -48,9 +51,7 @@ impl Cluster {
     pub fn from_config(config: &Config) -> Result<Self, String> {
         let spec = config.cluster_spec()?;
         let peers = Peers::new(spec.node_id, spec.peers.clone());
-        if spec.role == Role::Leader {
-            peers.set_leader(spec.node_id);
-        }
+        let faults = Faults::default();
         let envelope = ConfigEnvelope {
             config: spec.config,
             epoch: 0,
@@ -58,7 +59,8 @@ impl Cluster {
         };
         Ok(Self {
             inner: Arc::new(Inner {
-                transport: Transport::new(peers.clone()),
+                transport: Transport::new(peers.clone(), faults.clone()),
+                faults,
                 peers,
                 pacer: SendPacer::default(),
                 settings: RwLock::new(envelope),
@@ -86,9 +88,16 @@ impl Cluster {
         self.inner.spec.mode
     }
 
-    /// This node's role.
+    /// The role the flags give this node: in leader-follower mode only a
+    /// hint for the first term (`--role leader` campaigns first); the role
+    /// in force is the replication runtime's.
     pub fn role(&self) -> Role {
         self.inner.spec.role
+    }
+
+    /// The faults injected into this node's transport.
+    pub fn faults(&self) -> &Faults {
+        &self.inner.faults
     }
 
     /// The other nodes and their health.
@@ -164,6 +173,18 @@ impl Cluster {
             *cur = incoming;
         }
         *cur
+    }
+
+    /// Replaces the configuration in force, keeping its stamp (leader-follower
+    /// mode, where the replicated log orders changes and this is only what
+    /// the rest of the node reads).
+    pub fn set_config(&self, config: ClusterConfig) {
+        let mut cur = self
+            .inner
+            .settings
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        cur.config = config;
     }
 
     /// Applies a change made on this node, stamped with the next epoch.

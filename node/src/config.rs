@@ -12,12 +12,13 @@ use kv_shared::{Mode, NodeId, Role};
 use std::net::IpAddr;
 use std::time::Duration;
 
-/// `--role` values (leader-follower mode only).
+/// `--role` values (leader-follower mode only): a hint for the first term.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RoleArg {
-    /// Decides every write and replicates its log.
+    /// Campaigns at once when the cluster starts, so it is likely the first
+    /// leader; after that it is a node like the others.
     Leader,
-    /// Applies the leader's log, forwards writes to the leader.
+    /// Waits a random election timeout before campaigning (the default).
     Follower,
 }
 
@@ -78,7 +79,8 @@ pub struct Config {
     /// How the cluster replicates.
     #[arg(long, env = "MODE", value_enum, default_value_t = ModeArg::Standalone)]
     pub mode: ModeArg,
-    /// This node's role (leader-follower mode only; required there).
+    /// Leader-follower mode: a hint for the first term. `leader` campaigns at
+    /// once at start (and so usually leads first); every node can lead later.
     #[arg(long, env = "ROLE", value_enum)]
     pub role: Option<RoleArg>,
     /// How peers reach this node; default `http://BIND:PORT`.
@@ -123,6 +125,22 @@ pub struct Config {
     /// Interval of the leader's heartbeats and of the peers' health probes, in ms.
     #[arg(long, env = "HEARTBEAT_MS", default_value_t = 250)]
     pub heartbeat_ms: u64,
+    /// Leader-follower mode: a follower that hears nothing from a leader for
+    /// a random time between this and twice this (in ms) starts an election;
+    /// a leader that hears from no majority for this long steps down.
+    #[arg(long, env = "ELECTION_TIMEOUT_MS", default_value_t = 1000)]
+    pub election_timeout_ms: u64,
+    /// Leader-follower mode: how long (ms) a node trusts the W/R it last
+    /// heard from a leader. A node that heard from no leader for longer reads
+    /// all N replicas, and a leader lowering W waits this long (plus 500 ms)
+    /// for a node that does not confirm the higher R. At least the election timeout.
+    #[arg(long, env = "LEASE_MS", default_value_t = 5000)]
+    pub lease_ms: u64,
+    /// Leader-follower mode: most log entries the leader holds beyond what a
+    /// majority acknowledged; further writes wait (up to the write timeout).
+    /// A new leader starts versions this far above the highest it holds.
+    #[arg(long, env = "MAX_UNCOMMITTED", default_value_t = 10_000)]
+    pub max_uncommitted: u64,
     /// Entries the leader keeps in its log for catch-up; a follower further
     /// behind receives a snapshot first.
     #[arg(long, env = "LOG_CAPACITY", default_value_t = 100_000)]
@@ -246,18 +264,21 @@ impl Config {
                 }
                 (flag_w.unwrap_or(1), flag_r.unwrap_or(1))
             }
-            Mode::LeaderFollower => {
-                if self.role.is_none() {
-                    return Err(
-                        "--mode leader-follower needs --role leader or --role follower".into(),
-                    );
-                }
-                (flag_w.unwrap_or(majority), flag_r.unwrap_or(majority))
-            }
+            Mode::LeaderFollower => (flag_w.unwrap_or(majority), flag_r.unwrap_or(majority)),
             Mode::Leaderless => (flag_w.unwrap_or(n), flag_r.unwrap_or(1)),
         };
-        if self.max_batch == 0 || self.log_capacity == 0 {
-            return Err("--max-batch and --log-capacity must be at least 1".into());
+        if self.max_batch == 0 || self.log_capacity == 0 || self.max_uncommitted == 0 {
+            return Err(
+                "--max-batch, --log-capacity and --max-uncommitted must be at least 1".into(),
+            );
+        }
+        if self.election_timeout_ms
+            < 2 * u64::try_from(self.heartbeat().as_millis()).unwrap_or(u64::MAX)
+        {
+            return Err(format!(
+                "--election-timeout-ms ({}) must be at least twice --heartbeat-ms ({})",
+                self.election_timeout_ms, self.heartbeat_ms
+            ));
         }
         let config =
             ClusterConfig::new(n, w, r, self.delays()).map_err(|e| format!("--w/--r: {e}"))?;
@@ -354,7 +375,23 @@ mod tests {
     #[test]
     fn inconsistent_flags_are_refused_with_the_flag_named() {
         let no_role = parse(&["--mode", "leader-follower", "--peers", PEERS]);
-        assert!(no_role.cluster_spec().unwrap_err().contains("--role"));
+        assert_eq!(
+            no_role.cluster_spec().unwrap().role,
+            Role::Follower,
+            "--role is a hint"
+        );
+        let fast = parse(&[
+            "--mode",
+            "leader-follower",
+            "--peers",
+            PEERS,
+            "--election-timeout-ms",
+            "300",
+        ]);
+        assert!(fast
+            .cluster_spec()
+            .unwrap_err()
+            .contains("--election-timeout-ms (300) must be at least twice --heartbeat-ms (250)"));
         let big_w = parse(&[
             "--mode",
             "leader-follower",

@@ -39,8 +39,11 @@ use axum::http::{header, Method};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream::{self, Stream, StreamExt};
 use kv_shared::cluster::{Seq, StatusResponse};
-use kv_shared::events::{ClusterEvent, ClusterView, ReplicaTrace, ReplicaView, WallMs, WriteTrace};
-use kv_shared::{NodeId, Role, Version};
+use kv_shared::events::{
+    ClusterEvent, ClusterView, NodeEvent, NodeEventKind, ReplicaTrace, ReplicaView, WallMs,
+    WriteTrace,
+};
+use kv_shared::{NodeId, Role, Term, Version};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -121,7 +124,8 @@ impl TraceBook {
 #[derive(Debug)]
 struct Published {
     json: Arc<str>,
-    /// A trace of a write this node coordinated (not a snapshot, not relayed).
+    /// A trace of a write this node coordinated, or an event of this node's
+    /// replication (not a snapshot, not relayed).
     own_trace: bool,
 }
 
@@ -316,6 +320,21 @@ impl EventHub {
         book.prune(now);
     }
 
+    /// Something happened to this node's replication (an election, a vote,
+    /// a rollback…): published to every page and relayed by the peers'.
+    pub fn node_event(&self, node: NodeId, term: Term, kind: NodeEventKind) {
+        if !self.is_watched() {
+            return;
+        }
+        let e = NodeEvent {
+            node,
+            at_ms: wall_ms(),
+            term,
+            kind,
+        };
+        self.publish(&ClusterEvent::Node(e), true);
+    }
+
     /// Starts the aggregator unless it runs.
     fn ensure_aggregator(&self, state: &AppState) {
         if self.inner.aggregator_running.swap(true, Ordering::AcqRel) {
@@ -363,7 +382,7 @@ impl EventHub {
 }
 
 impl EventHub {
-    /// Follows a peer's own traces and republishes them here, reconnecting
+    /// Follows a peer's own traces and events and republishes them here, reconnecting
     /// after [`RELAY_RETRY`]; runs until the aggregator aborts it.
     async fn relay(self, client: reqwest::Client, peer_url: String) {
         let url = format!("{}/events?only=own-traces", peer_url.trim_end_matches('/'));
@@ -390,29 +409,31 @@ impl EventHub {
                 Ok(Err(e)) => return Err(e.to_string()),
             };
             buf.extend_from_slice(&chunk);
-            for trace in take_traces(&mut buf) {
-                self.publish(&ClusterEvent::Trace(trace), false);
+            for event in take_events(&mut buf) {
+                self.publish(&event, false);
             }
         }
     }
 }
 
 /// Removes the complete SSE messages from the front of `buf` and returns the
-/// traces they carry (a partial message stays in `buf` for the next chunk).
-fn take_traces(buf: &mut Vec<u8>) -> Vec<WriteTrace> {
-    let mut traces = Vec::new();
+/// traces and node events they carry (a partial message stays in `buf` for
+/// the next chunk; snapshots are not relayed).
+fn take_events(buf: &mut Vec<u8>) -> Vec<ClusterEvent> {
+    let mut events = Vec::new();
     while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
         let message: Vec<u8> = buf.drain(..end + 2).collect();
         for line in String::from_utf8_lossy(&message).lines() {
             let Some(data) = line.strip_prefix("data:") else {
                 continue;
             };
-            if let Ok(ClusterEvent::Trace(t)) = serde_json::from_str(data.trim_start()) {
-                traces.push(t);
+            match serde_json::from_str(data.trim_start()) {
+                Ok(e @ (ClusterEvent::Trace(_) | ClusterEvent::Node(_))) => events.push(e),
+                Ok(ClusterEvent::Status(_)) | Err(_) => {}
             }
         }
     }
-    traces
+    events
 }
 
 /// This node's `/status` plus every peer's, as one [`ClusterView`].
@@ -472,6 +493,7 @@ pub fn assemble(
         None => None,
     };
     let lag_of = |id: NodeId| leader_status.and_then(|s| s.peers.iter().find(|p| p.id == id));
+    let lf = |s: &StatusResponse| s.leader_follower.clone();
     let mut replicas = vec![ReplicaView {
         id: own.node_id,
         url: own.url.clone(),
@@ -479,6 +501,10 @@ pub fn assemble(
         up: true,
         applied_seq: Some(own.applied_seq),
         keys: Some(own.keys),
+        term: lf(own).map(|l| l.term),
+        commit_seq: lf(own).map(|l| l.commit_seq),
+        catching_up: lf(own).is_some_and(|l| l.catching_up),
+        rolled_back: lf(own).map(|l| l.rolled_back),
         lag_entries: lag_of(own.node_id).and_then(|p| p.lag_entries),
         lag_ms: lag_of(own.node_id).and_then(|p| p.lag_ms),
         pending_hints: None,
@@ -496,6 +522,10 @@ pub fn assemble(
             up: theirs.is_some(),
             applied_seq: theirs.map(|s| s.applied_seq),
             keys: theirs.map(|s| s.keys),
+            term: theirs.and_then(lf).map(|l| l.term),
+            commit_seq: theirs.and_then(lf).map(|l| l.commit_seq),
+            catching_up: theirs.and_then(lf).is_some_and(|l| l.catching_up),
+            rolled_back: theirs.and_then(lf).map(|l| l.rolled_back),
             lag_entries: lag.and_then(|l| l.lag_entries),
             lag_ms: lag.and_then(|l| l.lag_ms),
             pending_hints: p.pending_hints,
@@ -549,7 +579,8 @@ pub fn cors() -> CorsLayer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Only {
-    /// Only the traces of writes this node coordinated (what peers relay).
+    /// Only the traces of writes this node coordinated and the events of its
+    /// own replication (what peers relay).
     OwnTraces,
 }
 
@@ -735,18 +766,27 @@ mod tests {
             replicas: vec![],
             at_ms: 1,
         };
-        let json = serde_json::to_string(&ClusterEvent::Trace(trace.clone())).unwrap();
-        let stream = format!("retry: 1000\n: hello\n\ndata: {json}\n\ndata: {json}");
+        let t = ClusterEvent::Trace(trace);
+        let json = serde_json::to_string(&t).unwrap();
+        let vote = ClusterEvent::Node(NodeEvent {
+            node: 2,
+            at_ms: 2,
+            term: 3,
+            kind: NodeEventKind::Voted { candidate: 1 },
+        });
+        let vote_json = serde_json::to_string(&vote).unwrap();
+        let stream =
+            format!("retry: 1000\n: hello\n\ndata: {json}\n\ndata: {vote_json}\n\ndata: {json}");
         let (head, tail) = stream.as_bytes().split_at(stream.len() - 10);
         let mut buf = head.to_vec();
-        assert_eq!(take_traces(&mut buf), vec![trace.clone()]);
+        assert_eq!(take_events(&mut buf), vec![t.clone(), vote]);
         buf.extend_from_slice(tail);
         assert!(
-            take_traces(&mut buf).is_empty(),
+            take_events(&mut buf).is_empty(),
             "the last message is not complete yet"
         );
         buf.extend_from_slice(b"\n\n");
-        assert_eq!(take_traces(&mut buf), vec![trace]);
+        assert_eq!(take_events(&mut buf), vec![t]);
         assert!(buf.is_empty());
     }
 

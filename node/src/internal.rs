@@ -1,17 +1,23 @@
 //! Handlers of the node-to-node endpoints (`/internal/...`, see
-//! [`kv_shared::replication`]). Thin like the client ones: they translate
-//! between HTTP and the replication modes.
+//! [`kv_shared::replication`] and [`kv_shared::leader_follower`]). Thin like
+//! the client ones: they translate between HTTP and the replication modes.
 
 use crate::error::{ApiJson, ApiQuery, AppError};
+use crate::faults::FROM_HEADER;
 use crate::server::AppState;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use kv_shared::api::KeyQuery;
-use kv_shared::replication::{
-    ConfigEnvelope, InternalReadResponse, RepairRequest, RepairResponse, ReplicateRequest,
-    ReplicateResponse, SnapshotRequest, StateResponse, VersionedValue,
+use kv_shared::leader_follower::{
+    AppendRequest, AppendResponse, SnapshotRequest, VoteRequest, VoteResponse,
 };
+use kv_shared::replication::{
+    ConfigEnvelope, InternalReadResponse, RepairRequest, RepairResponse, VersionedValue,
+};
+use kv_shared::NodeId;
 use std::time::Duration;
 
 fn lf_only(state: &AppState) -> Result<&crate::leader_follower::LeaderFollower, AppError> {
@@ -23,28 +29,50 @@ fn lf_only(state: &AppState) -> Result<&crate::leader_follower::LeaderFollower, 
     })
 }
 
-/// `POST /internal/replicate`: a batch of log entries from the leader.
-pub async fn replicate(
-    State(state): State<AppState>,
-    ApiJson(req): ApiJson<ReplicateRequest>,
-) -> Result<Json<ReplicateResponse>, AppError> {
-    lf_only(&state)?.on_replicate(req).await.map(Json)
+/// Refuses node-to-node requests from a peer that an injected fault cuts off
+/// (the sender names itself in [`FROM_HEADER`]), as if they never arrived.
+pub async fn refuse_cut_peers(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let from: Option<NodeId> = req
+        .headers()
+        .get(FROM_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    if let Some(from) = from.filter(|&f| state.cluster.faults().cuts_from(f)) {
+        return AppError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("messages from node {from} are cut off by an injected fault"),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
-/// `POST /internal/snapshot`: the leader's whole store.
+/// `POST /internal/lf/vote`: a (pre-)vote request.
+pub async fn vote(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<VoteRequest>,
+) -> Result<Json<VoteResponse>, AppError> {
+    lf_only(&state)?.on_vote(req).map(Json)
+}
+
+/// `POST /internal/lf/append`: entries (or a heartbeat) from the leader.
+pub async fn append(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<AppendRequest>,
+) -> Result<Json<AppendResponse>, AppError> {
+    lf_only(&state)?.on_append(req).await.map(Json)
+}
+
+/// `POST /internal/lf/snapshot`: the leader's committed state.
 pub async fn snapshot(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<SnapshotRequest>,
-) -> Result<Json<ReplicateResponse>, AppError> {
+) -> Result<Json<AppendResponse>, AppError> {
     lf_only(&state)?.on_snapshot(req).await.map(Json)
 }
 
-/// `GET /internal/state`: a follower's records, for a restarting leader.
-pub async fn state(State(state): State<AppState>) -> Result<Json<StateResponse>, AppError> {
-    lf_only(&state)?.state().map(Json)
-}
-
-/// `GET /internal/read?key=K`: this replica's copy, after the remote-read delay.
+/// `GET /internal/read?key=K`: this replica's copy, after the remote-read
+/// delay, and whether it counts towards R.
 pub async fn read(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<KeyQuery>,
@@ -59,30 +87,51 @@ pub async fn read(
             value: e.value,
             version: e.version,
         }),
+        current: state.replication.is_current(),
     })
 }
 
-/// `POST /internal/repair`: newer records seen by a coordinated read.
+/// `POST /internal/repair`: newer records seen by a coordinated read
+/// (leaderless mode; a leader-follower replica changes only through its log).
+///
+/// # Errors
+/// 409 in leader-follower mode.
 pub async fn repair(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<RepairRequest>,
-) -> Json<RepairResponse> {
+) -> Result<Json<RepairResponse>, AppError> {
+    if state.replication.leader_follower().is_some() {
+        return Err(AppError::new(
+            StatusCode::CONFLICT,
+            "leader-follower replicas change only through the leader's log",
+        ));
+    }
     state.cluster.peers().mark_up(req.from);
     let changed = req
         .records
         .into_iter()
         .filter(|r| state.store.apply(&r.key, r.value.clone(), r.version))
         .count();
-    Json(RepairResponse {
+    Ok(Json(RepairResponse {
         node_id: state.cluster.node_id(),
         changed: changed as u32,
-    })
+    }))
 }
 
-/// `POST /internal/config`: a configuration change made on another node.
+/// `POST /internal/config`: a configuration change made on another node
+/// (leaderless mode; leader-follower changes go through the leader's log).
+///
+/// # Errors
+/// 409 in leader-follower mode.
 pub async fn config(
     State(state): State<AppState>,
     ApiJson(env): ApiJson<ConfigEnvelope>,
-) -> Json<ConfigEnvelope> {
-    Json(state.cluster.merge_envelope(env))
+) -> Result<Json<ConfigEnvelope>, AppError> {
+    if state.replication.leader_follower().is_some() {
+        return Err(AppError::new(
+            StatusCode::CONFLICT,
+            "leader-follower configuration changes go through the leader's log: POST /config",
+        ));
+    }
+    Ok(Json(state.cluster.merge_envelope(env)))
 }

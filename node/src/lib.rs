@@ -7,11 +7,15 @@
 //! - [`peers`]: static membership and up/down tracking of the other nodes.
 //! - [`transport`]: node-to-node HTTP over one keep-alive pool, the send pacer
 //!   of the delay profile, the health prober.
+//! - [`faults`]: faults injected into the node's own transport (cut messages
+//!   to or from chosen peers).
 //! - [`cluster`]: the node's cluster context: identity, peers, transport, the
 //!   live W/R configuration and its propagation.
 //! - [`reads`]: reads coordinated over R replicas, with read repair.
-//! - [`leader_follower`]: leader-follower replication (state machines in
-//!   `leader_follower::core`, runtime in the module).
+//! - [`leader_follower`]: leader-follower replication: terms, elections, the
+//!   replicated log (`leader_follower::log`), the node's state machine
+//!   (`leader_follower::core`, with a seeded simulation in its tests), the
+//!   runtime in the module.
 //! - [`leaderless`]: leaderless (Dynamo-style) replication: hybrid logical
 //!   clock, write coordinator, hints, Merkle anti-entropy (state machines
 //!   and their runtime).
@@ -30,6 +34,7 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod faults;
 pub mod internal;
 pub mod leader_follower;
 pub mod leaderless;

@@ -84,7 +84,8 @@ struct Inner {
     list: Vec<PeerInfo>,
     /// Locked only to read or update one map entry; never held across `.await`.
     health: Mutex<BTreeMap<NodeId, Health>>,
-    /// The leader's id in leader-follower mode; 0 while unknown.
+    /// The leader's id in leader-follower mode, as the replication core
+    /// last reported it; 0 while unknown.
     leader: AtomicU32,
 }
 
@@ -157,9 +158,6 @@ impl Peers {
     /// Records the role a peer reported.
     pub fn set_role(&self, id: NodeId, role: Role) {
         self.with_health(id, |h| h.role = Some(role));
-        if role == Role::Leader {
-            self.set_leader(id);
-        }
     }
 
     /// Whether the last contact with `id` succeeded.
@@ -183,6 +181,11 @@ impl Peers {
     /// Records which node leads.
     pub fn set_leader(&self, id: NodeId) {
         self.inner.leader.store(id, Ordering::Relaxed);
+    }
+
+    /// Records that no leader is known (an election is under way).
+    pub fn clear_leader(&self) {
+        self.inner.leader.store(0, Ordering::Relaxed);
     }
 }
 
@@ -230,6 +233,10 @@ mod tests {
         p.mark_down(2, "refused");
         assert_eq!(p.health(2).unwrap().last_error.as_deref(), Some("refused"));
         p.set_role(2, Role::Leader);
+        assert_eq!(p.health(2).unwrap().role, Some(Role::Leader));
+        p.set_leader(2);
         assert_eq!(p.leader(), Some(2));
+        p.clear_leader();
+        assert_eq!(p.leader(), None);
     }
 }

@@ -1,17 +1,22 @@
-//! Coordinated reads over R replicas, with read repair. Shared by both
-//! replication modes.
+//! Coordinated reads over R replicas. Shared by both replication modes.
 //!
 //! The coordinator reads its own copy, asks R-1 peers for theirs (`GET
 //! /internal/read`), and returns the highest version. Peers are tried in a
 //! preferred order (the leader first in leader-follower mode, then peers that
 //! answered lately, rotated per key so that the load spreads); a peer that
-//! fails is replaced by the next candidate. If fewer than R replicas answer,
-//! the read fails with 503 `{"error","acked","required"}`.
+//! fails is replaced by the next candidate. Only *current* copies count: a
+//! leader-follower replica that restarted and has not caught up yet answers
+//! `"current": false` (it may lack writes it once acknowledged), and the
+//! coordinator asks the next candidate instead — the coordinator's own copy
+//! counts under the same rule. If fewer than R current replicas answer, the
+//! read fails with 503 `{"error","acked","required"}`.
 //!
-//! Every replica that answered with an older version (or none) is sent the
-//! newest record (`POST /internal/repair`) in the background; a replica keeps
-//! a repaired record only if it is newer than its own copy, so repairs race
-//! safely with replication.
+//! In leaderless mode every replica that answered with an older version (or
+//! none) is sent the newest record (`POST /internal/repair`) in the
+//! background; a replica keeps a repaired record only if it is newer than its
+//! own copy, so repairs race safely with replication. Leader-follower mode
+//! does not repair: its log brings every replica the same entries, and a
+//! repair could spread a write the next leader rolls back.
 
 use crate::cluster::Cluster;
 use crate::error::AppError;
@@ -22,6 +27,16 @@ use kv_shared::replication::{
 };
 use kv_shared::NodeId;
 use tokio::task::JoinSet;
+
+/// How a coordinated read treats the coordinator's copy and stale replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadPolicy {
+    /// Whether the coordinator's own copy counts towards R (false while it
+    /// catches up after a restart).
+    pub count_self: bool,
+    /// Whether replicas that answered an older copy are repaired.
+    pub repair: bool,
+}
 
 /// The outcome of a coordinated read that met its quorum.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,24 +83,31 @@ fn candidates(cluster: &Cluster, key: &str, preferred: Option<NodeId>) -> Vec<No
     up
 }
 
-/// Reads `key` over `r` replicas (this node plus `r - 1` peers) and repairs
-/// the stale ones.
+/// Reads `key` over `r` current replicas (this node, if its copy counts,
+/// plus peers) and, if the policy says so, repairs the stale ones.
 ///
 /// # Errors
-/// 503 when fewer than `r` replicas answer.
+/// 503 when fewer than `r` current replicas answer.
 pub async fn coordinate_read(
     cluster: &Cluster,
     store: &Store,
     key: &str,
     r: u32,
     preferred: Option<NodeId>,
+    policy: ReadPolicy,
 ) -> Result<ReadOutcome, AppError> {
     let me = cluster.node_id();
     let local = store.get(key).map(|e| VersionedValue {
         value: e.value,
         version: e.version,
     });
-    let mut replies: Vec<(NodeId, Option<VersionedValue>)> = vec![(me, local)];
+    let mut replies: Vec<(NodeId, Option<VersionedValue>)> = Vec::new();
+    let mut not_current: Vec<NodeId> = Vec::new();
+    if policy.count_self {
+        replies.push((me, local));
+    } else {
+        not_current.push(me);
+    }
     let mut todo = candidates(cluster, key, preferred).into_iter();
     let mut asked = JoinSet::new();
     let path = format!("/internal/read?key={}", encode_query_value(key));
@@ -97,12 +119,19 @@ pub async fn coordinate_read(
         );
         asked.spawn(async move { (id, t.get::<InternalReadResponse>(id, &path, timeout).await) });
     };
-    for id in todo.by_ref().take(r.saturating_sub(1) as usize) {
+    let first = (r as usize).saturating_sub(replies.len());
+    for id in todo.by_ref().take(first) {
         ask(&mut asked, id);
     }
     while replies.len() < r as usize {
         match asked.join_next().await {
-            Some(Ok((id, Ok(resp)))) => replies.push((id, resp.found)),
+            Some(Ok((id, Ok(resp)))) if resp.current => replies.push((id, resp.found)),
+            Some(Ok((id, Ok(_)))) => {
+                not_current.push(id);
+                if let Some(next) = todo.next() {
+                    ask(&mut asked, next);
+                }
+            }
             Some(Ok((_, Err(_)))) | Some(Err(_)) => {
                 if let Some(next) = todo.next() {
                     ask(&mut asked, next);
@@ -113,10 +142,23 @@ pub async fn coordinate_read(
     }
     drop(asked);
     if replies.len() < r as usize {
+        not_current.sort_unstable();
+        let catching_up = if not_current.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; catching up after a restart, not counted: {}",
+                not_current
+                    .iter()
+                    .map(|id| format!("node {id}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
         let mut e = AppError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
-                "read quorum not met: {} of {r} replicas answered",
+                "read quorum not met: {} of {r} replicas answered{catching_up}",
                 replies.len()
             ),
         );
@@ -128,7 +170,7 @@ pub async fn coordinate_read(
         .iter()
         .filter_map(|(_, v)| v.clone())
         .max_by_key(|v| v.version);
-    if let Some(best) = &newest {
+    if let (Some(best), true) = (&newest, policy.repair) {
         repair(cluster, store, key, best, &replies);
     }
     Ok(ReadOutcome {

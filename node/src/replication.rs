@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::error::AppError;
 use crate::leader_follower::LeaderFollower;
 use crate::leaderless::Leaderless;
-use crate::reads::coordinate_read;
+use crate::reads::{coordinate_read, ReadPolicy};
 use crate::store::Store;
 use kv_shared::cluster::StatusResponse;
 use kv_shared::{GetResponse, Mode, NodeId, SetRequest, SetResponse};
@@ -102,11 +102,28 @@ impl Replication {
         store: &Store,
         key: String,
     ) -> Result<GetResponse, AppError> {
-        let r = cluster.config().r;
-        if matches!(self, Self::Standalone) || r <= 1 {
+        let (r, policy) = match self {
+            Self::Standalone => return local_read(cluster, store, key),
+            Self::LeaderFollower(lf) => (
+                lf.read_quorum(),
+                ReadPolicy {
+                    count_self: lf.is_current(),
+                    repair: false,
+                },
+            ),
+            Self::Leaderless(_) => (
+                cluster.config().r,
+                ReadPolicy {
+                    count_self: true,
+                    repair: true,
+                },
+            ),
+        };
+        if r <= 1 && policy.count_self {
             return local_read(cluster, store, key);
         }
-        let outcome = coordinate_read(cluster, store, &key, r, cluster.peers().leader()).await?;
+        let outcome =
+            coordinate_read(cluster, store, &key, r, cluster.peers().leader(), policy).await?;
         match outcome.newest {
             Some(v) => Ok(GetResponse {
                 key,
@@ -131,6 +148,7 @@ impl Replication {
             keys: store.len(),
             peers: cluster.peer_statuses(),
             leaderless: None,
+            leader_follower: None,
         };
         match self {
             Self::LeaderFollower(lf) => lf.fill_status(&mut status),
@@ -140,10 +158,24 @@ impl Replication {
         status
     }
 
-    /// Whether this node takes writes now: false only while a leader that
-    /// has just started recovers its followers' state.
+    /// Whether this node takes writes now (leader-follower: it leads and its
+    /// term started, or it follows a leader it trusts).
     pub fn is_ready(&self) -> bool {
-        self.leader_follower().is_none_or(|lf| !lf.is_recovering())
+        self.leader_follower().is_none_or(|lf| lf.is_ready())
+    }
+
+    /// The role this node plays now.
+    pub fn role(&self, cluster: &Cluster) -> kv_shared::Role {
+        match self {
+            Self::LeaderFollower(lf) => lf.role(),
+            Self::Standalone | Self::Leaderless(_) => cluster.role(),
+        }
+    }
+
+    /// Whether this node's copy counts towards a read quorum (false on a
+    /// leader-follower replica still catching up after its start).
+    pub fn is_current(&self) -> bool {
+        self.leader_follower().is_none_or(|lf| lf.is_current())
     }
 
     /// The leader-follower runtime, in that mode.

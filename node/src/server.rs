@@ -8,6 +8,7 @@ use crate::{api, error, events, internal, leaderless, transport, ui};
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
+use kv_shared::leader_follower::{APPEND_PATH, SNAPSHOT_PATH, VOTE_PATH};
 use kv_shared::limits::MAX_BODY_BYTES;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -104,26 +105,30 @@ fn client_routes() -> Router<AppState> {
 }
 
 /// Node-to-node endpoints, with a body limit sized for batches and snapshots.
-fn internal_routes() -> Router<AppState> {
+fn internal_routes(state: &AppState) -> Router<AppState> {
     Router::new()
-        .route("/internal/replicate", post(internal::replicate))
-        .route("/internal/snapshot", post(internal::snapshot))
+        .route(VOTE_PATH, post(internal::vote))
+        .route(APPEND_PATH, post(internal::append))
+        .route(SNAPSHOT_PATH, post(internal::snapshot))
         .route("/internal/read", get(internal::read))
         .route("/internal/repair", post(internal::repair))
         .route("/internal/config", post(internal::config))
-        .route("/internal/state", get(internal::state))
         .route("/internal/ll/write", post(leaderless::endpoints::write))
         .route("/internal/ll/digest", post(leaderless::endpoints::digest))
         .route("/internal/ll/keys", post(leaderless::endpoints::keys))
         .route("/internal/ll/fetch", post(leaderless::endpoints::fetch))
         .layer(DefaultBodyLimit::max(MAX_INTERNAL_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            internal::refuse_cut_peers,
+        ))
 }
 
 /// The node's HTTP application, without a socket (tests use it with `oneshot`).
 pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(client_routes())
-        .merge(internal_routes())
+        .merge(internal_routes(&state))
         .fallback(ui::fallback)
         .method_not_allowed_fallback(error::method_not_allowed)
         // Outermost, so that it answers preflights; it allows the data routes only.

@@ -67,6 +67,39 @@ impl Store {
         }
     }
 
+    /// Stores `entry` under `key` whatever the key held, and returns what it
+    /// held before. The replicated log of leader-follower mode applies its
+    /// entries this way and keeps the previous entry to undo them.
+    pub fn put(&self, key: &str, entry: Entry) -> Option<Entry> {
+        self.map.insert(key.to_owned(), entry)
+    }
+
+    /// Puts back what [`Store::put`] returned: `previous`, or no key at all.
+    pub fn restore(&self, key: &str, previous: Option<Entry>) {
+        match previous {
+            Some(e) => {
+                self.map.insert(key.to_owned(), e);
+            }
+            None => {
+                self.map.remove(key);
+            }
+        }
+    }
+
+    /// Replaces the whole content with `records` (installing a snapshot).
+    pub fn replace_all(&self, records: Vec<Record>) {
+        self.map.clear();
+        for r in records {
+            self.map.insert(
+                r.key,
+                Entry {
+                    value: r.value,
+                    version: r.version,
+                },
+            );
+        }
+    }
+
     /// The key's current value and version, if any.
     pub fn get(&self, key: &str) -> Option<Entry> {
         self.map.get(key).map(|e| e.value().clone())
@@ -136,6 +169,28 @@ mod tests {
         assert!(!s.apply("k", "same".into(), 5));
         assert_eq!(s.get("k").unwrap().value, "new");
         assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn put_returns_what_restore_puts_back() {
+        let s = Store::new();
+        let e = |v: &str, version| Entry {
+            value: v.into(),
+            version,
+        };
+        assert_eq!(s.put("k", e("a", 1)), None);
+        let prev = s.put("k", e("b", 9));
+        assert_eq!(prev, Some(e("a", 1)));
+        s.restore("k", prev);
+        assert_eq!(s.get("k"), Some(e("a", 1)));
+        s.restore("k", None);
+        assert!(s.is_empty());
+        s.replace_all(vec![Record {
+            key: "x".into(),
+            value: "y".into(),
+            version: 3,
+        }]);
+        assert_eq!((s.len(), s.get("x")), (1, Some(e("y", 3))));
     }
 
     #[test]

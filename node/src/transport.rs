@@ -11,6 +11,7 @@
 //! entries batched into the next one) lives in the replication cores, which
 //! decide what to send; this module only carries it.
 
+use crate::faults::{Faults, FROM_HEADER};
 use crate::peers::Peers;
 use kv_shared::{ErrorBody, NodeId};
 use serde::de::DeserializeOwned;
@@ -22,21 +23,28 @@ use std::time::Duration;
 pub enum TransportError {
     /// The id is not in the peer list.
     UnknownPeer(NodeId),
-    /// No answer: connection refused or reset, or the timeout expired.
+    /// The connection was refused: the request certainly never arrived.
+    Refused(String),
+    /// No answer: connection reset, or the timeout expired (the request may
+    /// have arrived).
     Unreachable(String),
     /// The peer answered with a non-2xx status; carries it and the error text.
     Status(u16, String),
     /// The peer answered 2xx with a body that does not parse.
     Decode(String),
+    /// An injected fault cuts this node off from the peer.
+    Cut(NodeId),
 }
 
 impl std::fmt::Display for TransportError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TransportError::UnknownPeer(id) => write!(f, "node {id} is not a peer"),
+            TransportError::Refused(e) => write!(f, "connection refused: {e}"),
             TransportError::Unreachable(e) => write!(f, "unreachable: {e}"),
             TransportError::Status(s, e) => write!(f, "answered {s}: {e}"),
             TransportError::Decode(e) => write!(f, "unreadable answer: {e}"),
+            TransportError::Cut(id) => write!(f, "cut off from node {id} by an injected fault"),
         }
     }
 }
@@ -46,6 +54,7 @@ impl std::fmt::Display for TransportError {
 pub struct Transport {
     client: reqwest::Client,
     peers: Peers,
+    faults: Faults,
 }
 
 /// The HTTP client every node uses for its peers: keep-alive, no Nagle delay.
@@ -60,12 +69,18 @@ pub fn http_client() -> reqwest::Client {
 }
 
 impl Transport {
-    /// A transport to `peers` with a fresh connection pool.
-    pub fn new(peers: Peers) -> Self {
+    /// A transport to `peers` with a fresh connection pool, subject to `faults`.
+    pub fn new(peers: Peers, faults: Faults) -> Self {
         Self {
             client: http_client(),
             peers,
+            faults,
         }
+    }
+
+    /// The faults injected into this transport.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
     }
 
     /// The underlying client (for calls whose answer is passed on as is).
@@ -118,10 +133,18 @@ impl Transport {
         to: NodeId,
         req: reqwest::RequestBuilder,
     ) -> Result<Resp, TransportError> {
+        if self.faults.cuts_to(to) {
+            return Err(TransportError::Cut(to));
+        }
+        let req = req.header(FROM_HEADER, self.peers.self_id().to_string());
         let resp = match req.send().await {
             Ok(r) => r,
             Err(e) => {
-                let e = TransportError::Unreachable(e.to_string());
+                let e = if e.is_connect() {
+                    TransportError::Refused(e.to_string())
+                } else {
+                    TransportError::Unreachable(e.to_string())
+                };
                 self.peers.mark_down(to, e.to_string());
                 return Err(e);
             }

@@ -61,9 +61,10 @@ async fn dashboard_follows_a_five_node_cluster() {
         .await;
     assert_eq!(b.text("#op-result-version").await, "1");
     assert_eq!(b.text("#op-result-served-by").await, "node 1");
-    // Its version reaches every replica and the write shows on the timeline.
+    // Its log position reaches every replica and the write shows on the timeline.
+    let seq = cluster.status(Cluster::LEADER).await.applied_seq;
     for id in 1..=5 {
-        let css = format!("#replica-{id}[data-seq='1']");
+        let css = format!("#replica-{id}[data-seq='{seq}']");
         b.wait_for(&css, PAGE, "the write applied everywhere").await;
     }
     b.wait_for(
@@ -188,6 +189,109 @@ async fn dashboard_follows_a_five_node_cluster() {
     .await;
     b.screenshot("dashboard-7-serving-node-down").await;
 
+    b.close().await;
+    cluster.stop().await;
+}
+
+/// Cuts node `id` off from every other node, both ways, in each node's own
+/// transport (the page's HTTP calls and the dashboard feed are not cut).
+fn isolate(cluster: &Cluster, id: u32) {
+    for other in 1..=cluster.n() {
+        if other == id {
+            continue;
+        }
+        cluster
+            .node(id)
+            .state
+            .cluster
+            .faults()
+            .cut(&[other], true, true);
+        cluster
+            .node(other)
+            .state
+            .cluster
+            .faults()
+            .cut(&[id], true, true);
+    }
+}
+
+/// Heals every cut.
+fn heal(cluster: &Cluster) {
+    for id in 1..=cluster.n() {
+        cluster.node(id).state.cluster.faults().heal();
+    }
+}
+
+/// The leader is cut off under W=1: the page (served by node 2) shows the
+/// others campaign, vote and elect a new leader in a newer term; the write
+/// the old leader acknowledged alone meanwhile is shown rolled back once it
+/// hears from the new leader, and it returns as a follower.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dashboard_shows_an_election_and_a_rolled_back_write() {
+    assert!(kv_node::ui::is_built(), "web-ui/dist is missing");
+    let cluster = Cluster::start(5, 1, 5, |c| c.election_timeout_ms = 600).await;
+    let b = Browser::start().await;
+    b.resize(1400, 1400).await;
+    b.client
+        .goto(&format!("{}/", cluster.url(2)))
+        .await
+        .unwrap();
+    b.wait_for(
+        "#replica-1[data-role='leader'][data-term='1']",
+        PAGE,
+        "node 1 leads term 1",
+    )
+    .await;
+    b.wait_for("#feed-status[data-state='live']", PAGE, "the live feed")
+        .await;
+
+    isolate(&cluster, Cluster::LEADER);
+    let r = cluster.set(Cluster::LEADER, "lost", "alone").await;
+    assert_eq!(
+        r.status(),
+        201,
+        "W=1: the isolated leader still answers 201"
+    );
+    b.wait_for("#node-events li[data-kind='campaign']", PAGE, "a candidate")
+        .await;
+    b.wait_for("#node-events li[data-kind='voted']", PAGE, "a vote")
+        .await;
+    let elected = b
+        .wait_for("#node-events li[data-kind='elected']", PAGE, "a new leader")
+        .await;
+    let new_leader: u32 = elected
+        .attr("data-node")
+        .await
+        .unwrap()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_ne!(new_leader, 1);
+    let css = format!("#replica-{new_leader}[data-role='leader']");
+    b.wait_for(&css, PAGE, "the new leader in the topology")
+        .await;
+    b.screenshot("dashboard-9-new-leader").await;
+
+    heal(&cluster);
+    b.wait_for(
+        "#node-events li[data-kind='rolled-back'][data-node='1']",
+        PAGE,
+        "the old leader's rollback",
+    )
+    .await;
+    b.wait_for(
+        "tr[data-key='lost'][data-rolled-back='true']",
+        PAGE,
+        "the write marked rolled back",
+    )
+    .await;
+    b.wait_for(
+        "#replica-1[data-role='follower']",
+        PAGE,
+        "node 1 back as a follower",
+    )
+    .await;
+    b.screenshot("dashboard-10-rolled-back").await;
     b.close().await;
     cluster.stop().await;
 }

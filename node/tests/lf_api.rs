@@ -91,31 +91,34 @@ async fn config_rejects_quorums_outside_one_to_n_and_applies_valid_ones_cluster_
 }
 
 #[tokio::test]
-async fn a_change_the_leader_missed_reaches_it_through_a_follower() {
-    // A follower holding a newer configuration than the leader's hands it back.
-    let c = Cluster::start(5, 3, 3, |_| {}).await;
-    let mut newer = kv_shared::replication::ConfigEnvelope {
-        config: c.config(3).await,
+async fn a_change_sent_to_a_follower_is_in_force_on_every_node_when_it_answers() {
+    // POST /config at a follower goes through the leader's log; its 200 means
+    // every node runs the new W and R (no waiting afterwards).
+    let c = Cluster::start(5, 5, 1, |_| {}).await;
+    let r = c.post_config(3, json!({"w": 1, "r": 5})).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let applied: ClusterConfig = r.json().await.unwrap();
+    assert_eq!((applied.w, applied.r), (1, 5));
+    for id in 1..=5 {
+        let cfg = c.config(id).await;
+        assert_eq!((cfg.w, cfg.r), (1, 5), "node {id}");
+    }
+    // The node-to-node endpoint of leaderless mode cannot bypass the log.
+    let envelope = kv_shared::replication::ConfigEnvelope {
+        config: ClusterConfig::new(5, 1, 1, DelayProfile::OFF).unwrap(),
         epoch: 99,
         origin: 3,
     };
-    newer.config.w = 2;
     let r = c
         .client
-        .post(format!("{}/internal/config", c.url(3)))
-        .json(&newer)
+        .post(format!("{}/internal/config", c.url(2)))
+        .json(&envelope)
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    wait_until("every node runs W=2", Duration::from_secs(5), || async {
-        let mut all = true;
-        for id in 1..=5 {
-            all &= c.config(id).await.w == 2;
-        }
-        all
-    })
-    .await;
+    let e = error(r, StatusCode::CONFLICT).await;
+    assert!(e.error.contains("leader's log"), "{}", e.error);
+    assert_eq!(c.config(2).await.r, 5);
     c.stop().await;
 }
 
@@ -156,16 +159,32 @@ async fn followers_forward_writes_to_the_leader_and_say_who_served_them() {
 }
 
 #[tokio::test]
-async fn follower_answers_503_naming_the_leader_when_the_leader_is_down() {
-    // Writes need the leader; reads with R <= live replicas still work.
+async fn while_the_leader_is_down_writes_answer_503_then_a_new_leader_takes_them() {
+    // Right after the leader dies a follower's write is 503 naming it; within a
+    // few election timeouts another node leads and the same write answers 201.
+    // Reads with R <= live replicas work throughout.
     let mut c = Cluster::start(5, 3, 3, |_| {}).await;
     assert_eq!(c.set(2, "k", "v").await.status(), StatusCode::CREATED);
     c.kill(Cluster::LEADER).await;
     let e = error(c.set(2, "k", "w").await, StatusCode::SERVICE_UNAVAILABLE).await;
     assert_eq!(e.leader, Some(1));
-    assert!(e.error.contains("leader 1"), "{}", e.error);
+    assert!(e.term.is_some(), "the error names the term: {e:?}");
     let g: kv_shared::GetResponse = c.get(3, "k").await.json().await.unwrap();
     assert_eq!(g.value, "v");
+    wait_until(
+        "a new leader takes writes",
+        Duration::from_secs(10),
+        || async { c.set(2, "k", "w").await.status() == StatusCode::CREATED },
+    )
+    .await;
+    let s: SetResponse = c.set(2, "k", "w2").await.json().await.unwrap();
+    assert!(
+        s.served_by.is_some_and(|l| l != 1),
+        "served by {:?}",
+        s.served_by
+    );
+    let g: kv_shared::GetResponse = c.get(4, "k").await.json().await.unwrap();
+    assert_eq!(g.value, "w2");
     c.stop().await;
 }
 
@@ -221,21 +240,35 @@ async fn read_answers_503_when_fewer_than_r_replicas_answer() {
 }
 
 #[tokio::test]
-async fn coordinated_reads_repair_stale_replicas() {
-    // A follower that missed a write (it lags behind the ack delay) is repaired by a read
-    // that saw the newer version elsewhere.
-    let c = Cluster::start(3, 1, 3, |cfg| cfg.ack_delay_ms = Some(2000)).await;
+async fn coordinated_reads_return_the_newest_copy_and_leave_replicas_to_the_log() {
+    // A follower that has not applied a W1 write yet still answers a read over
+    // R = 3 with it (the leader's copy wins); nothing is written back to it: it
+    // gets the write from the leader's log, like every other replica.
+    let c = Cluster::start(3, 1, 3, |cfg| cfg.ack_delay_ms = Some(1500)).await;
     assert_eq!(c.set(1, "k", "v").await.status(), StatusCode::CREATED);
     assert!(
         c.local(3, "k").await.is_none(),
-        "follower 3 has not applied the write yet"
+        "follower 3 has not applied it yet"
     );
     let g: kv_shared::GetResponse = c.get(3, "k").await.json().await.unwrap();
     assert_eq!((g.version, g.served_by), (1, Some(3)));
-    // The repair lands before the replication message (2 s ack delay) is applied.
-    wait_until("follower 3 repaired", Duration::from_secs(1), || async {
-        c.local(3, "k").await.is_some()
-    })
+    assert!(
+        c.local(3, "k").await.is_none(),
+        "no read repair in leader-follower mode"
+    );
+    let r = c
+        .client
+        .post(format!("{}/internal/repair", c.url(3)))
+        .json(&json!({"from": 1, "records": [{"key": "k", "value": "forged", "version": 9}]}))
+        .send()
+        .await
+        .unwrap();
+    error(r, StatusCode::CONFLICT).await;
+    wait_until(
+        "follower 3 applied the write from the log",
+        Duration::from_secs(5),
+        || async { c.local(3, "k").await.is_some_and(|g| g.value == "v") },
+    )
     .await;
     c.stop().await;
 }

@@ -143,9 +143,10 @@ async fn status_reports_lag_while_a_follower_is_slow_and_none_once_it_caught_up(
         );
     }
     let s = c.status(Cluster::LEADER).await;
+    // The log holds the term's first entry, then the 20 writes.
     assert_eq!(
         (s.role, s.applied_seq, s.keys),
-        (kv_shared::Role::Leader, 20, 20)
+        (kv_shared::Role::Leader, 21, 20)
     );
     assert!(
         s.peers.iter().any(|p| p.lag_entries.unwrap() > 0),
@@ -156,22 +157,24 @@ async fn status_reports_lag_while_a_follower_is_slow_and_none_once_it_caught_up(
     for p in &s.peers {
         assert_eq!(
             (p.acked_seq, p.lag_entries, p.lag_ms, p.up),
-            (Some(20), Some(0), Some(0), true)
+            (Some(21), Some(0), Some(0), true)
         );
     }
     let f = c.status(3).await;
     assert_eq!(
         (f.role, f.applied_seq, f.keys, f.leader),
-        (kv_shared::Role::Follower, 20, 20, Some(1))
+        (kv_shared::Role::Follower, 21, 20, Some(1))
     );
     assert_eq!((f.config.n, f.config.w, f.config.r), (5, 1, 1));
     c.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn leader_restarted_empty_recovers_the_followers_state_and_versions_continue() {
-    // W3: every acknowledged write is on at least two followers, so a leader that comes
-    // back empty gets it back from them before it takes writes; versions keep growing.
+async fn a_killed_leader_is_replaced_versions_never_repeat_and_it_returns_as_a_follower() {
+    // W3: every acknowledged write is on a majority, so the node elected after
+    // the leader dies holds them all; its versions start above its term's floor,
+    // so no version of a key ever names two values; the old leader restarts
+    // empty, follows the new one and ends with the same state.
     let mut c = Cluster::start(5, 3, 1, |_| {}).await;
     let keys: Vec<String> = (0..10).map(|i| format!("k{i}")).collect();
     let mut last = BTreeMap::new();
@@ -180,29 +183,42 @@ async fn leader_restarted_empty_recovers_the_followers_state_and_versions_contin
         let r = c.set(1 + (i as u32 % 5), key, &format!("v{i}")).await;
         assert_eq!(r.status(), StatusCode::CREATED);
         let s: kv_shared::SetResponse = r.json().await.unwrap();
-        last.insert(key.clone(), s.version);
+        last.insert(key.clone(), (s.version, s.value));
     }
     c.kill(Cluster::LEADER).await;
-    c.restart(Cluster::LEADER).await;
     wait_until(
-        "the restarted leader takes writes",
+        "another node takes writes",
         Duration::from_secs(10),
         || async { c.set(2, "probe", "p").await.status() == StatusCode::CREATED },
     )
     .await;
-    let s: kv_shared::SetResponse = c.set(1, "k0", "after").await.json().await.unwrap();
-    assert_eq!(
+    let leader = c.leader().await.expect("a leader");
+    assert_ne!(leader, Cluster::LEADER);
+    for (key, (version, value)) in &last {
+        let g = c
+            .local(leader, key)
+            .await
+            .expect("the new leader holds every acknowledged write");
+        assert_eq!((&g.value, g.version), (value, *version), "{key}");
+    }
+    let s: kv_shared::SetResponse = c.set(3, "k0", "after").await.json().await.unwrap();
+    assert!(
+        s.version > last["k0"].0 + 1,
+        "the new term's floor lifts versions above anything the old leader may have handed out: {} after {}",
         s.version,
-        last["k0"] + 1,
-        "the next version follows the recovered one"
+        last["k0"].0
     );
+    c.restart(Cluster::LEADER).await;
     c.wait_converged().await;
+    let status = c.status(Cluster::LEADER).await;
+    assert_eq!(status.role, kv_shared::Role::Follower);
+    assert_eq!(status.leader, Some(leader));
     let mut all: Vec<String> = keys.clone();
     all.push("probe".into());
-    let leader = local_state(&c, Cluster::LEADER, &all).await;
-    assert!(leader.values().all(Option::is_some));
-    for f in c.followers() {
-        assert_eq!(local_state(&c, f, &all).await, leader, "follower {f}");
+    let reference = local_state(&c, leader, &all).await;
+    assert!(reference.values().all(Option::is_some));
+    for id in 1..=5 {
+        assert_eq!(local_state(&c, id, &all).await, reference, "node {id}");
     }
     c.stop().await;
 }

@@ -178,6 +178,9 @@ pub struct StatusResponse {
     /// Leaderless mode: clock, hints and anti-entropy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leaderless: Option<crate::leaderless::LeaderlessStatus>,
+    /// Leader-follower mode: term, commit point, rollbacks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_follower: Option<crate::leader_follower::LeaderFollowerStatus>,
 }
 
 #[cfg(test)]

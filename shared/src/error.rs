@@ -1,6 +1,6 @@
 //! The JSON body of every error response.
 
-use crate::ids::NodeId;
+use crate::ids::{NodeId, Term};
 use serde::{Deserialize, Serialize};
 
 /// Body of every non-2xx response: `{"error": "..."}` plus optional details.
@@ -17,6 +17,10 @@ pub struct ErrorBody {
     /// For a request that had to reach the leader: which node that is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader: Option<NodeId>,
+    /// Leader-follower mode, for a request that needed a leader: the term
+    /// the answering node is in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub term: Option<Term>,
 }
 
 impl ErrorBody {
@@ -27,6 +31,7 @@ impl ErrorBody {
             acked: None,
             required: None,
             leader: None,
+            term: None,
         }
     }
 }

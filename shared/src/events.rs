@@ -11,6 +11,10 @@
 //!   back. A trace is sent again each time one of its timestamps is filled in;
 //!   the latest copy of a trace (same `coordinator` and `id`) replaces earlier
 //!   ones.
+//! - [`ClusterEvent::Node`] carries a [`NodeEvent`]: something that happened
+//!   to one node's replication — in leader-follower mode a pre-vote, a
+//!   campaign, a vote, an election won, a leader stepping down, a node
+//!   following a new leader, a write rolled back, a node caught up.
 //!
 //! Every timestamp is the wall clock of the node that built the event, in
 //! milliseconds since the Unix epoch; `at_ms` says when the event was built,
@@ -21,7 +25,7 @@
 //! ```
 
 use crate::cluster::{ClusterConfig, Seq};
-use crate::ids::{Mode, NodeId, Role, Version};
+use crate::ids::{Mode, NodeId, Role, Term, Version};
 use serde::{Deserialize, Serialize};
 
 /// Wall-clock time in milliseconds since the Unix epoch.
@@ -35,6 +39,78 @@ pub enum ClusterEvent {
     Status(ClusterView),
     /// The progress of one write through the replicas.
     Trace(WriteTrace),
+    /// Something that happened to one node's replication.
+    Node(NodeEvent),
+}
+
+/// Something that happened to one node's replication, reported by that node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeEvent {
+    /// The node it happened to.
+    pub node: NodeId,
+    /// When (that node's clock).
+    pub at_ms: WallMs,
+    /// The node's term afterwards (leader-follower mode).
+    pub term: Term,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: NodeEventKind,
+}
+
+/// What a [`NodeEvent`] reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum NodeEventKind {
+    /// The node heard from no leader for an election timeout and asks
+    /// whether its peers would vote for it (in `term + 1`).
+    PreVote,
+    /// The node campaigns in `term`: it voted for itself and asks for votes.
+    Campaign,
+    /// The node voted for `candidate` in `term`.
+    Voted {
+        /// The candidate.
+        candidate: NodeId,
+    },
+    /// The node won the election of `term`.
+    Elected {
+        /// The nodes that voted for it, itself included.
+        votes: Vec<NodeId>,
+        /// The lowest version this term hands out.
+        floor: Version,
+    },
+    /// The node stopped leading.
+    SteppedDown {
+        /// Why.
+        reason: String,
+    },
+    /// The node follows `leader` in `term`.
+    Following {
+        /// The leader.
+        leader: NodeId,
+    },
+    /// The leader's first entry of `term` is committed: it takes writes.
+    TermStarted,
+    /// A write was undone because the elected leader's log does not hold it.
+    RolledBack {
+        /// The key.
+        key: String,
+        /// The version it had.
+        version: Version,
+        /// Its log position.
+        index: Seq,
+        /// Whether this node had acknowledged it to a client.
+        acknowledged: bool,
+    },
+    /// The node, after its start, holds what the leader held when they first spoke.
+    CaughtUp {
+        /// The index it reached.
+        index: Seq,
+    },
+    /// The configuration in force at the node changed.
+    ConfigInForce {
+        /// The configuration.
+        config: ClusterConfig,
+    },
 }
 
 /// The cluster as one node sees it: itself plus what its peers answered.
@@ -72,6 +148,19 @@ pub struct ReplicaView {
     /// Keys in the replica's local store (from its own `/status`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keys: Option<u64>,
+    /// The replica's term (leader-follower mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub term: Option<Term>,
+    /// The replica's commit index (leader-follower mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_seq: Option<Seq>,
+    /// Whether the replica is still catching up after its start (it does
+    /// not count towards R then; leader-follower mode).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub catching_up: bool,
+    /// Writes the replica undid since it started (leader-follower mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back: Option<u64>,
     /// Entries the replica is behind the leader (leader-follower mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag_entries: Option<u64>,
@@ -181,5 +270,18 @@ mod tests {
         };
         let json = serde_json::to_string(&ClusterEvent::Status(view)).unwrap();
         assert!(json.starts_with(r#"{"type":"status","at_ms":5"#), "{json}");
+
+        let e = ClusterEvent::Node(NodeEvent {
+            node: 2,
+            at_ms: 9,
+            term: 4,
+            kind: NodeEventKind::Voted { candidate: 3 },
+        });
+        let json = serde_json::to_string(&e).unwrap();
+        assert_eq!(
+            json,
+            r#"{"type":"node","node":2,"at_ms":9,"term":4,"kind":"voted","candidate":3}"#
+        );
+        assert_eq!(serde_json::from_str::<ClusterEvent>(&json).unwrap(), e);
     }
 }

@@ -11,6 +11,9 @@ pub type NodeId = u32;
 /// Starts at 1 for the first write of a key and grows with every write.
 pub type Version = u64;
 
+/// A leader-follower term: a period with at most one leader. Terms only grow.
+pub type Term = u64;
+
 /// How a node replicates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -35,6 +38,8 @@ pub enum Role {
     Leader,
     /// A follower of a leader-follower cluster.
     Follower,
+    /// A leader-follower node asking for votes to become leader.
+    Candidate,
     /// An equal peer of a leaderless cluster.
     Peer,
 }
@@ -55,6 +60,7 @@ impl fmt::Display for Role {
             Role::Standalone => "standalone",
             Role::Leader => "leader",
             Role::Follower => "follower",
+            Role::Candidate => "candidate",
             Role::Peer => "peer",
         })
     }

@@ -12,6 +12,8 @@
 //! - [`error`]: the JSON error body every failing request returns.
 //! - [`events`]: the dashboard's live feed (`GET /events`): cluster snapshots
 //!   and write traces.
+//! - [`leader_follower`]: node-to-node messages of leader-follower mode
+//!   (`/internal/lf/...`): votes, log appends, snapshots; its `/status` fields.
 //! - [`leaderless`]: node-to-node messages of leaderless mode (`/internal/ll/...`):
 //!   replicated writes and hints, anti-entropy digests; its `/status` fields.
 //! - [`limits`]: size limits on keys, values and bodies, and their validation.
@@ -23,10 +25,11 @@ pub mod cluster;
 pub mod error;
 pub mod events;
 pub mod ids;
+pub mod leader_follower;
 pub mod leaderless;
 pub mod limits;
 pub mod replication;
 
 pub use api::{GetResponse, HealthResponse, SetRequest, SetResponse, WriteStatus};
 pub use error::ErrorBody;
-pub use ids::{Mode, NodeId, Role, Version};
+pub use ids::{Mode, NodeId, Role, Term, Version};

@@ -1,21 +1,16 @@
-//! Node-to-node messages: the `/internal/...` endpoints.
+//! Node-to-node messages both replication modes use: the `/internal/...`
+//! endpoints of coordinated reads and of configuration changes.
 //!
-//! Clients never call these; replicas call them on each other.
+//! Clients never call these; replicas call them on each other. The messages
+//! of one mode only are in [`crate::leader_follower`] and [`crate::leaderless`].
 //!
 //! | endpoint | body | answer | used by |
 //! | --- | --- | --- | --- |
-//! | `POST /internal/replicate` | [`ReplicateRequest`] | [`ReplicateResponse`] | leader → follower: a batch of log entries (or an empty heartbeat) |
-//! | `POST /internal/snapshot` | [`SnapshotRequest`] | [`ReplicateResponse`] | leader → follower: the whole store, when the log no longer holds what the follower misses |
 //! | `GET /internal/read?key=K` | — | [`InternalReadResponse`] | read coordinator → replica: the replica's copy of one key |
-//! | `POST /internal/repair` | [`RepairRequest`] | [`RepairResponse`] | read coordinator → stale replica: newer records seen by a read |
-//! | `POST /internal/config` | [`ConfigEnvelope`] | [`ConfigEnvelope`] | any node → every peer: a changed W/R or delay profile |
-//! | `GET /internal/state` | — | [`StateResponse`] | a restarted leader → every follower: their records, to recover from |
-//!
-//! A follower's answer to a replicate or snapshot message always carries its
-//! applied sequence number; that number is its acknowledgement and, when it is
-//! lower than what the leader sent, its request to be caught up.
+//! | `POST /internal/repair` | [`RepairRequest`] | [`RepairResponse`] | leaderless read coordinator → stale replica: newer records seen by a read |
+//! | `POST /internal/config` | [`ConfigEnvelope`] | [`ConfigEnvelope`] | leaderless: any node → every peer, a changed W/R or delay profile; leader-follower: a follower → the leader, a change to carry out |
 
-use crate::cluster::{ClusterConfig, Seq};
+use crate::cluster::ClusterConfig;
 use crate::ids::{NodeId, Version};
 use serde::{Deserialize, Serialize};
 
@@ -27,19 +22,6 @@ pub struct Record {
     /// Its value.
     pub value: String,
     /// The version of that value; a replica keeps the highest it has seen.
-    pub version: Version,
-}
-
-/// One write in the leader's replication log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogEntry {
-    /// Cluster-wide position of the write: 1, 2, 3… with no gap.
-    pub seq: Seq,
-    /// The key written.
-    pub key: String,
-    /// The value written.
-    pub value: String,
-    /// The key's version assigned by the leader.
     pub version: Version,
 }
 
@@ -64,68 +46,6 @@ impl ConfigEnvelope {
     }
 }
 
-/// Body of `POST /internal/replicate`: log entries in sequence order, or none
-/// (a heartbeat that tells the follower how far the log goes).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReplicateRequest {
-    /// The sending leader.
-    pub leader: NodeId,
-    /// Identifies the leader's process life; a follower that sees a new one
-    /// drops entries it buffered from the previous life.
-    #[serde(default)]
-    pub leader_epoch: u64,
-    /// The leader's highest sequence number when it sent this message.
-    pub leader_seq: Seq,
-    /// Consecutive entries, lowest sequence number first.
-    pub entries: Vec<LogEntry>,
-    /// The leader's configuration, so that a follower that missed a change converges.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config: Option<ConfigEnvelope>,
-}
-
-/// Body of `POST /internal/snapshot`: every record of the leader's store, which
-/// holds at least all entries up to `seq` (and maybe some later ones; applying
-/// those twice is harmless because versions only grow).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SnapshotRequest {
-    /// The sending leader.
-    pub leader: NodeId,
-    /// The leader's process life (see [`ReplicateRequest::leader_epoch`]).
-    #[serde(default)]
-    pub leader_epoch: u64,
-    /// Every entry up to this sequence number is reflected in `records`.
-    pub seq: Seq,
-    /// The records.
-    pub records: Vec<Record>,
-    /// The leader's configuration.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config: Option<ConfigEnvelope>,
-}
-
-/// A follower's answer to a replicate or snapshot message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReplicateResponse {
-    /// The answering follower.
-    pub node_id: NodeId,
-    /// Every entry up to this sequence number is applied on the follower.
-    /// Lower than what the leader sent means "resend from `applied_seq + 1`".
-    pub applied_seq: Seq,
-}
-
-/// Answer of `GET /internal/state`: everything a follower holds, for a
-/// leader that restarted empty.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StateResponse {
-    /// The answering follower.
-    pub node_id: NodeId,
-    /// Every entry up to this sequence number is applied there.
-    pub applied_seq: Seq,
-    /// Its records.
-    pub records: Vec<Record>,
-    /// The configuration it runs.
-    pub config: ConfigEnvelope,
-}
-
 /// A version and its value, as one replica holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionedValue {
@@ -143,6 +63,16 @@ pub struct InternalReadResponse {
     /// Its copy of the key, if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub found: Option<VersionedValue>,
+    /// Whether the copy counts towards R: false on a leader-follower replica
+    /// that restarted and has not caught up yet (it may lack writes it once
+    /// acknowledged). Always true in leaderless mode.
+    #[serde(default = "counts_by_default")]
+    pub current: bool,
+}
+
+/// Replicas that do not say otherwise count towards R.
+fn counts_by_default() -> bool {
+    true
 }
 
 /// Body of `POST /internal/repair`: records newer than what the replica answered.
@@ -187,20 +117,5 @@ mod tests {
             origin: 1,
         };
         assert!(b.is_newer_than(&a) && c.is_newer_than(&b) && !a.is_newer_than(&a));
-    }
-
-    #[test]
-    fn heartbeat_has_an_empty_entry_list() {
-        let hb = ReplicateRequest {
-            leader: 1,
-            leader_epoch: 9,
-            leader_seq: 7,
-            entries: vec![],
-            config: None,
-        };
-        assert_eq!(
-            serde_json::to_string(&hb).unwrap(),
-            r#"{"leader":1,"leader_epoch":9,"leader_seq":7,"entries":[]}"#
-        );
     }
 }

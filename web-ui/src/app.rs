@@ -4,6 +4,7 @@
 
 use crate::api::{self, EventFeed, OpRequest};
 use crate::components::controls::{ConfigRequest, Controls};
+use crate::components::events::Events;
 use crate::components::header::Header;
 use crate::components::lag::Lag;
 use crate::components::ops::{Ops, Target};
@@ -78,8 +79,10 @@ pub fn app() -> Html {
         <main class="grid">
             <div class="col wide">
                 <Topology view={view.clone()} dots={state.dots()} flashing={state.flashing()}
-                    lag={current_lag} stale={stale} />
-                <Writes traces={state.traces.clone()} playback={state.playback_ms()} />
+                    votes={state.votes()} lag={current_lag} stale={stale} />
+                <Writes traces={state.traces.clone()} playback={state.playback_ms()}
+                    rolled_back={state.rolled_back.clone()} />
+                <Events events={state.node_events.clone()} />
             </div>
             <div class="col">
                 <Ops targets={targets.clone()} default_node={view.as_ref().map(|v| v.observer)}

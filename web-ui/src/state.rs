@@ -13,9 +13,11 @@
 
 use crate::api::{FetchState, OpOutcome};
 use kv_shared::cluster::ClusterConfig;
-use kv_shared::events::{ClusterEvent, ClusterView, ReplicaTrace, ReplicaView, WriteTrace};
-use kv_shared::{HealthResponse, NodeId, Role};
-use std::collections::{BTreeMap, VecDeque};
+use kv_shared::events::{
+    ClusterEvent, ClusterView, NodeEvent, NodeEventKind, ReplicaTrace, ReplicaView, WriteTrace,
+};
+use kv_shared::{HealthResponse, NodeId, Role, Version};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::rc::Rc;
 use yew::Reducible;
 
@@ -35,6 +37,10 @@ pub const COMMIT_FLASH_MS: f64 = 500.0;
 pub const STALE_AFTER_MS: f64 = 2_500.0;
 /// How many arrival samples the clock offset estimate keeps.
 const CLOCK_SAMPLES: usize = 32;
+/// How many replication events (elections, votes, rollbacks…) are kept.
+pub const MAX_NODE_EVENTS: usize = 60;
+/// How long a granted vote is drawn from the voter to the candidate, in ms.
+pub const VOTE_SHOW_MS: f64 = 2_000.0;
 
 /// State of the live feed (`/events`).
 #[derive(Debug, Clone, PartialEq)]
@@ -138,6 +144,10 @@ pub struct State {
     pub op: Option<FetchState<OpOutcome>>,
     /// The last configuration change: the new configuration or the error.
     pub config_change: Option<FetchState<ClusterConfig>>,
+    /// Replication events (elections, votes, step-downs, rollbacks), oldest first.
+    pub node_events: VecDeque<NodeEvent>,
+    /// Writes some node rolled back: (key, version).
+    pub rolled_back: BTreeSet<(String, Version)>,
 }
 
 impl Default for State {
@@ -153,8 +163,21 @@ impl Default for State {
             lag: BTreeMap::new(),
             op: None,
             config_change: None,
+            node_events: VecDeque::new(),
+            rolled_back: BTreeSet::new(),
         }
     }
+}
+
+/// A granted vote to draw: from the voter to the candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vote {
+    /// The voter.
+    pub voter: NodeId,
+    /// The candidate.
+    pub candidate: NodeId,
+    /// The term.
+    pub term: kv_shared::Term,
 }
 
 /// What can happen to the dashboard.
@@ -254,7 +277,53 @@ impl State {
                 self.clock.observe(received_at, trace.at_ms);
                 self.merge_trace(trace);
             }
+            ClusterEvent::Node(e) => {
+                self.clock.observe(received_at, e.at_ms);
+                self.record_node_event(e);
+            }
         }
+    }
+
+    /// Keeps the event (once: relayed copies of an event arrive too) and
+    /// remembers rolled-back writes.
+    fn record_node_event(&mut self, e: NodeEvent) {
+        if self.node_events.contains(&e) {
+            return;
+        }
+        if let NodeEventKind::RolledBack { key, version, .. } = &e.kind {
+            self.rolled_back.insert((key.clone(), *version));
+        }
+        let at = self
+            .node_events
+            .partition_point(|x| (x.at_ms, x.node) <= (e.at_ms, e.node));
+        self.node_events.insert(at, e);
+        while self.node_events.len() > MAX_NODE_EVENTS {
+            self.node_events.pop_front();
+        }
+    }
+
+    /// Votes granted within the last [`VOTE_SHOW_MS`] of playback time.
+    pub fn votes(&self) -> Vec<Vote> {
+        let Some(t) = self.playback_ms() else {
+            return Vec::new();
+        };
+        self.node_events
+            .iter()
+            .filter(|e| (e.at_ms as f64) <= t && t < e.at_ms as f64 + VOTE_SHOW_MS)
+            .filter_map(|e| match e.kind {
+                NodeEventKind::Voted { candidate } => Some(Vote {
+                    voter: e.node,
+                    candidate,
+                    term: e.term,
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Whether some node rolled back this write.
+    pub fn is_rolled_back(&self, t: &WriteTrace) -> bool {
+        self.rolled_back.contains(&(t.key.clone(), t.version))
     }
 
     /// Appends one lag sample per replica and forgets samples older than the window.
@@ -343,7 +412,7 @@ impl State {
 
     /// Whether a tick would move something on screen.
     pub fn is_animating(&self) -> bool {
-        !self.dots().is_empty() || !self.flashing().is_empty()
+        !self.dots().is_empty() || !self.flashing().is_empty() || !self.votes().is_empty()
     }
 
     /// The latest lag sample of a replica.
@@ -438,6 +507,10 @@ mod tests {
             up,
             applied_seq: up.then_some(seq),
             keys: up.then_some(seq),
+            term: None,
+            commit_seq: None,
+            catching_up: false,
+            rolled_back: None,
             lag_entries: None,
             lag_ms: None,
             pending_hints: None,
@@ -665,5 +738,51 @@ mod tests {
             c,
             "a refused change changes nothing"
         );
+    }
+
+    #[test]
+    fn votes_show_for_a_while_and_rollbacks_mark_their_writes() {
+        // A vote is drawn from the voter to the candidate for VOTE_SHOW_MS of
+        // playback time; a relayed copy of an event is kept once; a rolled-back
+        // write is marked by (key, version).
+        let s = Rc::new(State::default());
+        let s = event(s, ClusterEvent::Status(view(10_000, &[])), 10_000.0);
+        let voted = NodeEvent {
+            node: 3,
+            at_ms: 10_100,
+            term: 7,
+            kind: NodeEventKind::Voted { candidate: 2 },
+        };
+        let s = event(s, ClusterEvent::Node(voted.clone()), 10_100.0);
+        let s = event(s, ClusterEvent::Node(voted), 10_120.0);
+        assert_eq!(s.node_events.len(), 1, "a relayed copy is not kept twice");
+        let s = reduce(s, Action::Tick(10_100.0 + PLAYBACK_DELAY_MS + 10.0));
+        assert_eq!(
+            s.votes(),
+            vec![Vote {
+                voter: 3,
+                candidate: 2,
+                term: 7
+            }]
+        );
+        let s = reduce(
+            s,
+            Action::Tick(10_100.0 + PLAYBACK_DELAY_MS + VOTE_SHOW_MS + 1.0),
+        );
+        assert!(s.votes().is_empty());
+        let rolled = NodeEvent {
+            node: 1,
+            at_ms: 10_200,
+            term: 7,
+            kind: NodeEventKind::RolledBack {
+                key: "k5".into(),
+                version: 1,
+                index: 5,
+                acknowledged: true,
+            },
+        };
+        let s = event(s, ClusterEvent::Trace(trace(5, 9_990, &[])), 10_190.0);
+        let s = event(s, ClusterEvent::Node(rolled), 10_200.0);
+        assert!(s.is_rolled_back(&s.traces[0]));
     }
 }

@@ -1,84 +1,224 @@
-//! The replication state machines of leader-follower mode, without sockets.
+//! The replication state machine of one leader-follower node, without sockets.
 //!
-//! [`LeaderCore`] owns the log and each follower's progress; [`FollowerCore`]
-//! applies the log in order. Both are plain structs: the runtime feeds them
-//! inputs (a client write, a follower's answer, a failed send, the passing of
-//! time) and carries out the [`Output`]s they return. Time is an argument, so
-//! the tests below drive every case deterministically.
+//! [`Core`] is one node: follower, pre-candidate, candidate or leader, with
+//! its term, its vote and its [`Log`]. The runtime feeds it inputs — a
+//! message from a peer, the answer to a message it sent, a client write, the
+//! passing of time — and carries out the [`Output`]s it queues: messages to
+//! send, writes to answer, events to show. Time and randomness come from the
+//! caller (`now` in every call, a seed at construction), so the seeded
+//! simulation in `sim.rs` drives five of these through any schedule.
+//!
+//! The module narrative in `leader_follower/mod.rs` explains the protocol and
+//! its guarantees; comments here say why each rule is there.
 
+use super::log::{Base, Log};
 use crate::store::Store;
-use kv_shared::cluster::Seq;
-use kv_shared::replication::{
-    LogEntry, Record, ReplicateRequest, ReplicateResponse, SnapshotRequest,
+use kv_shared::cluster::{ClusterConfig, Seq};
+use kv_shared::leader_follower::{
+    AppendRequest, AppendResponse, Command, LogEntry, RolledBackWrite, SnapshotRequest,
+    VoteRequest, VoteResponse,
 };
-use kv_shared::{NodeId, Version, WriteStatus};
-use std::collections::{BTreeMap, VecDeque};
+use kv_shared::{NodeId, Term, Version, WriteStatus};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
-/// Soft limit on the payload of one replication message; a single larger
-/// entry still travels alone.
-pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Most rolled-back writes kept for `/status`.
+pub const RECENT_ROLLBACKS: usize = 64;
 
-/// A message from the leader to one follower.
+/// Tuning of a node's core.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Followers that hear nothing from a leader for a random time in
+    /// `[election_timeout, 2 × election_timeout)` start an election; a leader
+    /// that hears from no majority for this long steps down.
+    pub election_timeout: Duration,
+    /// A leader sends something to every follower at least this often.
+    pub heartbeat: Duration,
+    /// Most entries in one append message.
+    pub max_batch: usize,
+    /// Committed entries kept for catch-up; a follower further behind gets a snapshot.
+    pub log_capacity: usize,
+    /// Most entries the leader holds beyond its commit point; further writes wait.
+    pub window: u64,
+    /// How long a node trusts the configuration it last heard from a leader.
+    pub lease: Duration,
+    /// Added to the lease by a leader that waits for a silent node's to end
+    /// (clock drift and message delay).
+    pub lease_margin: Duration,
+    /// A message without an answer after this long is taken as lost.
+    pub rpc_timeout: Duration,
+    /// `--role leader`: campaign at once in the first term instead of waiting
+    /// a random election timeout.
+    pub campaign_first: bool,
+}
+
+/// A message to a peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LeaderMessage {
-    /// Consecutive log entries, or none (a heartbeat).
-    Replicate(ReplicateRequest),
-    /// The whole store, for a follower behind the start of the log.
+pub enum Message {
+    /// A (pre-)vote request.
+    Vote(VoteRequest),
+    /// Entries or a heartbeat.
+    Append(AppendRequest),
+    /// The committed state.
     Snapshot(SnapshotRequest),
 }
 
-/// What the runtime must do after a step of the leader.
+/// Something the core reports, for logs and the dashboard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The node asks its peers whether they would vote for it in `term`.
+    PreVote {
+        /// The term it would campaign in.
+        term: Term,
+    },
+    /// The node became a candidate in `term`.
+    Campaign {
+        /// Its new term.
+        term: Term,
+    },
+    /// The node granted its vote to `candidate`.
+    Voted {
+        /// The term.
+        term: Term,
+        /// The candidate.
+        candidate: NodeId,
+    },
+    /// The node won the election of `term`.
+    Elected {
+        /// The term.
+        term: Term,
+        /// Who voted for it (itself included).
+        votes: Vec<NodeId>,
+        /// The version floor of the term.
+        floor: Version,
+    },
+    /// The node stopped leading.
+    SteppedDown {
+        /// Its term afterwards.
+        term: Term,
+        /// Why.
+        reason: String,
+    },
+    /// The node follows `leader` in `term`.
+    Following {
+        /// The term.
+        term: Term,
+        /// The leader.
+        leader: NodeId,
+    },
+    /// The leader's first entry of its term is committed: it takes writes.
+    TermStarted {
+        /// The term.
+        term: Term,
+    },
+    /// A write was undone: the elected leader's log does not hold it.
+    RolledBack(RolledBackWrite),
+    /// The node caught up with the leader after its start.
+    CaughtUp {
+        /// The index it reached.
+        index: Seq,
+    },
+    /// The configuration in force changed (on the leader: a phase entry
+    /// appended; on a follower: adopted from the leader).
+    ConfigInForce {
+        /// The configuration.
+        config: ClusterConfig,
+    },
+}
+
+/// What the runtime must do after a step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
-    /// Send `msg` to follower `to`; report its fate with [`Input`].
+    /// Send `msg` to `to`; report the answer or the failure.
     Send {
-        /// The follower.
+        /// The peer.
         to: NodeId,
         /// The message.
-        msg: LeaderMessage,
+        msg: Message,
     },
-    /// The write at `seq` is held by `acked` replicas, at least its W: answer 201.
-    Committed {
-        /// The write's log position.
-        seq: Seq,
-        /// Replicas holding it, the leader included.
+    /// The write at `index` is held by W replicas: answer 201.
+    Acked {
+        /// Its log index.
+        index: Seq,
+        /// Replicas holding it, this leader included.
         acked: u32,
     },
-    /// The write at `seq` did not reach W replicas in time: answer 503.
+    /// The write at `index` did not reach W replicas in time: answer 503.
     TimedOut {
-        /// The write's log position.
-        seq: Seq,
-        /// Replicas holding it, the leader included.
+        /// Its log index.
+        index: Seq,
+        /// Replicas holding it.
         acked: u32,
         /// Its W.
         required: u32,
     },
-}
-
-/// The fate of a message sent to a follower.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Input {
-    /// The follower answered.
-    Replied(ReplicateResponse),
-    /// No answer (unreachable, timeout, error status).
-    Failed {
-        /// The follower.
-        from: NodeId,
-        /// Why.
-        error: String,
+    /// The leader stopped leading before the write at `index` reached W.
+    Abandoned {
+        /// Its log index.
+        index: Seq,
+        /// The node's term now.
+        term: Term,
     },
+    /// A configuration change finished: in force on every node (or on every
+    /// node that is not in doubt).
+    ConfigDone {
+        /// Which change.
+        id: u64,
+        /// The configuration in force.
+        config: ClusterConfig,
+    },
+    /// A configuration change could not finish (leadership lost).
+    ConfigAbandoned {
+        /// Which change.
+        id: u64,
+        /// The node's term now.
+        term: Term,
+    },
+    /// Something to show.
+    Event(Event),
 }
 
-/// A write the leader accepted: its log position and the key's new version.
+/// Why a client write was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProposeError {
+    /// This node does not lead; `leader` is the one it knows in `term`.
+    NotLeader {
+        /// The leader of the current term, if known.
+        leader: Option<NodeId>,
+        /// The last leader this node knew of, in any term.
+        last_leader: Option<NodeId>,
+        /// The node's term.
+        term: Term,
+    },
+    /// The leader was elected but its first entry is not committed yet.
+    NotStarted {
+        /// Its term.
+        term: Term,
+    },
+    /// The leader holds `window` uncommitted entries: a majority lags behind.
+    WindowFull {
+        /// The limit.
+        window: u64,
+    },
+    /// A configuration change is in progress (leader only).
+    ChangeInProgress,
+}
+
+/// A write the leader accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Proposal {
-    /// Log position.
-    pub seq: Seq,
+    /// Its log index.
+    pub index: Seq,
+    /// Its term.
+    pub term: Term,
     /// The key's new version.
     pub version: Version,
     /// Whether the key was created.
     pub status: WriteStatus,
+    /// Its W.
+    pub required: u32,
 }
 
 /// The leader's view of one follower, as `/status` shows it.
@@ -86,43 +226,83 @@ pub struct Proposal {
 pub struct FollowerView {
     /// The follower.
     pub id: NodeId,
-    /// Its last reported applied sequence number.
-    pub acked_seq: Seq,
+    /// The last index known to match the leader's log.
+    pub match_index: Seq,
     /// Entries it is behind the leader.
     pub lag_entries: u64,
-    /// Age of the oldest entry it has not acknowledged, in ms (0 when caught up).
+    /// Age of the oldest entry it does not hold, in ms.
     pub lag_ms: u64,
-    /// Whether the last message to it got an answer.
+    /// Whether its last answer was recent.
     pub up: bool,
 }
 
-/// Tuning of the leader core.
+/// The instant a core starts at, and what the wall clock reads then.
 #[derive(Debug, Clone, Copy)]
-pub struct LeaderSettings {
-    /// Entries kept for catch-up.
-    pub log_capacity: usize,
-    /// Most entries per message.
-    pub max_batch: usize,
-    /// Idle followers get an empty message this often.
-    pub heartbeat: Duration,
-    /// This leader's process life, sent with every message (followers drop
-    /// entries buffered from an earlier life when it changes).
-    pub epoch: u64,
+pub struct Clock {
+    /// The instant.
+    pub now: Instant,
+    /// Its wall-clock reading, ms since the Unix epoch.
+    pub wall_ms: u64,
+}
+
+/// The role a node plays, with what it needs in that role.
+#[derive(Debug)]
+enum RoleState {
+    Follower { leader: Option<NodeId> },
+    PreCandidate { votes: BTreeSet<NodeId>, term: Term },
+    Candidate { votes: BTreeSet<NodeId> },
+    Leader(Box<LeaderState>),
+}
+
+/// What a peer answered to a vote request or a probe: where its log ends.
+#[derive(Debug, Clone, Copy)]
+struct Position {
+    term: Term,
+    last: (Term, Seq),
+    catching_up: bool,
+}
+
+/// A node that started knows nothing of what it held before (everything is
+/// in memory): it may have acknowledged writes and granted votes it forgot.
+/// Until a leader has caught it up, it votes only for candidates at least as
+/// up to date as what it learned from its peers — from a majority of nodes
+/// that are not in the same situation, or from every peer — so that its vote
+/// cannot elect a leader missing a committed entry it once held.
+#[derive(Debug)]
+struct Amnesia {
+    since: Instant,
+    answers: BTreeMap<NodeId, Position>,
+    /// The least up-to-date log it votes for, once known.
+    floor: Option<(Term, Seq)>,
+    last_probe: Option<Instant>,
 }
 
 #[derive(Debug, Clone)]
 struct Progress {
-    /// Last applied sequence number the follower reported.
-    acked: Seq,
-    /// First entry to send next (acked + 1 once the follower answered).
+    /// Next index to send.
     next: Seq,
-    /// The end of the message in flight, if one is.
-    in_flight: Option<Seq>,
-    up: bool,
+    /// Highest index known to match.
+    matched: Seq,
+    /// The last index of the entries message in flight, and when it left.
+    in_flight: Option<(Seq, Instant)>,
+    /// When anything was last sent.
     last_sent: Option<Instant>,
-    /// After a failure, no message before this instant.
+    /// When it last answered (any answer in this term).
+    last_reply: Option<Instant>,
+    /// After a failed send, nothing before this instant.
     retry_at: Option<Instant>,
     failures: u32,
+    /// The configuration index it reported running.
+    config_index: Seq,
+    /// The leader's wall clock when it sent the newest message this follower answered.
+    acked_sent_ms: u64,
+    /// The follower's process life, as its last answer gave it.
+    life: Option<u64>,
+    /// Send stamps of messages whose fate is unknown (no answer, no refusal).
+    unsure: BTreeSet<u64>,
+    /// The newest send stamp of a message the follower may have received
+    /// (answered, or failed in a way that does not rule delivery out).
+    delivered_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -131,784 +311,1559 @@ struct Pending {
     deadline: Instant,
 }
 
-/// The leader's replication state: log, follower progress, writes waiting for W.
 #[derive(Debug)]
-pub struct LeaderCore {
-    id: NodeId,
-    store: Store,
-    settings: LeaderSettings,
-    last_seq: Seq,
-    /// Consecutive entries ending at `last_seq`, with the instant each was appended.
-    log: VecDeque<(LogEntry, Instant)>,
-    followers: BTreeMap<NodeId, Progress>,
-    pending: BTreeMap<Seq, Pending>,
+struct ConfigChange {
+    id: u64,
+    /// Phases still to append.
+    rest: VecDeque<ClusterConfig>,
+    /// The index of the configuration entry that must be in force everywhere
+    /// before the next phase (the one in force when the change started, then
+    /// each phase's).
+    index: Seq,
+    /// The leader's wall clock from which a silent node's lease on an older
+    /// configuration runs out (its election for a configuration of an earlier
+    /// term, else the entry's append).
+    since_ms: u64,
 }
 
-impl LeaderCore {
-    /// A leader `id` over `store` replicating to `followers`.
-    pub fn new(id: NodeId, store: Store, followers: &[NodeId], settings: LeaderSettings) -> Self {
-        let followers = followers
-            .iter()
-            .map(|&f| {
-                let p = Progress {
-                    acked: 0,
-                    next: 1,
-                    in_flight: None,
-                    up: false,
-                    last_sent: None,
-                    retry_at: None,
-                    failures: 0,
-                };
-                (f, p)
-            })
-            .collect();
-        Self {
+#[derive(Debug)]
+struct LeaderState {
+    progress: BTreeMap<NodeId, Progress>,
+    /// Index of this term's first entry.
+    start_index: Seq,
+    /// Whether that entry is committed (writes are taken only then).
+    started: bool,
+    /// This term's version floor.
+    floor: Version,
+    /// Writes waiting for their W.
+    pending: BTreeMap<Seq, Pending>,
+    /// When the last quorum check passed.
+    quorum_ok_at: Instant,
+    /// Its wall clock when it was elected.
+    elected_ms: u64,
+    change: Option<ConfigChange>,
+}
+
+/// One leader-follower node's replication state.
+#[derive(Debug)]
+pub struct Core {
+    id: NodeId,
+    peers: Vec<NodeId>,
+    settings: Settings,
+    term: Term,
+    voted_for: Option<NodeId>,
+    role: RoleState,
+    log: Log,
+    commit: Seq,
+    /// The last leader this node knew of, in any term.
+    last_leader: Option<NodeId>,
+    election_deadline: Instant,
+    /// When a leader last spoke to this node (for granting votes).
+    leader_contact: Option<Instant>,
+    /// The configuration a follower uses (from the leader's messages), with
+    /// the term and index it came from.
+    adopted: (ClusterConfig, Term, Seq),
+    /// Wall-clock ms until which the configuration is trusted.
+    lease_until_ms: u64,
+    /// After a start: `Some(None)` until a leader speaks, then `Some((term,
+    /// target))` until the log matches that term's leader through `target`.
+    catching_up: Option<Option<(Term, Seq)>>,
+    /// Until caught up: what the node learned of its peers' logs.
+    amnesia: Option<Amnesia>,
+    /// Every node's id, sorted (a term belongs to one of them).
+    all: Vec<NodeId>,
+    /// Times this node discarded committed entries to follow a leader that
+    /// lacks them (possible only after a majority restarted empty).
+    resets: u64,
+    /// This process life, sent in every answer to a leader.
+    life: u64,
+    /// Writes this node acknowledged as leader that are not committed yet.
+    acked_uncommitted: BTreeSet<Seq>,
+    rng: ChaCha8Rng,
+    /// Maps instants onto this node's wall clock.
+    wall_origin: (Instant, u64),
+    elections: u64,
+    rolled_back: u64,
+    rolled_back_acknowledged: u64,
+    recent_rollbacks: VecDeque<RolledBackWrite>,
+    next_change_id: u64,
+    outputs: Vec<Output>,
+}
+
+/// The most votes needed among `n` nodes.
+fn majority(n: usize) -> usize {
+    n / 2 + 1
+}
+
+impl Core {
+    /// A node `id` with `peers` (not including itself), starting empty at
+    /// `start` with the flags' `config`; `seed` drives its election timeouts.
+    pub fn new(
+        id: NodeId,
+        peers: &[NodeId],
+        store: Store,
+        config: ClusterConfig,
+        settings: Settings,
+        seed: u64,
+        start: Clock,
+    ) -> Self {
+        let Clock { now, wall_ms } = start;
+        let mut peers: Vec<NodeId> = peers.iter().copied().filter(|&p| p != id).collect();
+        peers.sort_unstable();
+        peers.dedup();
+        let mut all = peers.clone();
+        all.push(id);
+        all.sort_unstable();
+        let mut core = Self {
             id,
-            store,
+            peers,
             settings,
-            last_seq: 0,
-            log: VecDeque::new(),
-            followers,
-            pending: BTreeMap::new(),
-        }
-    }
-
-    /// The highest sequence number assigned (and applied on the leader).
-    pub fn last_seq(&self) -> Seq {
-        self.last_seq
-    }
-
-    /// Restores what the followers of an earlier life of this leader hold:
-    /// every record is kept unless the local copy is newer, and the log
-    /// continues after `applied_seq` (the highest position any follower
-    /// reported). Followers behind that position get a snapshot.
-    pub fn recover(&mut self, applied_seq: Seq, records: Vec<Record>) {
-        for r in records {
-            self.store.apply(&r.key, r.value, r.version);
-        }
-        if applied_seq > self.last_seq {
-            self.last_seq = applied_seq;
-            self.log.clear();
-        }
-    }
-
-    /// Number of writes waiting for their quorum.
-    pub fn pending_writes(&self) -> usize {
-        self.pending.len()
-    }
-
-    /// Accepts a client write: assigns the key's next version and the next
-    /// sequence number, applies it locally, and starts replicating it. The
-    /// write is answered by a later [`Output::Committed`] or
-    /// [`Output::TimedOut`] for its `seq` (immediately when `required <= 1`).
-    pub fn propose(
-        &mut self,
-        key: &str,
-        value: String,
-        required: u32,
-        timeout: Duration,
-        now: Instant,
-    ) -> (Proposal, Vec<Output>) {
-        let (version, status) = self.store.write_next(key, value.clone());
-        self.last_seq += 1;
-        let seq = self.last_seq;
-        let entry = LogEntry {
-            seq,
-            key: key.to_owned(),
-            value,
-            version,
+            term: 0,
+            voted_for: None,
+            role: RoleState::Follower { leader: None },
+            log: Log::new(store, config),
+            commit: 0,
+            last_leader: None,
+            election_deadline: now,
+            leader_contact: None,
+            adopted: (config, 0, 0),
+            lease_until_ms: 0,
+            catching_up: Some(None),
+            amnesia: Some(Amnesia {
+                since: now,
+                answers: BTreeMap::new(),
+                floor: None,
+                last_probe: None,
+            }),
+            all,
+            resets: 0,
+            life: seed ^ wall_ms.rotate_left(17),
+            acked_uncommitted: BTreeSet::new(),
+            rng: ChaCha8Rng::seed_from_u64(seed ^ u64::from(id).wrapping_mul(0x9E37_79B9)),
+            wall_origin: (now, wall_ms),
+            elections: 0,
+            rolled_back: 0,
+            rolled_back_acknowledged: 0,
+            recent_rollbacks: VecDeque::new(),
+            next_change_id: 1,
+            outputs: Vec::new(),
         };
-        self.log.push_back((entry, now));
-        while self.log.len() > self.settings.log_capacity {
-            self.log.pop_front();
+        core.reset_election_timer(now);
+        core
+    }
+
+    // ----- read-only views -------------------------------------------------
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The current term.
+    pub fn term(&self) -> Term {
+        self.term
+    }
+
+    /// Whom this node voted for in the current term.
+    pub fn voted_for(&self) -> Option<NodeId> {
+        self.voted_for
+    }
+
+    /// The role, as the wire names it.
+    pub fn role(&self) -> kv_shared::Role {
+        match self.role {
+            RoleState::Leader(_) => kv_shared::Role::Leader,
+            RoleState::Candidate { .. } => kv_shared::Role::Candidate,
+            RoleState::Follower { .. } | RoleState::PreCandidate { .. } => {
+                kv_shared::Role::Follower
+            }
         }
-        let mut out = Vec::new();
-        if required <= 1 {
-            out.push(Output::Committed { seq, acked: 1 });
+    }
+
+    /// Whether this node leads.
+    pub fn is_leader(&self) -> bool {
+        matches!(self.role, RoleState::Leader(_))
+    }
+
+    /// The leader of the current term, as far as this node knows.
+    pub fn leader(&self) -> Option<NodeId> {
+        match &self.role {
+            RoleState::Leader(_) => Some(self.id),
+            RoleState::Follower { leader } => *leader,
+            RoleState::PreCandidate { .. } | RoleState::Candidate { .. } => None,
+        }
+    }
+
+    /// The last leader this node knew of, in any term.
+    pub fn last_leader(&self) -> Option<NodeId> {
+        self.last_leader
+    }
+
+    /// Whether this node leads and its term has started (it takes writes).
+    pub fn is_started_leader(&self) -> bool {
+        matches!(&self.role, RoleState::Leader(l) if l.started)
+    }
+
+    /// The log.
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// The commit index.
+    pub fn commit(&self) -> Seq {
+        self.commit
+    }
+
+    /// The version floor of the current term (leader) or of the log.
+    pub fn floor(&self) -> Version {
+        match &self.role {
+            RoleState::Leader(l) => l.floor,
+            _ => self.log.floor(),
+        }
+    }
+
+    /// Whether the node is still catching up after its start: its copy may
+    /// lack writes it acknowledged before, so it does not count towards R.
+    pub fn is_catching_up(&self) -> bool {
+        self.catching_up.is_some()
+    }
+
+    /// The configuration this node uses: the leader's own log's, or the one a
+    /// follower last heard from its leader.
+    pub fn config(&self) -> ClusterConfig {
+        match self.role {
+            RoleState::Leader(_) => self.log.config().0,
+            _ => self.adopted.0,
+        }
+    }
+
+    /// The wall clock at `now`.
+    pub fn wall(&self, now: Instant) -> u64 {
+        let (origin, wall) = self.wall_origin;
+        wall + u64::try_from(now.saturating_duration_since(origin).as_millis()).unwrap_or(0)
+    }
+
+    /// Whether the node cannot be sure which W is in force: it has not heard
+    /// from a leader within the lease (a leader: from a majority).
+    pub fn is_in_doubt(&self, now: Instant) -> bool {
+        self.wall(now) > self.lease_until_ms()
+    }
+
+    fn lease_until_ms(&self) -> u64 {
+        match &self.role {
+            RoleState::Leader(l) => {
+                // The newest send stamp a majority (this node counting as now) answered.
+                let mut stamps: Vec<u64> = l.progress.values().map(|p| p.acked_sent_ms).collect();
+                stamps.push(u64::MAX);
+                stamps.sort_unstable_by(|a, b| b.cmp(a));
+                let m = majority(self.peers.len() + 1);
+                let quorum_ms = stamps.get(m - 1).copied().unwrap_or(0);
+                let lease = millis(self.settings.lease);
+                quorum_ms.saturating_add(lease).max(self.lease_until_ms)
+            }
+            _ => self.lease_until_ms,
+        }
+    }
+
+    /// R as this node must use it now: N when in doubt.
+    pub fn read_quorum(&self, now: Instant) -> u32 {
+        if self.is_in_doubt(now) {
+            self.n()
         } else {
-            let deadline = now + timeout;
-            self.pending.insert(seq, Pending { required, deadline });
+            self.config().r
         }
-        out.extend(self.pump_all(now));
-        (
-            Proposal {
-                seq,
-                version,
-                status,
-            },
-            out,
-        )
     }
 
-    /// Feeds the fate of a message sent to a follower.
-    pub fn step(&mut self, input: Input, now: Instant) -> Vec<Output> {
-        let mut out = Vec::new();
-        match input {
-            Input::Replied(resp) => {
-                let Some(p) = self.followers.get_mut(&resp.node_id) else {
-                    return out;
-                };
-                p.in_flight = None;
-                p.up = true;
-                p.failures = 0;
-                p.retry_at = None;
-                if resp.applied_seq > self.last_seq {
-                    // The follower followed an earlier life of this leader:
-                    // its cursor means nothing here, resynchronise by snapshot.
-                    p.acked = 0;
-                    p.next = 0;
-                } else {
-                    p.acked = resp.applied_seq;
-                    p.next = resp.applied_seq + 1;
-                }
-                let acked = p.acked;
-                out.extend(self.settle(acked));
-                out.extend(self.pump(resp.node_id, now));
-            }
-            Input::Failed { from, error } => {
-                let heartbeat = self.settings.heartbeat;
-                if let Some(p) = self.followers.get_mut(&from) {
-                    p.in_flight = None;
-                    p.up = false;
-                    p.failures = p.failures.saturating_add(1);
-                    let backoff = heartbeat * 2u32.saturating_pow(p.failures.min(4));
-                    p.retry_at = Some(now + backoff.min(Duration::from_secs(2)));
-                    tracing::debug!(follower = from, %error, "replication send failed");
-                }
-            }
-        }
-        out
+    /// Number of nodes.
+    pub fn n(&self) -> u32 {
+        u32::try_from(self.peers.len() + 1).unwrap_or(u32::MAX)
     }
 
-    /// Expires writes past their deadline, retries failed followers, sends
-    /// heartbeats to idle ones.
-    pub fn tick(&mut self, now: Instant) -> Vec<Output> {
-        let expired: Vec<Seq> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.deadline <= now)
-            .map(|(&s, _)| s)
-            .collect();
-        let mut out = Vec::new();
-        for seq in expired {
-            if let Some(p) = self.pending.remove(&seq) {
-                out.push(Output::TimedOut {
-                    seq,
-                    acked: self.holders(seq),
-                    required: p.required,
-                });
-            }
-        }
-        out.extend(self.pump_all(now));
-        out
+    /// Elections this node started.
+    pub fn elections(&self) -> u64 {
+        self.elections
     }
 
-    /// Per-follower progress, sorted by id.
+    /// Entries undone, and of those the writes this node had acknowledged.
+    pub fn rolled_back(&self) -> (u64, u64) {
+        (self.rolled_back, self.rolled_back_acknowledged)
+    }
+
+    /// The most recent undone writes, oldest first.
+    pub fn recent_rollbacks(&self) -> Vec<RolledBackWrite> {
+        self.recent_rollbacks.iter().cloned().collect()
+    }
+
+    /// A description of the configuration change in progress, if any.
+    pub fn config_change(&self) -> Option<String> {
+        match &self.role {
+            RoleState::Leader(l) => l.change.as_ref().map(|c| {
+                let (cfg, _) = self.log.config();
+                format!(
+                    "phase at index {} (W={}, R={}), {} phase(s) to go",
+                    c.index,
+                    cfg.w,
+                    cfg.r,
+                    c.rest.len()
+                )
+            }),
+            _ => None,
+        }
+    }
+
+    /// The leader's view of its followers, sorted by id (empty unless leading).
     pub fn followers(&self, now: Instant) -> Vec<FollowerView> {
-        self.followers
+        let RoleState::Leader(l) = &self.role else {
+            return Vec::new();
+        };
+        let last = self.log.last_index();
+        l.progress
             .iter()
-            .map(|(&id, p)| FollowerView {
-                id,
-                acked_seq: p.acked,
-                lag_entries: self.last_seq.saturating_sub(p.acked),
-                lag_ms: self.lag_ms(p.acked, now),
-                up: p.up,
+            .map(|(&id, p)| {
+                let lag_ms = if p.matched >= last {
+                    0
+                } else {
+                    self.log
+                        .appended_at(p.matched + 1)
+                        .or_else(|| self.log.appended_at(self.log.first_index()))
+                        .map_or(0, |t| millis(now.saturating_duration_since(t)))
+                };
+                FollowerView {
+                    id,
+                    match_index: p.matched,
+                    lag_entries: last.saturating_sub(p.matched),
+                    lag_ms,
+                    up: p.last_reply.is_some_and(|t| {
+                        now.saturating_duration_since(t) < self.settings.election_timeout
+                    }),
+                }
             })
             .collect()
     }
 
-    fn lag_ms(&self, acked: Seq, now: Instant) -> u64 {
-        if acked >= self.last_seq {
-            return 0;
+    /// Number of writes waiting for their W.
+    pub fn pending_writes(&self) -> usize {
+        match &self.role {
+            RoleState::Leader(l) => l.pending.len(),
+            _ => 0,
         }
-        // The oldest unacknowledged entry, or the oldest one still in the log.
-        let since = self
-            .entry_index(acked + 1)
-            .and_then(|i| self.log.get(i))
-            .or_else(|| self.log.front())
-            .map(|(_, at)| *at);
-        since.map_or(0, |t| now.saturating_duration_since(t).as_millis() as u64)
     }
 
-    /// Replicas holding `seq`: the leader plus every follower that acknowledged it.
-    fn holders(&self, seq: Seq) -> u32 {
-        1 + self.followers.values().filter(|p| p.acked >= seq).count() as u32
+    /// Takes the outputs queued so far.
+    pub fn take_outputs(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.outputs)
     }
 
-    /// Commits every pending write at or below `acked` that now has its quorum.
-    fn settle(&mut self, acked: Seq) -> Vec<Output> {
-        let candidates: Vec<(Seq, u32)> = self
-            .pending
-            .range(..=acked)
-            .map(|(&s, p)| (s, p.required))
+    // ----- time ------------------------------------------------------------
+
+    /// Lets time pass: elections, heartbeats, retries, write deadlines,
+    /// quorum checks, configuration phases.
+    pub fn tick(&mut self, now: Instant) {
+        if self.is_leader() {
+            self.expire_writes(now);
+            self.check_quorum(now);
+        }
+        if self.is_leader() {
+            self.expire_in_flight(now);
+            self.advance_config_change(now);
+            self.broadcast(now);
+            return;
+        }
+        self.probe(now);
+        if now >= self.election_deadline {
+            self.start_pre_vote(now);
+        }
+    }
+
+    /// Asks the peers that have not answered yet where their logs end, every
+    /// heartbeat, until the node knows whom it may vote for.
+    fn probe(&mut self, now: Instant) {
+        let heartbeat = self.settings.heartbeat;
+        let Some(a) = &mut self.amnesia else {
+            return;
+        };
+        if a.floor.is_some() || a.last_probe.is_some_and(|t| now < t + heartbeat) {
+            return;
+        }
+        a.last_probe = Some(now);
+        let silent: Vec<NodeId> = self
+            .peers
+            .iter()
+            .copied()
+            .filter(|p| !a.answers.contains_key(p))
             .collect();
-        let mut out = Vec::new();
-        for (seq, required) in candidates {
-            let holders = self.holders(seq);
-            if holders >= required {
-                self.pending.remove(&seq);
-                out.push(Output::Committed {
-                    seq,
-                    acked: holders,
+        let req = VoteRequest {
+            term: self.term,
+            candidate: self.id,
+            last_index: self.log.last_index(),
+            last_term: self.log.last_term(),
+            pre_vote: false,
+            probe: true,
+        };
+        for to in silent {
+            self.outputs.push(Output::Send {
+                to,
+                msg: Message::Vote(req),
+            });
+        }
+        self.settle_floor(now);
+    }
+
+    /// Records a peer's position, learned from its answer to a vote or probe.
+    fn note_position(&mut self, resp: &VoteResponse, now: Instant) {
+        if let Some(a) = &mut self.amnesia {
+            a.answers.insert(
+                resp.from,
+                Position {
+                    term: resp.term,
+                    last: (resp.last_term, resp.last_index),
+                    catching_up: resp.catching_up,
+                },
+            );
+        }
+        self.settle_floor(now);
+    }
+
+    /// Decides, once enough peers answered, the least up-to-date log this
+    /// node will vote for: the most up-to-date one among the answers and its
+    /// own. Enough is a majority of nodes that are not catching up themselves
+    /// (one of them holds every committed entry while at most a minority of
+    /// nodes lost their memory), or every peer; or, after two election
+    /// timeouts, a majority of nodes that all just started empty in term 0
+    /// (a new cluster: nothing exists anywhere yet).
+    fn settle_floor(&mut self, now: Instant) {
+        let m = majority(self.peers.len() + 1);
+        let window = self.settings.election_timeout * 2;
+        let own = (self.log.last_term(), self.log.last_index());
+        let Some(a) = &mut self.amnesia else {
+            return;
+        };
+        if a.floor.is_some() {
+            return;
+        }
+        let settled = a.answers.values().filter(|p| !p.catching_up).count() >= m;
+        let everyone = a.answers.len() >= self.peers.len();
+        let new_cluster = now >= a.since + window
+            && a.answers.len() + 1 >= m
+            && own == (0, 0)
+            && self.term == 0
+            && a.answers
+                .values()
+                .all(|p| p.catching_up && p.last == (0, 0) && p.term == 0);
+        if !(settled || everyone || new_cluster) {
+            return;
+        }
+        let floor = a.answers.values().map(|p| p.last).fold(own, std::cmp::max);
+        let max_term = a.answers.values().map(|p| p.term).max().unwrap_or(0);
+        a.floor = Some(floor);
+        if max_term > self.term {
+            self.term = max_term;
+            self.voted_for = None;
+        }
+    }
+
+    /// The next term this node may campaign in: terms belong to the nodes in
+    /// turn (term t to the ((t - 1) mod N)-th id), so no two nodes ever
+    /// campaign in one term, even if a node that restarted forgot its votes.
+    fn next_owned_term(&self, above: Term) -> Term {
+        let n = self.all.len() as u64;
+        let pos = self.all.iter().position(|&i| i == self.id).unwrap_or(0) as u64;
+        let want = (pos + 1) % n;
+        let t0 = above + 1;
+        t0 + (want + n - t0 % n) % n
+    }
+
+    /// The node a term belongs to.
+    fn owner(&self, term: Term) -> Option<NodeId> {
+        let n = self.all.len() as u64;
+        let i = usize::try_from(term.checked_sub(1)? % n).ok()?;
+        self.all.get(i).copied()
+    }
+
+    fn reset_election_timer(&mut self, now: Instant) {
+        let base = self.settings.election_timeout;
+        let timeout = if self.settings.campaign_first && self.term == 0 {
+            // The hinted first leader campaigns quickly until some term exists.
+            self.settings.heartbeat * 2
+        } else {
+            let extra = self.rng.random_range(0..millis(base).max(1));
+            base + Duration::from_millis(extra)
+        };
+        self.election_deadline = now + timeout;
+    }
+
+    // ----- elections ---------------------------------------------------------
+
+    fn start_pre_vote(&mut self, now: Instant) {
+        self.reset_election_timer(now);
+        if self.amnesia.as_ref().is_some_and(|a| a.floor.is_none()) {
+            // It may not even know the current term: learn first.
+            return;
+        }
+        let term = self.next_owned_term(self.term);
+        if self.peers.is_empty() {
+            self.become_candidate(term, now);
+            return;
+        }
+        let mut votes = BTreeSet::new();
+        votes.insert(self.id);
+        self.role = RoleState::PreCandidate { votes, term };
+        self.emit(Event::PreVote { term });
+        self.send_vote_requests(term, true);
+    }
+
+    fn become_candidate(&mut self, term: Term, now: Instant) {
+        self.term = term;
+        self.voted_for = Some(self.id);
+        self.elections += 1;
+        let mut votes = BTreeSet::new();
+        votes.insert(self.id);
+        self.role = RoleState::Candidate { votes };
+        self.reset_election_timer(now);
+        let term = self.term;
+        self.emit(Event::Campaign { term });
+        if self.peers.is_empty() {
+            self.become_leader(now);
+        } else {
+            self.send_vote_requests(term, false);
+        }
+    }
+
+    fn send_vote_requests(&mut self, term: Term, pre_vote: bool) {
+        let req = VoteRequest {
+            term,
+            candidate: self.id,
+            last_index: self.log.last_index(),
+            last_term: self.log.last_term(),
+            pre_vote,
+            probe: false,
+        };
+        for to in self.peers.clone() {
+            self.outputs.push(Output::Send {
+                to,
+                msg: Message::Vote(req),
+            });
+        }
+    }
+
+    /// Whether a leader spoke to this node lately (it then refuses to help
+    /// depose it: a node back from a partition cannot disrupt a healthy leader).
+    fn in_leader_lease(&self, now: Instant) -> bool {
+        self.is_leader()
+            || self
+                .leader_contact
+                .is_some_and(|t| now.saturating_duration_since(t) < self.settings.election_timeout)
+    }
+
+    fn log_is_behind(&self, last_term: Term, last_index: Seq) -> bool {
+        (last_term, last_index) < (self.log.last_term(), self.log.last_index())
+    }
+
+    /// A (pre-)vote request from a candidate.
+    pub fn on_vote_request(&mut self, req: VoteRequest, now: Instant) -> VoteResponse {
+        let granted = !req.probe && self.consider_vote(&req, now);
+        VoteResponse {
+            from: self.id,
+            term: self.term,
+            request_term: req.term,
+            granted,
+            pre_vote: req.pre_vote,
+            probe: req.probe,
+            last_term: self.log.last_term(),
+            last_index: self.log.last_index(),
+            catching_up: self.amnesia.is_some(),
+        }
+    }
+
+    fn consider_vote(&mut self, req: &VoteRequest, now: Instant) -> bool {
+        if req.term < self.term || self.in_leader_lease(now) {
+            return false;
+        }
+        if self.owner(req.term) != Some(req.candidate) {
+            return false;
+        }
+        let mut up_to_date = !self.log_is_behind(req.last_term, req.last_index);
+        if let Some(a) = &self.amnesia {
+            // It may have forgotten entries it held: only a candidate at least
+            // as up to date as what its peers hold can have them.
+            up_to_date &= a
+                .floor
+                .is_some_and(|f| (req.last_term, req.last_index) >= f);
+        }
+        if req.pre_vote {
+            // Nobody changes term for a pre-vote.
+            return req.term > self.term && up_to_date;
+        }
+        if req.term > self.term {
+            self.become_follower(req.term, None, now, "a candidate has a newer term");
+        }
+        let granted = up_to_date && self.voted_for.is_none_or(|v| v == req.candidate);
+        if granted {
+            self.voted_for = Some(req.candidate);
+            self.reset_election_timer(now);
+            self.emit(Event::Voted {
+                term: self.term,
+                candidate: req.candidate,
+            });
+        }
+        granted
+    }
+
+    /// The answer to a vote request (or probe) this node sent.
+    pub fn on_vote_response(&mut self, resp: VoteResponse, now: Instant) {
+        self.note_position(&resp, now);
+        if resp.probe {
+            return;
+        }
+        if resp.term > self.term && !resp.pre_vote {
+            self.become_follower(resp.term, None, now, "a voter has a newer term");
+            return;
+        }
+        if resp.term > self.term && resp.pre_vote && !resp.granted {
+            // A pre-voter in a newer term: adopt it, a leader may exist there.
+            self.become_follower(resp.term, None, now, "a pre-voter has a newer term");
+            return;
+        }
+        let m = majority(self.peers.len() + 1);
+        match &mut self.role {
+            RoleState::PreCandidate { votes, term }
+                if resp.pre_vote && resp.granted && resp.request_term == *term =>
+            {
+                votes.insert(resp.from);
+                if votes.len() >= m {
+                    let term = *term;
+                    self.become_candidate(term, now);
+                }
+            }
+            RoleState::Candidate { votes }
+                if !resp.pre_vote && resp.granted && resp.request_term == self.term =>
+            {
+                votes.insert(resp.from);
+                if votes.len() >= m {
+                    self.become_leader(now);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn become_follower(&mut self, term: Term, leader: Option<NodeId>, now: Instant, why: &str) {
+        let old_term = self.term;
+        if term > self.term {
+            self.term = term;
+            self.voted_for = None;
+        }
+        let was_leader = matches!(self.role, RoleState::Leader(_));
+        let old = std::mem::replace(&mut self.role, RoleState::Follower { leader });
+        if let RoleState::Leader(l) = old {
+            // Writes not yet answered: their fate is unknown now.
+            for &index in l.pending.keys() {
+                self.outputs.push(Output::Abandoned {
+                    index,
+                    term: self.term,
+                });
+            }
+            if let Some(c) = l.change {
+                self.outputs.push(Output::ConfigAbandoned {
+                    id: c.id,
+                    term: self.term,
+                });
+            }
+            // A deposed leader keeps trusting its configuration only as long
+            // as its last majority contact allows.
+            self.lease_until_ms = self.lease_until_ms.max({
+                let mut stamps: Vec<u64> = l.progress.values().map(|p| p.acked_sent_ms).collect();
+                stamps.push(self.wall(now));
+                stamps.sort_unstable_by(|a, b| b.cmp(a));
+                stamps
+                    .get(majority(self.peers.len() + 1) - 1)
+                    .copied()
+                    .unwrap_or(0)
+                    .saturating_add(millis(self.settings.lease))
+            });
+            // Follow the configuration of our own log until a leader (of a
+            // newer term, whose configuration replaces it) speaks.
+            let (c, i) = self.log.config();
+            self.adopted = (c, old_term, i);
+        }
+        if was_leader {
+            self.emit(Event::SteppedDown {
+                term: self.term,
+                reason: why.to_owned(),
+            });
+        }
+        if let Some(l) = leader {
+            self.last_leader = Some(l);
+        }
+        self.reset_election_timer(now);
+    }
+
+    fn become_leader(&mut self, now: Instant) {
+        let votes = match &self.role {
+            RoleState::Candidate { votes } => votes.iter().copied().collect(),
+            _ => vec![self.id],
+        };
+        // Versions of this term start above everything an earlier leader may
+        // have handed out without a majority knowing: the highest version in
+        // this log, plus the largest window of uncommitted entries any leader
+        // allowed. With no earlier term, nothing was handed out: start at 1.
+        let prior_floor = self.log.floor();
+        let window = self.settings.window.max(self.log.window());
+        let floor = if prior_floor == 0 && self.log.max_version() == 0 {
+            1
+        } else {
+            self.log.max_version().max(prior_floor) + window + 1
+        };
+        let last = self.log.last_index();
+        let progress = self
+            .peers
+            .iter()
+            .map(|&p| {
+                (
+                    p,
+                    Progress {
+                        next: last + 1,
+                        matched: 0,
+                        in_flight: None,
+                        last_sent: None,
+                        last_reply: None,
+                        retry_at: None,
+                        failures: 0,
+                        config_index: 0,
+                        acked_sent_ms: 0,
+                        life: None,
+                        unsure: BTreeSet::new(),
+                        delivered_ms: 0,
+                    },
+                )
+            })
+            .collect();
+        self.role = RoleState::Leader(Box::new(LeaderState {
+            progress,
+            start_index: last + 1,
+            started: false,
+            floor,
+            pending: BTreeMap::new(),
+            quorum_ok_at: now,
+            elected_ms: self.wall(now),
+            change: None,
+        }));
+        self.last_leader = Some(self.id);
+        self.catching_up = None;
+        self.amnesia = None;
+        self.emit(Event::Elected {
+            term: self.term,
+            votes,
+            floor,
+        });
+        let entry = LogEntry {
+            index: last + 1,
+            term: self.term,
+            command: Command::TermStart {
+                floor,
+                window: self.settings.window,
+            },
+        };
+        self.log.append(entry, now);
+        self.advance_commit(now);
+        self.broadcast(now);
+    }
+
+    // ----- the leader ------------------------------------------------------
+
+    /// Accepts a client write: assigns the key's next version (at least the
+    /// term's floor), appends and applies it, starts replicating it. It is
+    /// answered by a later [`Output::Acked`], [`Output::TimedOut`] or
+    /// [`Output::Abandoned`] for its index.
+    ///
+    /// # Errors
+    /// When this node does not lead, its term has not started, or its window
+    /// of uncommitted entries is full.
+    pub fn propose(
+        &mut self,
+        key: &str,
+        value: String,
+        timeout: Duration,
+        now: Instant,
+    ) -> Result<Proposal, ProposeError> {
+        let term = self.term;
+        let (required, floor) = match &self.role {
+            RoleState::Leader(l) if !l.started => return Err(ProposeError::NotStarted { term }),
+            RoleState::Leader(l) => (self.log.config().0.w, l.floor),
+            _ => {
+                return Err(ProposeError::NotLeader {
+                    leader: self.leader(),
+                    last_leader: self.last_leader,
+                    term,
+                })
+            }
+        };
+        let window = self.settings.window;
+        if self.log.last_index().saturating_sub(self.commit) >= window {
+            return Err(ProposeError::WindowFull { window });
+        }
+        let current = self.log.store().get(key);
+        let status = if current.is_some() {
+            WriteStatus::Updated
+        } else {
+            WriteStatus::Created
+        };
+        let version = current
+            .map_or(0, |e| e.version)
+            .saturating_add(1)
+            .max(floor);
+        let index = self.log.last_index() + 1;
+        let entry = LogEntry {
+            index,
+            term,
+            command: Command::Write {
+                key: key.to_owned(),
+                value,
+                version,
+            },
+        };
+        self.log.append(entry, now);
+        if let RoleState::Leader(l) = &mut self.role {
+            l.pending.insert(
+                index,
+                Pending {
+                    required,
+                    deadline: now + timeout,
+                },
+            );
+        }
+        self.settle_writes();
+        self.advance_commit(now);
+        self.broadcast(now);
+        Ok(Proposal {
+            index,
+            term,
+            version,
+            status,
+            required,
+        })
+    }
+
+    /// Starts a configuration change towards `target` (same N). It is
+    /// answered by [`Output::ConfigDone`] or [`Output::ConfigAbandoned`] with
+    /// the returned id.
+    ///
+    /// The change never lets a node read with an R that, with the W the
+    /// leader acknowledges with, breaks R + W > N (when both the old and the
+    /// new configuration keep it): first W and R both rise to their larger
+    /// values; once every node runs that (or has been out of contact longer
+    /// than its lease) and the writes acknowledged under the old W are on
+    /// enough replicas for the new R, the target follows.
+    ///
+    /// # Errors
+    /// When this node does not lead or another change is in progress.
+    pub fn change_config(
+        &mut self,
+        target: ClusterConfig,
+        now: Instant,
+    ) -> Result<u64, ProposeError> {
+        let term = self.term;
+        let (started, elected_ms) = match &self.role {
+            RoleState::Leader(l) if l.change.is_some() => {
+                return Err(ProposeError::ChangeInProgress)
+            }
+            RoleState::Leader(l) => (l.started, l.elected_ms),
+            _ => {
+                return Err(ProposeError::NotLeader {
+                    leader: self.leader(),
+                    last_leader: self.last_leader,
+                    term,
+                })
+            }
+        };
+        if !started {
+            return Err(ProposeError::NotStarted { term });
+        }
+        let (cur, cur_index) = self.log.config();
+        let mid = ClusterConfig {
+            w: cur.w.max(target.w),
+            r: cur.r.max(target.r),
+            ..target
+        };
+        let mut rest: VecDeque<ClusterConfig> = VecDeque::new();
+        if mid != cur {
+            rest.push_back(mid);
+        }
+        if target != mid {
+            rest.push_back(target);
+        }
+        let id = self.next_change_id;
+        self.next_change_id += 1;
+        // The configuration in force must be everywhere before anything lowers
+        // W: a node still reading with an older, lower R would break R + W > N.
+        let since_ms = if self.log.term_of(cur_index) == Some(term) {
+            self.wall(now)
+        } else {
+            elected_ms
+        };
+        if let RoleState::Leader(l) = &mut self.role {
+            l.change = Some(ConfigChange {
+                id,
+                rest,
+                index: cur_index,
+                since_ms,
+            });
+        }
+        self.advance_config_change(now);
+        Ok(id)
+    }
+
+    fn append_config(&mut self, config: ClusterConfig, now: Instant) -> Seq {
+        let index = self.log.last_index() + 1;
+        self.log.append(
+            LogEntry {
+                index,
+                term: self.term,
+                command: Command::Config { config },
+            },
+            now,
+        );
+        self.emit(Event::ConfigInForce { config });
+        index
+    }
+
+    /// Moves the configuration change on when its phase is everywhere.
+    fn advance_config_change(&mut self, now: Instant) {
+        let wall = self.wall(now);
+        // A silent node may still hear from a deposed leader until that one
+        // steps down (at most two election timeouts after it lost its
+        // majority), and trusts what it heard for a lease after that.
+        let waited = millis(
+            self.settings.lease + self.settings.election_timeout * 2 + self.settings.lease_margin,
+        );
+        let lease = millis(self.settings.lease + self.settings.lease_margin);
+        let commit = self.commit;
+        let n = self.n() as usize;
+        let last = self.log.last_index();
+        let (config, _) = self.log.config();
+        let RoleState::Leader(l) = &mut self.role else {
+            return;
+        };
+        let Some(change) = &l.change else {
+            return;
+        };
+        if change.index > commit {
+            return;
+        }
+        // Every follower runs it, or no longer trusts an older configuration:
+        // its lease on what this leader sent before the phase has run out
+        // (messages after it carry the phase), and so has its lease on what a
+        // deposed leader may have sent it.
+        let deposed_over = wall >= l.elected_ms.saturating_add(waited);
+        let everywhere = l.progress.values().all(|p| {
+            let newest = p.unsure.last().copied().unwrap_or(0).max(p.delivered_ms);
+            let ours_over = wall >= newest.min(change.since_ms).saturating_add(lease);
+            p.config_index >= change.index || (ours_over && deposed_over)
+        });
+        if !everywhere {
+            return;
+        }
+        if let Some(next) = change.rest.front().copied() {
+            if next.r < config.r {
+                // A lower R needs every write acknowledged under an older, lower
+                // W (before the phase now in force) on N - R + 1 replicas first.
+                let mut held: Vec<Seq> = l.progress.values().map(|p| p.matched).collect();
+                held.push(last);
+                held.sort_unstable_by(|a, b| b.cmp(a));
+                let need = n.saturating_sub(next.r as usize);
+                if held.get(need).copied().unwrap_or(0) < change.index {
+                    return;
+                }
+            }
+        }
+        let Some(change) = l.change.take() else {
+            return;
+        };
+        let mut rest = change.rest;
+        match rest.pop_front() {
+            Some(next) => {
+                let index = self.append_config(next, now);
+                if let RoleState::Leader(l) = &mut self.role {
+                    l.change = Some(ConfigChange {
+                        id: change.id,
+                        rest,
+                        index,
+                        since_ms: wall,
+                    });
+                }
+                self.advance_commit(now);
+                self.broadcast(now);
+            }
+            None => self.outputs.push(Output::ConfigDone {
+                id: change.id,
+                config,
+            }),
+        }
+    }
+
+    fn expire_writes(&mut self, now: Instant) {
+        let counts = self.holder_counts();
+        let RoleState::Leader(l) = &mut self.role else {
+            return;
+        };
+        let expired: Vec<Seq> = l
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(&i, _)| i)
+            .collect();
+        for index in expired {
+            if let Some(p) = l.pending.remove(&index) {
+                self.outputs.push(Output::TimedOut {
+                    index,
+                    acked: counts(index),
+                    required: p.required,
                 });
             }
         }
-        out
     }
 
-    fn pump_all(&mut self, now: Instant) -> Vec<Output> {
-        let ids: Vec<NodeId> = self.followers.keys().copied().collect();
-        ids.into_iter().flat_map(|f| self.pump(f, now)).collect()
+    /// A function giving the replicas that hold an index (leader included).
+    fn holder_counts(&self) -> impl Fn(Seq) -> u32 {
+        let matched: Vec<Seq> = match &self.role {
+            RoleState::Leader(l) => l.progress.values().map(|p| p.matched).collect(),
+            _ => Vec::new(),
+        };
+        move |index| 1 + matched.iter().filter(|&&m| m >= index).count() as u32
     }
 
-    /// Position of `seq` in the log, if the log still holds it.
-    fn entry_index(&self, seq: Seq) -> Option<usize> {
-        let first = self.log.front()?.0.seq;
-        (seq >= first && seq <= self.last_seq).then(|| (seq - first) as usize)
-    }
-
-    /// The next message for follower `f`, if it has none in flight and is
-    /// behind, or idle for a heartbeat, and not backing off after a failure.
-    fn pump(&mut self, f: NodeId, now: Instant) -> Option<Output> {
-        let (last_seq, heartbeat, max_batch) = (
-            self.last_seq,
-            self.settings.heartbeat,
-            self.settings.max_batch,
-        );
-        let p = self.followers.get(&f)?;
-        if p.in_flight.is_some() || p.retry_at.is_some_and(|t| now < t) {
-            return None;
+    /// A leader that heard from no majority for an election timeout steps down.
+    fn check_quorum(&mut self, now: Instant) {
+        let timeout = self.settings.election_timeout;
+        let m = majority(self.peers.len() + 1);
+        let RoleState::Leader(l) = &mut self.role else {
+            return;
+        };
+        if now.saturating_duration_since(l.quorum_ok_at) < timeout {
+            return;
         }
-        let behind = p.next <= last_seq;
-        let idle_too_long = p.last_sent.is_none_or(|t| now >= t + heartbeat);
-        if !behind && !idle_too_long {
-            return None;
-        }
-        let next = p.next;
-        let msg = if !behind {
-            LeaderMessage::Replicate(self.batch(Vec::new()))
-        } else if let Some(start) = self.entry_index(next) {
-            let mut bytes = 0usize;
-            let entries = self
-                .log
-                .range(start..)
-                .take(max_batch)
-                .take_while(|(e, _)| {
-                    let first = bytes == 0;
-                    bytes += e.key.len() + e.value.len() + 64;
-                    first || bytes <= MAX_BATCH_BYTES
-                })
-                .map(|(e, _)| e.clone())
-                .collect();
-            LeaderMessage::Replicate(self.batch(entries))
-        } else {
-            // The log no longer holds `next`: a snapshot of the store, which
-            // reflects every entry up to `last_seq` because the leader applies
-            // entries as it assigns them, and nothing runs between.
-            LeaderMessage::Snapshot(SnapshotRequest {
-                leader: self.id,
-                leader_epoch: self.settings.epoch,
-                seq: last_seq,
-                records: self.store.records(),
-                config: None,
+        let heard = 1 + l
+            .progress
+            .values()
+            .filter(|p| {
+                p.last_reply
+                    .is_some_and(|t| now.saturating_duration_since(t) < timeout)
             })
+            .count();
+        if heard >= m {
+            l.quorum_ok_at = now;
+        } else {
+            let term = self.term;
+            self.become_follower(
+                term,
+                None,
+                now,
+                "no majority answered within the election timeout",
+            );
+        }
+    }
+
+    fn expire_in_flight(&mut self, now: Instant) {
+        let timeout = self.settings.rpc_timeout;
+        if let RoleState::Leader(l) = &mut self.role {
+            for p in l.progress.values_mut() {
+                if p.in_flight
+                    .is_some_and(|(_, at)| now.saturating_duration_since(at) >= timeout)
+                {
+                    p.in_flight = None;
+                }
+            }
+        }
+    }
+
+    /// Sends every follower what it needs: entries if it is behind and none
+    /// are in flight, else a heartbeat when it is due.
+    fn broadcast(&mut self, now: Instant) {
+        for to in self.peers.clone() {
+            self.send_to(to, now);
+        }
+    }
+
+    fn send_to(&mut self, to: NodeId, now: Instant) {
+        let heartbeat = self.settings.heartbeat;
+        let last = self.log.last_index();
+        let RoleState::Leader(l) = &self.role else {
+            return;
+        };
+        let Some(p) = l.progress.get(&to) else {
+            return;
+        };
+        if p.retry_at.is_some_and(|t| now < t) {
+            return;
+        }
+        let behind = p.next <= last;
+        let idle = p.last_sent.is_none_or(|t| now >= t + heartbeat);
+        let msg = if behind && p.in_flight.is_none() {
+            if p.next <= self.log.base().index {
+                Message::Snapshot(self.snapshot(now))
+            } else {
+                let entries = self.log.entries_from(p.next, self.settings.max_batch);
+                Message::Append(self.append_request(p.next - 1, entries, now))
+            }
+        } else if idle {
+            // A heartbeat: nothing after the last index known to match.
+            let prev = p.matched.max(self.log.base().index);
+            Message::Append(self.append_request(prev, Vec::new(), now))
+        } else {
+            return;
         };
         let upto = match &msg {
-            LeaderMessage::Replicate(r) => {
-                r.entries.last().map_or(next.saturating_sub(1), |e| e.seq)
-            }
-            LeaderMessage::Snapshot(s) => s.seq,
+            Message::Append(a) => a.entries.last().map(|e| e.index),
+            Message::Snapshot(s) => Some(s.last_index),
+            Message::Vote(_) => None,
         };
-        let p = self.followers.get_mut(&f)?;
-        p.in_flight = Some(upto);
-        p.last_sent = Some(now);
-        Some(Output::Send { to: f, msg })
+        let stamp = self.wall(now);
+        let forget_before =
+            stamp.saturating_sub(millis(self.settings.lease * 2 + self.settings.rpc_timeout));
+        if let RoleState::Leader(l) = &mut self.role {
+            if let Some(p) = l.progress.get_mut(&to) {
+                if let Some(upto) = upto {
+                    p.in_flight = Some((upto, now));
+                }
+                p.last_sent = Some(now);
+                p.unsure.insert(stamp);
+                // Stamps this old no longer delay anything.
+                p.unsure = p.unsure.split_off(&forget_before);
+            }
+        }
+        self.outputs.push(Output::Send { to, msg });
     }
 
-    fn batch(&self, entries: Vec<LogEntry>) -> ReplicateRequest {
-        ReplicateRequest {
+    fn append_request(
+        &self,
+        prev_index: Seq,
+        entries: Vec<LogEntry>,
+        now: Instant,
+    ) -> AppendRequest {
+        let (config, config_index) = self.log.config();
+        AppendRequest {
+            term: self.term,
             leader: self.id,
-            leader_epoch: self.settings.epoch,
-            leader_seq: self.last_seq,
+            prev_index,
+            prev_term: self.log.term_at(prev_index).unwrap_or(0),
             entries,
-            config: None,
-        }
-    }
-}
-
-/// A follower's replication state: what it applied, and entries that arrived
-/// ahead of a gap.
-#[derive(Debug)]
-pub struct FollowerCore {
-    id: NodeId,
-    store: Store,
-    applied: Seq,
-    /// Entries above a gap, waiting for the gap to fill.
-    buffer: BTreeMap<Seq, LogEntry>,
-    buffer_capacity: usize,
-    /// The highest sequence number the leader has announced.
-    leader_seq: Seq,
-    /// The leader life the buffered entries come from.
-    leader_epoch: u64,
-}
-
-impl FollowerCore {
-    /// A follower `id` applying to `store`, buffering at most `buffer_capacity`
-    /// out-of-order entries.
-    pub fn new(id: NodeId, store: Store, buffer_capacity: usize) -> Self {
-        Self {
-            id,
-            store,
-            applied: 0,
-            buffer: BTreeMap::new(),
-            buffer_capacity,
-            leader_seq: 0,
-            leader_epoch: 0,
+            leader_commit: self.commit,
+            leader_last: self.log.last_index(),
+            config,
+            config_index,
+            sent_at_ms: self.wall(now),
         }
     }
 
-    /// Every entry up to this sequence number is applied.
-    pub fn applied_seq(&self) -> Seq {
-        self.applied
+    fn snapshot(&self, now: Instant) -> SnapshotRequest {
+        let at = self.commit;
+        let base: Base = self.log.base_at(at);
+        let (config, config_index) = self.log.config();
+        SnapshotRequest {
+            term: self.term,
+            leader: self.id,
+            last_index: at,
+            last_term: base.term,
+            records: self.log.records_at(at),
+            floor: base.floor,
+            window: base.window,
+            max_version: self.log.max_version(),
+            base_config: base.config,
+            base_config_index: base.config_index,
+            config,
+            config_index,
+            terms: self.log.terms_through(at),
+            leader_last: self.log.last_index(),
+            sent_at_ms: self.wall(now),
+        }
     }
 
-    /// The highest sequence number the leader has announced.
-    pub fn leader_seq(&self) -> Seq {
-        self.leader_seq
+    /// A follower's answer to an append or snapshot message.
+    pub fn on_append_response(&mut self, resp: AppendResponse, now: Instant) {
+        if resp.term > self.term {
+            self.become_follower(resp.term, None, now, "a follower has a newer term");
+            return;
+        }
+        if resp.term < self.term {
+            return;
+        }
+        let RoleState::Leader(l) = &mut self.role else {
+            return;
+        };
+        let Some(p) = l.progress.get_mut(&resp.from) else {
+            return;
+        };
+        if p.life.is_some_and(|l| l != resp.life) {
+            // The follower restarted: it holds nothing it acknowledged before.
+            p.matched = 0;
+            p.config_index = 0;
+            p.in_flight = None;
+        }
+        p.life = Some(resp.life);
+        p.unsure.remove(&resp.sent_at_ms);
+        p.delivered_ms = p.delivered_ms.max(resp.sent_at_ms);
+        p.last_reply = Some(now);
+        p.failures = 0;
+        p.retry_at = None;
+        p.config_index = p.config_index.max(resp.config_index);
+        p.acked_sent_ms = p.acked_sent_ms.max(resp.sent_at_ms);
+        if resp.success {
+            p.matched = p.matched.max(resp.match_index);
+            p.next = p.next.max(p.matched + 1);
+            if p.in_flight
+                .is_some_and(|(upto, _)| resp.match_index >= upto)
+            {
+                p.in_flight = None;
+            }
+        } else {
+            // The follower's log differs before `next`: retry from where it says,
+            // never below what is known to match.
+            p.next = resp.retry_from.max(p.matched + 1).max(1);
+            p.in_flight = None;
+        }
+        self.settle_writes();
+        self.advance_commit(now);
+        self.advance_config_change(now);
+        self.send_to(resp.from, now);
     }
 
-    /// Applies a batch in sequence order: duplicates are skipped, entries
-    /// beyond a gap are buffered until it fills. The answer's `applied_seq`
-    /// acknowledges what is applied and, if lower than the batch's end, asks
-    /// the leader to resend from there.
-    pub fn on_replicate(&mut self, req: ReplicateRequest) -> ReplicateResponse {
-        self.observe_epoch(req.leader_epoch);
-        self.leader_seq = self.leader_seq.max(req.leader_seq);
+    /// The message to `to` stamped `sent_at_ms` got no answer; `refused`
+    /// when it certainly never arrived (the connection was refused).
+    pub fn on_send_failed(&mut self, to: NodeId, sent_at_ms: u64, refused: bool, now: Instant) {
+        let heartbeat = self.settings.heartbeat;
+        let election_timeout = self.settings.election_timeout;
+        if let RoleState::Leader(l) = &mut self.role {
+            if let Some(p) = l.progress.get_mut(&to) {
+                p.unsure.remove(&sent_at_ms);
+                if !refused {
+                    p.delivered_ms = p.delivered_ms.max(sent_at_ms);
+                }
+                p.in_flight = None;
+                p.failures = p.failures.saturating_add(1);
+                // Back off, but never so long that a follower on a lossy link
+                // misses an election timeout's worth of heartbeats.
+                let backoff = heartbeat * 2u32.saturating_pow(p.failures.min(3));
+                p.retry_at = Some(now + backoff.min(election_timeout / 3));
+            }
+        }
+    }
+
+    /// Answers every pending write that W replicas now hold.
+    fn settle_writes(&mut self) {
+        let counts = self.holder_counts();
+        let RoleState::Leader(l) = &mut self.role else {
+            return;
+        };
+        let ready: Vec<(Seq, u32)> = l
+            .pending
+            .iter()
+            .filter_map(|(&i, p)| {
+                let c = counts(i);
+                (c >= p.required).then_some((i, c))
+            })
+            .collect();
+        for (index, acked) in ready {
+            l.pending.remove(&index);
+            self.acked_uncommitted.insert(index);
+            self.outputs.push(Output::Acked { index, acked });
+        }
+        let commit = self.commit;
+        self.acked_uncommitted.retain(|&i| i > commit);
+    }
+
+    /// Commits the highest index of this term that a majority holds.
+    fn advance_commit(&mut self, now: Instant) {
+        let m = majority(self.peers.len() + 1);
+        let last = self.log.last_index();
+        let term = self.term;
+        let RoleState::Leader(l) = &self.role else {
+            return;
+        };
+        let mut held: Vec<Seq> = l.progress.values().map(|p| p.matched).collect();
+        held.push(last);
+        held.sort_unstable_by(|a, b| b.cmp(a));
+        let candidate = held.get(m - 1).copied().unwrap_or(0);
+        // Only an entry of the current term commits by counting (Raft §5.4.2);
+        // earlier ones commit with it.
+        if candidate > self.commit && self.log.term_at(candidate) == Some(term) {
+            self.set_commit(candidate, now);
+        }
+    }
+
+    fn set_commit(&mut self, index: Seq, _now: Instant) {
+        if index <= self.commit {
+            return;
+        }
+        self.commit = index;
+        self.log.settle(index);
+        self.log.compact(self.settings.log_capacity);
+        self.acked_uncommitted.retain(|&i| i > index);
+        let term = self.term;
+        let mut started_now = false;
+        if let RoleState::Leader(l) = &mut self.role {
+            if !l.started && index >= l.start_index {
+                l.started = true;
+                started_now = true;
+            }
+        }
+        if started_now {
+            self.emit(Event::TermStarted { term });
+        }
+    }
+
+    // ----- the follower ----------------------------------------------------
+
+    /// Accepts (or refuses) a message from the leader of `term`: adopts the
+    /// term, follows the sender, trusts its configuration for a lease.
+    fn hear_from_leader(
+        &mut self,
+        term: Term,
+        leader: NodeId,
+        config: (ClusterConfig, Seq),
+        sent_at_ms: u64,
+        now: Instant,
+    ) {
+        let following = matches!(self.role, RoleState::Follower { leader: Some(l) } if l == leader);
+        if term > self.term || !following {
+            self.become_follower(term, Some(leader), now, "a leader of a newer term spoke");
+            self.emit(Event::Following { term, leader });
+        }
+        self.leader_contact = Some(now);
+        self.reset_election_timer(now);
+        let lease = millis(self.settings.lease);
+        self.lease_until_ms = self.lease_until_ms.max(
+            sent_at_ms
+                .saturating_add(lease)
+                .min(self.wall(now).saturating_add(lease)),
+        );
+        let (cfg, idx) = config;
+        let (_, adopted_term, adopted_idx) = self.adopted;
+        if term > adopted_term || idx >= adopted_idx {
+            if self.adopted.0 != cfg {
+                self.emit(Event::ConfigInForce { config: cfg });
+            }
+            self.adopted = (cfg, term, idx);
+        }
+    }
+
+    fn reply(
+        &self,
+        success: bool,
+        match_index: Seq,
+        retry_from: Seq,
+        sent_at_ms: u64,
+    ) -> AppendResponse {
+        AppendResponse {
+            from: self.id,
+            term: self.term,
+            success,
+            match_index,
+            retry_from,
+            commit: self.commit,
+            config_index: self.adopted.2,
+            sent_at_ms,
+            life: self.life,
+        }
+    }
+
+    /// Entries (or a heartbeat) from the leader.
+    pub fn on_append(&mut self, req: AppendRequest, now: Instant) -> AppendResponse {
+        let stamp = req.sent_at_ms;
+        if req.term < self.term {
+            return self.reply(false, 0, 0, stamp);
+        }
+        if self.is_leader() && req.term == self.term {
+            // Two leaders in one term cannot happen; refuse rather than corrupt.
+            return self.reply(false, 0, 0, stamp);
+        }
+        self.hear_from_leader(
+            req.term,
+            req.leader,
+            (req.config, req.config_index),
+            req.sent_at_ms,
+            now,
+        );
+        let base = self.log.base().index;
+        if req.prev_index > self.log.last_index() {
+            return self.reply(false, 0, self.log.last_index() + 1, stamp);
+        }
+        if req.prev_index >= base && self.log.term_at(req.prev_index) != Some(req.prev_term) {
+            let retry = self
+                .log
+                .first_of_term_at(req.prev_index)
+                .max(self.commit + 1);
+            return self.reply(false, 0, retry, stamp);
+        }
+        // Below the base everything is committed, hence the same everywhere.
+        let mut matched = req.prev_index;
         for e in req.entries {
-            if e.seq <= self.applied {
+            let index = e.index;
+            if index <= base {
+                matched = matched.max(index);
                 continue;
             }
-            if e.seq == self.applied + 1 {
-                self.apply(e);
-                self.drain_buffer();
-            } else if self.buffer.len() < self.buffer_capacity || self.buffer.contains_key(&e.seq) {
-                self.buffer.insert(e.seq, e);
+            match self.log.term_at(index) {
+                Some(t) if t == e.term => {}
+                Some(_) => {
+                    if index <= self.commit {
+                        // The leader lacks an entry this node committed: only
+                        // possible when a majority of nodes restarted empty
+                        // (beyond what the protocol survives). Start over as a
+                        // node that lost its memory, and follow the leader.
+                        self.reset_after_majority_loss(index, now);
+                        return self.reply(false, 0, 1, stamp);
+                    }
+                    let undone = self.log.truncate_from(index);
+                    self.record_rollbacks(undone, now);
+                    self.log.append(e, now);
+                }
+                None => self.log.append(e, now),
+            }
+            matched = index;
+        }
+        let commit = req.leader_commit.min(matched);
+        self.set_commit(commit, now);
+        self.note_catch_up(req.leader_last, matched);
+        self.reply(true, matched, 0, stamp)
+    }
+
+    /// The leader's committed state, for a follower its log cannot catch up.
+    pub fn on_snapshot(&mut self, req: SnapshotRequest, now: Instant) -> AppendResponse {
+        let stamp = req.sent_at_ms;
+        if req.term < self.term || (self.is_leader() && req.term == self.term) {
+            return self.reply(false, 0, 0, stamp);
+        }
+        self.hear_from_leader(
+            req.term,
+            req.leader,
+            (req.config, req.config_index),
+            req.sent_at_ms,
+            now,
+        );
+        if req.last_index <= self.commit {
+            let m = self.commit;
+            self.note_catch_up(req.leader_last, m);
+            return self.reply(true, m, 0, stamp);
+        }
+        if self.log.term_at(req.last_index) == Some(req.last_term) {
+            // The log already holds it: the prefix matches.
+            self.set_commit(req.last_index, now);
+            self.note_catch_up(req.leader_last, req.last_index);
+            return self.reply(true, req.last_index, 0, stamp);
+        }
+        // Undo everything uncommitted, then take the leader's state. An
+        // undone entry survives if the leader's log has its term at its index.
+        let undone = self.log.truncate_from(self.commit + 1);
+        let lost: Vec<LogEntry> = undone
+            .into_iter()
+            .filter(|e| {
+                e.index > req.last_index || term_in_runs(&req.terms, e.index) != Some(e.term)
+            })
+            .collect();
+        self.record_rollbacks(lost, now);
+        let base = Base {
+            index: req.last_index,
+            term: req.last_term,
+            floor: req.floor,
+            window: req.window,
+            config: req.base_config,
+            config_index: req.base_config_index,
+        };
+        self.log
+            .install(base, req.terms, req.records, req.max_version);
+        self.commit = req.last_index;
+        self.note_catch_up(req.leader_last, req.last_index);
+        self.reply(true, req.last_index, 0, stamp)
+    }
+
+    /// Ends the catching-up of a started node once its log matches what the
+    /// leader held when they first spoke (a new leader sets a new target: its
+    /// log may be shorter than the last one's).
+    fn reset_after_majority_loss(&mut self, index: Seq, now: Instant) {
+        self.resets += 1;
+        tracing::error!(
+            index,
+            commit = self.commit,
+            "the leader lacks an entry this node committed: a majority of nodes must have \
+             restarted empty; discarding this node's state to follow the leader"
+        );
+        let writes = self.log.len() as u64;
+        self.rolled_back += writes;
+        let config = self.log.config().0;
+        self.log = Log::new(self.log.store().clone(), config);
+        self.log.store().replace_all(Vec::new());
+        self.commit = 0;
+        self.catching_up = Some(None);
+        self.amnesia = Some(Amnesia {
+            since: now,
+            answers: BTreeMap::new(),
+            floor: None,
+            last_probe: None,
+        });
+    }
+
+    /// Times this node discarded committed state to follow a leader that
+    /// lacks it (only after a majority of nodes restarted empty).
+    pub fn resets(&self) -> u64 {
+        self.resets
+    }
+
+    fn note_catch_up(&mut self, leader_last: Seq, matched: Seq) {
+        if let Some(target) = self.catching_up {
+            let target = match target {
+                Some((term, t)) if term == self.term => t,
+                _ => leader_last,
+            };
+            if matched >= target {
+                self.catching_up = None;
+                self.amnesia = None;
+                self.emit(Event::CaughtUp { index: matched });
+            } else {
+                self.catching_up = Some(Some((self.term, target)));
             }
         }
-        self.answer()
     }
 
-    /// Installs a snapshot: every record is kept unless the local copy is
-    /// newer, and the applied position becomes the snapshot's. Nothing
-    /// already held is lost, because versions only grow.
-    pub fn on_snapshot(&mut self, req: SnapshotRequest) -> ReplicateResponse {
-        self.observe_epoch(req.leader_epoch);
-        for r in req.records {
-            self.store.apply(&r.key, r.value, r.version);
-        }
-        self.applied = req.seq;
-        self.leader_seq = self.leader_seq.max(req.seq);
-        self.buffer = self.buffer.split_off(&(req.seq + 1));
-        self.drain_buffer();
-        self.answer()
-    }
-
-    /// What this follower holds, for a leader that restarted empty.
-    pub fn state(&self) -> (Seq, Vec<Record>) {
-        (self.applied, self.store.records())
-    }
-
-    /// A new leader life invalidates the entries buffered beyond a gap: their
-    /// positions will be reused.
-    fn observe_epoch(&mut self, epoch: u64) {
-        if epoch != self.leader_epoch {
-            self.buffer.clear();
-            self.leader_epoch = epoch;
+    fn record_rollbacks(&mut self, undone: Vec<LogEntry>, now: Instant) {
+        let at_ms = self.wall(now);
+        for e in undone {
+            let acknowledged = self.acked_uncommitted.remove(&e.index);
+            if let Command::Write { key, version, .. } = e.command {
+                self.rolled_back += 1;
+                if acknowledged {
+                    self.rolled_back_acknowledged += 1;
+                }
+                let w = RolledBackWrite {
+                    key,
+                    version,
+                    index: e.index,
+                    term: e.term,
+                    acknowledged,
+                    at_ms,
+                };
+                if self.recent_rollbacks.len() >= RECENT_ROLLBACKS {
+                    self.recent_rollbacks.pop_front();
+                }
+                self.recent_rollbacks.push_back(w.clone());
+                self.emit(Event::RolledBack(w));
+            }
         }
     }
 
-    fn apply(&mut self, e: LogEntry) {
-        self.store.apply(&e.key, e.value, e.version);
-        self.applied = e.seq;
-    }
-
-    fn drain_buffer(&mut self) {
-        while let Some(e) = self.buffer.remove(&(self.applied + 1)) {
-            self.apply(e);
-        }
-    }
-
-    fn answer(&self) -> ReplicateResponse {
-        ReplicateResponse {
-            node_id: self.id,
-            applied_seq: self.applied,
-        }
+    fn emit(&mut self, e: Event) {
+        self.outputs.push(Output::Event(e));
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The term of `index` in term runs `(first index, term)`.
+pub(crate) fn term_in_runs(runs: &[(Seq, Term)], index: Seq) -> Option<Term> {
+    runs.iter()
+        .take_while(|(start, _)| *start <= index)
+        .last()
+        .map(|(_, t)| *t)
+}
 
-    const SETTINGS: LeaderSettings = LeaderSettings {
-        log_capacity: 100,
-        max_batch: 10,
-        heartbeat: Duration::from_millis(100),
-        epoch: 1,
-    };
-    const TIMEOUT: Duration = Duration::from_secs(1);
-
-    /// A leader (1) and followers 2..=n, each with its own store, wired by hand.
-    struct Net {
-        now: Instant,
-        leader: LeaderCore,
-        followers: BTreeMap<NodeId, FollowerCore>,
-        /// Messages sent and not yet delivered.
-        wire: Vec<(NodeId, LeaderMessage)>,
-        committed: Vec<Seq>,
-        timed_out: Vec<(Seq, u32, u32)>,
-    }
-
-    impl Net {
-        fn new(n: u32, settings: LeaderSettings) -> Self {
-            let ids: Vec<NodeId> = (2..=n).collect();
-            Self {
-                now: Instant::now(),
-                leader: LeaderCore::new(1, Store::new(), &ids, settings),
-                followers: ids
-                    .iter()
-                    .map(|&i| (i, FollowerCore::new(i, Store::new(), 1000)))
-                    .collect(),
-                wire: Vec::new(),
-                committed: Vec::new(),
-                timed_out: Vec::new(),
-            }
-        }
-
-        fn absorb(&mut self, out: Vec<Output>) {
-            for o in out {
-                match o {
-                    Output::Send { to, msg } => self.wire.push((to, msg)),
-                    Output::Committed { seq, .. } => self.committed.push(seq),
-                    Output::TimedOut {
-                        seq,
-                        acked,
-                        required,
-                    } => self.timed_out.push((seq, acked, required)),
-                }
-            }
-        }
-
-        fn write(&mut self, key: &str, value: &str, w: u32) -> Proposal {
-            let (p, out) = self.leader.propose(key, value.into(), w, TIMEOUT, self.now);
-            self.absorb(out);
-            p
-        }
-
-        /// Delivers every message in flight to `to` and feeds back the answer.
-        fn deliver_to(&mut self, to: NodeId) {
-            let (mine, rest): (Vec<_>, Vec<_>) = self.wire.drain(..).partition(|(t, _)| *t == to);
-            self.wire = rest;
-            for (_, msg) in mine {
-                let f = self.followers.get_mut(&to).unwrap();
-                let resp = match msg {
-                    LeaderMessage::Replicate(r) => f.on_replicate(r),
-                    LeaderMessage::Snapshot(s) => f.on_snapshot(s),
-                };
-                let out = self.leader.step(Input::Replied(resp), self.now);
-                self.absorb(out);
-            }
-        }
-
-        /// Delivers until nothing is in flight to the given followers.
-        fn settle(&mut self, to: &[NodeId]) {
-            for _ in 0..1000 {
-                if !self.wire.iter().any(|(t, _)| to.contains(t)) {
-                    return;
-                }
-                for &f in to {
-                    self.deliver_to(f);
-                }
-            }
-            panic!("replication did not settle");
-        }
-
-        fn fail_to(&mut self, to: NodeId) {
-            let (mine, rest): (Vec<_>, Vec<_>) = self.wire.drain(..).partition(|(t, _)| *t == to);
-            self.wire = rest;
-            for _ in mine {
-                let out = self.leader.step(
-                    Input::Failed {
-                        from: to,
-                        error: "down".into(),
-                    },
-                    self.now,
-                );
-                self.absorb(out);
-            }
-        }
-
-        fn advance(&mut self, d: Duration) {
-            self.now += d;
-            let out = self.leader.tick(self.now);
-            self.absorb(out);
-        }
-
-        fn value_at(&self, f: NodeId, key: &str) -> Option<(String, Version)> {
-            self.followers[&f]
-                .store
-                .get(key)
-                .map(|e| (e.value, e.version))
-        }
-    }
-
-    #[test]
-    fn write_commits_once_w_replicas_hold_it() {
-        // W=3 of 5: committed after two followers answer, not after one.
-        let mut net = Net::new(5, SETTINGS);
-        let p = net.write("k", "v", 3);
-        assert_eq!((p.seq, p.version, p.status), (1, 1, WriteStatus::Created));
-        assert_eq!(net.wire.len(), 4, "every follower receives the write");
-        net.deliver_to(2);
-        assert!(net.committed.is_empty());
-        net.deliver_to(3);
-        assert_eq!(net.committed, vec![1]);
-        net.settle(&[4, 5]);
-        assert_eq!(
-            net.leader
-                .followers(net.now)
-                .iter()
-                .map(|f| f.acked_seq)
-                .collect::<Vec<_>>(),
-            vec![1; 4]
-        );
-    }
-
-    #[test]
-    fn w1_commits_at_once_and_still_reaches_everyone() {
-        // W=1: the leader alone is the quorum; followers still get the entry.
-        let mut net = Net::new(5, SETTINGS);
-        net.write("k", "v", 1);
-        assert_eq!(net.committed, vec![1]);
-        net.settle(&[2, 3, 4, 5]);
-        for f in 2..=5 {
-            assert_eq!(net.value_at(f, "k"), Some(("v".into(), 1)));
-        }
-    }
-
-    #[test]
-    fn write_times_out_when_w_cannot_be_met() {
-        // W=5 with one follower down: 503 after the timeout, with acked=4 required=5,
-        // and the write stays applied where it arrived.
-        let mut net = Net::new(5, SETTINGS);
-        net.write("k", "v", 5);
-        net.fail_to(5);
-        net.settle(&[2, 3, 4]);
-        assert!(net.committed.is_empty());
-        net.advance(TIMEOUT);
-        assert_eq!(net.timed_out, vec![(1, 4, 5)]);
-        assert_eq!(net.leader.pending_writes(), 0);
-        assert_eq!(net.value_at(2, "k"), Some(("v".into(), 1)));
-    }
-
-    #[test]
-    fn one_message_in_flight_per_follower_and_later_writes_batch() {
-        // While a batch is in flight, new entries wait and then travel together.
-        let mut net = Net::new(2, SETTINGS);
-        net.write("a", "1", 1);
-        for i in 0..5 {
-            net.write("b", &i.to_string(), 1);
-        }
-        assert_eq!(net.wire.len(), 1, "still the first message only");
-        net.deliver_to(2);
-        assert_eq!(net.wire.len(), 1);
-        match &net.wire[0].1 {
-            LeaderMessage::Replicate(r) => {
-                assert_eq!(
-                    r.entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
-                    vec![2, 3, 4, 5, 6]
-                );
-            }
-            other => panic!("expected a batch, got {other:?}"),
-        }
-        net.settle(&[2]);
-        assert_eq!(net.value_at(2, "b"), Some(("4".into(), 5)));
-    }
-
-    #[test]
-    fn failed_follower_is_retried_after_backoff_and_catches_up() {
-        // A follower that missed messages gets the log tail once it answers again.
-        let mut net = Net::new(3, SETTINGS);
-        net.write("k", "1", 2);
-        net.fail_to(3);
-        net.settle(&[2]);
-        for i in 2..=4 {
-            net.write("k", &i.to_string(), 2);
-            net.settle(&[2]);
-        }
-        assert!(net.wire.iter().all(|(t, _)| *t != 3), "backing off");
-        assert!(!net.leader.followers(net.now)[1].up);
-        net.advance(Duration::from_secs(3));
-        net.settle(&[2, 3]);
-        assert_eq!(net.value_at(3, "k"), Some(("4".into(), 4)));
-        assert_eq!(net.leader.followers(net.now)[1].lag_entries, 0);
-    }
-
-    #[test]
-    fn follower_buffers_out_of_order_entries_and_asks_for_the_gap() {
-        // Entries 3..4 before 2: buffered, applied once 2 arrives, never out of order.
-        let store = Store::new();
-        let mut f = FollowerCore::new(2, store.clone(), 10);
-        let e = |seq: Seq, v: &str, version: Version| LogEntry {
-            seq,
-            key: "k".into(),
-            value: v.into(),
-            version,
-        };
-        let req = |entries: Vec<LogEntry>| ReplicateRequest {
-            leader: 1,
-            leader_epoch: 1,
-            leader_seq: 4,
-            entries,
-            config: None,
-        };
-        assert_eq!(f.on_replicate(req(vec![e(1, "a", 1)])).applied_seq, 1);
-        let ans = f.on_replicate(req(vec![e(3, "c", 3), e(4, "d", 4)]));
-        assert_eq!(ans.applied_seq, 1, "the answer asks for seq 2");
-        assert_eq!(store.get("k").unwrap().value, "a");
-        let ans = f.on_replicate(req(vec![e(2, "b", 2), e(3, "c", 3)]));
-        assert_eq!(ans.applied_seq, 4);
-        assert_eq!(store.get("k").unwrap().value, "d");
-        // A duplicate of old entries changes nothing.
-        assert_eq!(f.on_replicate(req(vec![e(2, "b", 2)])).applied_seq, 4);
-        assert_eq!(store.get("k").unwrap().version, 4);
-    }
-
-    #[test]
-    fn older_version_never_overwrites_a_newer_one() {
-        // A read repair put version 5 on the follower; the log's version 3 arrives later.
-        let store = Store::new();
-        store.apply("k", "new".into(), 5);
-        let mut f = FollowerCore::new(2, store.clone(), 10);
-        let entry = LogEntry {
-            seq: 1,
-            key: "k".into(),
-            value: "old".into(),
-            version: 3,
-        };
-        f.on_replicate(ReplicateRequest {
-            leader: 1,
-            leader_epoch: 1,
-            leader_seq: 1,
-            entries: vec![entry],
-            config: None,
-        });
-        assert_eq!(
-            store.get("k").unwrap(),
-            crate::store::Entry {
-                value: "new".into(),
-                version: 5
-            }
-        );
-        assert_eq!(f.applied_seq(), 1);
-    }
-
-    #[test]
-    fn follower_restarted_empty_catches_up_from_the_log_tail() {
-        // The log still holds everything: the follower gets entries from seq 1.
-        let mut net = Net::new(2, SETTINGS);
-        for i in 0..5 {
-            net.write(&format!("k{i}"), "v", 2);
-            net.settle(&[2]);
-        }
-        net.followers
-            .insert(2, FollowerCore::new(2, Store::new(), 1000));
-        net.advance(SETTINGS.heartbeat);
-        net.settle(&[2]);
-        assert_eq!(net.followers[&2].applied_seq(), 5);
-        assert_eq!(net.followers[&2].store.len(), 5);
-    }
-
-    #[test]
-    fn follower_restarted_empty_catches_up_via_snapshot_then_tail() {
-        // The log holds only the last 3 entries: a snapshot first, then the tail.
-        let settings = LeaderSettings {
-            log_capacity: 3,
-            ..SETTINGS
-        };
-        let mut net = Net::new(2, settings);
-        for i in 0..10 {
-            net.write(&format!("k{}", i % 4), &i.to_string(), 1);
-            net.settle(&[2]);
-        }
-        net.followers
-            .insert(2, FollowerCore::new(2, Store::new(), 1000));
-        net.advance(settings.heartbeat);
-        // The heartbeat reveals the empty follower; the answer triggers a snapshot.
-        net.deliver_to(2);
-        assert!(matches!(net.wire[0].1, LeaderMessage::Snapshot(ref s) if s.seq == 10));
-        net.write("k0", "after", 1);
-        net.settle(&[2]);
-        let f = &net.followers[&2];
-        assert_eq!(f.applied_seq(), 11);
-        let mut a = f.store.records();
-        let mut b = net.leader.store.records();
-        a.sort_by(|x, y| x.key.cmp(&y.key));
-        b.sort_by(|x, y| x.key.cmp(&y.key));
-        assert_eq!(a, b, "the follower holds exactly the leader's state");
-    }
-
-    #[test]
-    fn leader_restarted_empty_recovers_from_followers_and_versions_continue() {
-        // A new leader life restores the followers' records and log position; the next
-        // write of a key gets the next version, and a follower's stale buffer is dropped.
-        let mut net = Net::new(3, SETTINGS);
-        for i in 1..=4 {
-            net.write("k", &format!("v{i}"), 3);
-            net.settle(&[2, 3]);
-        }
-        let (seq, records) = net.followers[&2].state();
-        let settings = LeaderSettings {
-            epoch: 2,
-            ..SETTINGS
-        };
-        net.leader = LeaderCore::new(1, Store::new(), &[2, 3], settings);
-        net.leader.recover(seq, records);
-        // Follower 3 had buffered an entry of the old life beyond a gap.
-        let stale = LogEntry {
-            seq: 6,
-            key: "k".into(),
-            value: "old-life".into(),
-            version: 9,
-        };
-        let old = ReplicateRequest {
-            leader: 1,
-            leader_epoch: 1,
-            leader_seq: 6,
-            entries: vec![stale],
-            config: None,
-        };
-        net.followers.get_mut(&3).unwrap().on_replicate(old);
-        let p = net.write("k", "v5", 3);
-        assert_eq!((p.seq, p.version), (5, 5));
-        let p = net.write("j", "x", 3);
-        net.settle(&[2, 3]);
-        assert_eq!(net.committed.last(), Some(&p.seq));
-        for f in [2, 3] {
-            assert_eq!(net.value_at(f, "k"), Some(("v5".into(), 5)), "follower {f}");
-            assert_eq!(net.followers[&f].applied_seq(), 6);
-        }
-    }
-
-    #[test]
-    fn lag_is_reported_in_entries_and_milliseconds() {
-        // A follower that has not answered lags by the unacknowledged entries and their age.
-        let mut net = Net::new(3, SETTINGS);
-        net.write("a", "1", 1);
-        net.settle(&[2]);
-        net.now += Duration::from_millis(250);
-        let v = net.leader.followers(net.now);
-        assert_eq!((v[0].lag_entries, v[0].lag_ms, v[0].up), (0, 0, true));
-        assert_eq!((v[1].lag_entries, v[1].lag_ms, v[1].up), (1, 250, false));
-    }
+/// Whole milliseconds of `d`.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

@@ -356,6 +356,7 @@ impl Leaderless {
                     acked: Some(acked),
                     required: Some(required),
                     leader: None,
+                    term: None,
                 },
             }),
             Err(_) => Err(AppError::new(

@@ -87,7 +87,9 @@ where
     }
 }
 
-/// A leader-follower cluster of in-process nodes with ids 1..=N; node 1 leads.
+/// A leader-follower cluster of in-process nodes with ids 1..=N. Node 1 is
+/// started with `--role leader`, so it campaigns first and leads the first
+/// term; [`Cluster::start`] returns once it does and every node follows it.
 pub struct Cluster {
     nodes: Vec<Option<TestNode>>,
     configs: Vec<Config>,
@@ -96,7 +98,7 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// The id of the leader.
+    /// The id of the first leader (the node started with `--role leader`).
     pub const LEADER: NodeId = 1;
 
     /// Starts `n` nodes with quorums `w`/`r`; `tweak` adjusts every node's
@@ -172,19 +174,56 @@ impl Cluster {
             .expect("node is running")
     }
 
-    /// Waits until the leader sees every follower up.
+    /// Waits until node 1 leads, its term has started, it sees every
+    /// follower up, and every running node takes writes (knows the leader).
     pub async fn wait_all_up(&self) {
         wait_until(
-            "every follower up at the leader",
-            Duration::from_secs(10),
+            "node 1 leads and every node follows it",
+            Duration::from_secs(15),
             || async {
-                match self.try_status(Self::LEADER).await {
-                    Some(s) => s.peers.iter().all(|p| p.up),
-                    None => false,
+                let Some(s) = self.try_status(Self::LEADER).await else {
+                    return false;
+                };
+                if s.role != kv_shared::Role::Leader || !s.peers.iter().all(|p| p.up) {
+                    return false;
                 }
+                for id in 1..=self.n() {
+                    if self.nodes[id as usize - 1].is_none() {
+                        continue;
+                    }
+                    let h: Option<kv_shared::HealthResponse> = async {
+                        let r = self
+                            .client
+                            .get(format!("{}/health", self.url(id)))
+                            .send()
+                            .await
+                            .ok()?;
+                        r.json().await.ok()
+                    }
+                    .await;
+                    if !h.is_some_and(|h| h.ready) {
+                        return false;
+                    }
+                }
+                true
             },
         )
         .await;
+    }
+
+    /// The node that leads now, as the running nodes report it.
+    pub async fn leader(&self) -> Option<NodeId> {
+        for id in 1..=self.n() {
+            if self.nodes[id as usize - 1].is_none() {
+                continue;
+            }
+            if let Some(s) = self.try_status(id).await {
+                if s.role == kv_shared::Role::Leader {
+                    return Some(id);
+                }
+            }
+        }
+        None
     }
 
     /// Stops node `id` (its server and its background tasks).
@@ -278,18 +317,28 @@ impl Cluster {
             .unwrap()
     }
 
-    /// Waits until every running node has applied everything the leader has.
+    /// Waits until every running node has applied everything the current
+    /// leader has, and the leader sees no running follower behind.
     pub async fn wait_converged(&self) {
         wait_until(
             "every follower caught up",
             Duration::from_secs(20),
             || async {
-                let leader = self.status(Self::LEADER).await;
-                let mut ok = leader.peers.iter().all(|p| p.lag_entries == Some(0));
-                for id in self.followers() {
-                    if self.nodes[id as usize - 1].is_some() {
-                        ok &= self.status(id).await.applied_seq == leader.applied_seq;
+                let Some(l) = self.leader().await else {
+                    return false;
+                };
+                let leader = self.status(l).await;
+                let mut ok = true;
+                for id in (1..=self.n()).filter(|&id| id != l) {
+                    if self.nodes[id as usize - 1].is_none() {
+                        continue;
                     }
+                    let lag = leader
+                        .peers
+                        .iter()
+                        .find(|p| p.id == id)
+                        .and_then(|p| p.lag_entries);
+                    ok &= lag == Some(0) && self.status(id).await.applied_seq == leader.applied_seq;
                 }
                 ok
             },

@@ -7,8 +7,10 @@
 //! - [`ops`]: set / get / local_read against a chosen replica.
 //! - [`controls`]: W, R and the delay profile.
 //! - [`lag`]: each replica's lag over the last minute.
+//! - [`events`]: terms and elections: votes, leaders, step-downs, rollbacks.
 
 pub mod controls;
+pub mod events;
 pub mod header;
 pub mod lag;
 pub mod ops;

@@ -2,7 +2,7 @@
 //! below (leaderless: a ring), each replica with its role, health, applied
 //! position, key count and lag; replication messages drawn in flight.
 
-use crate::state::{Dot, Flight, LagSample};
+use crate::state::{Dot, Flight, LagSample, Vote};
 use kv_shared::events::{ClusterView, ReplicaView};
 use kv_shared::{Mode, NodeId, Role};
 use std::collections::BTreeMap;
@@ -24,6 +24,9 @@ pub struct TopologyProps {
     pub view: Option<ClusterView>,
     /// Messages in flight.
     pub dots: Vec<Dot>,
+    /// Votes just granted (drawn from the voter to the candidate).
+    #[prop_or_default]
+    pub votes: Vec<Vote>,
     /// Coordinators that just answered a write.
     pub flashing: Vec<NodeId>,
     /// Each replica's latest lag sample.
@@ -111,6 +114,7 @@ pub fn topology(props: &TopologyProps) -> Html {
     let at = layout(view);
     let edges = edges(view, &at);
     let dots = props.dots.iter().filter_map(|d| dot_view(d, &at));
+    let votes = props.votes.iter().filter_map(|v| vote_view(v, &at));
     let nodes = view.replicas.iter().map(|r| {
         let lag = props.lag.get(&r.id).copied();
         replica_view(r, at[&r.id], lag, props.flashing.contains(&r.id))
@@ -125,6 +129,7 @@ pub fn topology(props: &TopologyProps) -> Html {
             <svg id="topology" viewBox={format!("0 0 {WIDTH} {HEIGHT}")} role="img"
                  aria-label="replicas of the cluster">
                 <g class="edges">{ for edges }</g>
+                <g class="votes">{ for votes }</g>
                 <g class="nodes">{ for nodes }</g>
                 <g class="dots">{ for dots }</g>
             </svg>
@@ -133,6 +138,7 @@ pub fn topology(props: &TopologyProps) -> Html {
                 <span><i class="swatch ack"></i>{ "ack returning" }</span>
                 <span><i class="swatch wait"></i>{ "delivered, ack pending" }</span>
                 <span><i class="swatch flash"></i>{ "client answered" }</span>
+                <span><i class="swatch vote"></i>{ "vote granted" }</span>
             </div>
         </section>
     }
@@ -183,10 +189,23 @@ fn dot_view(d: &Dot, at: &BTreeMap<NodeId, (f64, f64)>) -> Option<Html> {
     })
 }
 
+/// A granted vote: a dashed arrow from the voter to the candidate.
+fn vote_view(v: &Vote, at: &BTreeMap<NodeId, (f64, f64)>) -> Option<Html> {
+    let (from, to) = (*at.get(&v.voter)?, *at.get(&v.candidate)?);
+    let (p, q) = segment(from, to);
+    Some(html! {
+        <line class="vote" x1={format!("{:.1}", p.0)} y1={format!("{:.1}", p.1)}
+            x2={format!("{:.1}", q.0)} y2={format!("{:.1}", q.1)}
+            data-voter={v.voter.to_string()} data-candidate={v.candidate.to_string()}
+            data-term={v.term.to_string()} />
+    })
+}
+
 fn role_label(role: Role) -> &'static str {
     match role {
         Role::Leader => "leader",
         Role::Follower => "follower",
+        Role::Candidate => "candidate",
         Role::Peer => "peer",
         Role::Standalone => "standalone",
     }
@@ -205,6 +224,10 @@ fn replica_view(r: &ReplicaView, (x, y): (f64, f64), lag: Option<LagSample>, fla
     let keys = r.keys.map_or("—".to_owned(), |k| k.to_string());
     let (state_text, state_class) = if !r.up {
         ("down".to_owned(), "state bad")
+    } else if r.role == Role::Candidate {
+        ("asking for votes".to_owned(), "state warn")
+    } else if r.catching_up {
+        ("catching up · not counted for R".to_owned(), "state warn")
     } else if r.role == Role::Leader {
         ("accepting writes".to_owned(), "state good")
     } else if let Some(l) = lag.filter(|l| l.entries > 0) {
@@ -215,15 +238,21 @@ fn replica_view(r: &ReplicaView, (x, y): (f64, f64), lag: Option<LagSample>, fla
         ("in sync".to_owned(), "state good")
     };
     // Leaderless replicas have no log position: their key count says more.
-    let stats = if r.role == Role::Peer {
-        format!("{keys} keys")
-    } else {
-        format!("seq {seq} · {keys} keys")
+    let stats = match (r.role, r.term) {
+        (Role::Peer, _) => format!("{keys} keys"),
+        (_, Some(term)) => format!("term {term} · seq {seq} · {keys} keys"),
+        (_, None) => format!("seq {seq} · {keys} keys"),
     };
+    let rolled = r
+        .rolled_back
+        .filter(|&n| n > 0)
+        .map(|n| html! { <text class="state bad small" x={(2.0 * HALF_W - 10.0).to_string()} y="35" text-anchor="end">{ format!("↶{n}") }<title>{ format!("{n} writes rolled back here") }</title></text> });
     let title = r.error.clone().unwrap_or_else(|| r.url.clone());
     html! {
         <g id={format!("replica-{}", r.id)} class={class} data-role={role_label(r.role)}
            data-up={r.up.to_string()} data-seq={seq.clone()} data-behind={behind.to_string()}
+           data-term={r.term.map(|t| t.to_string()).unwrap_or_default()}
+           data-catching-up={r.catching_up.to_string()}
            transform={format!("translate({:.1},{:.1})", x - HALF_W, y - HALF_H)}>
             <title>{ title }</title>
             <rect class="box" width={(2.0 * HALF_W).to_string()} height={(2.0 * HALF_H).to_string()} rx="10" />
@@ -232,6 +261,7 @@ fn replica_view(r: &ReplicaView, (x, y): (f64, f64), lag: Option<LagSample>, fla
             <text class="role" x="10" y="35">{ role_label(r.role) }</text>
             <text class="stats" x="10" y="52">{ stats }</text>
             <text class={state_class} x="10" y="69">{ state_text }</text>
+            { for rolled }
         </g>
     }
 }
@@ -260,6 +290,10 @@ mod tests {
                     up: true,
                     applied_seq: None,
                     keys: None,
+                    term: None,
+                    commit_seq: None,
+                    catching_up: false,
+                    rolled_back: None,
                     lag_entries: None,
                     lag_ms: None,
                     pending_hints: None,

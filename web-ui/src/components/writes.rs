@@ -4,6 +4,8 @@
 //! W=N the answer waits for the last ack.
 
 use kv_shared::events::WriteTrace;
+use kv_shared::Version;
+use std::collections::BTreeSet;
 use yew::prelude::*;
 
 /// How many writes the timeline shows.
@@ -18,6 +20,9 @@ pub struct WritesProps {
     pub traces: Vec<WriteTrace>,
     /// The cluster time being drawn, when known.
     pub playback: Option<f64>,
+    /// Writes some node rolled back: (key, version).
+    #[prop_or_default]
+    pub rolled_back: BTreeSet<(String, Version)>,
 }
 
 /// Milliseconds from the write's start to the last thing known about it.
@@ -72,7 +77,10 @@ pub fn writes(props: &WritesProps) -> Html {
                     <th>{ format!("0 → {} ms", scale_ms as u64) }</th>
                     <th>{ "outcome" }</th>
                 </tr></thead>
-                <tbody>{ for rows.iter().map(|t| row(t, scale_ms, props.playback)) }</tbody>
+                <tbody>{ for rows.iter().map(|t| {
+                    let rolled = props.rolled_back.contains(&(t.key.clone(), t.version));
+                    row(t, scale_ms, props.playback, rolled)
+                }) }</tbody>
             </table>
         }
     };
@@ -86,7 +94,7 @@ pub fn writes(props: &WritesProps) -> Html {
     }
 }
 
-fn row(t: &WriteTrace, scale_ms: f64, playback: Option<f64>) -> Html {
+fn row(t: &WriteTrace, scale_ms: f64, playback: Option<f64>, rolled_back: bool) -> Html {
     let x = |at: u64| at.saturating_sub(t.started_at_ms) as f64 / scale_ms * (TRACK - 20.0) + 10.0;
     let markers = t.replicas.iter().map(|r| {
         let sent = r.sent_at_ms.map(|s| html! {
@@ -114,7 +122,9 @@ fn row(t: &WriteTrace, scale_ms: f64, playback: Option<f64>) -> Html {
             html! { <line class="cursor" x1={format!("{px:.1}")} x2={format!("{px:.1}")} y1="2" y2="30" /> }
         });
     html! {
-        <tr data-key={t.key.clone()} data-version={t.version.to_string()}>
+        <tr data-key={t.key.clone()} data-version={t.version.to_string()}
+            data-rolled-back={rolled_back.to_string()}
+            class={classes!(rolled_back.then_some("rolled-back"))}>
             <td class="what">
                 <code>{ &t.key }</code>
                 <span class="muted small">{ format!(" v{}", t.version) }</span>
@@ -129,7 +139,13 @@ fn row(t: &WriteTrace, scale_ms: f64, playback: Option<f64>) -> Html {
                     { cursor }
                 </svg>
             </td>
-            <td class="outcome small">{ summary(t) }</td>
+            <td class="outcome small">{
+                if rolled_back {
+                    "rolled back: the elected leader's log does not hold it".to_owned()
+                } else {
+                    summary(t)
+                }
+            }</td>
         </tr>
     }
 }

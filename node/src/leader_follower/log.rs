@@ -1,0 +1,515 @@
+//! The replicated log of one leader-follower node, and its application to
+//! the store.
+//!
+//! Every entry is applied to the store as soon as it is appended, so that a
+//! replica answers reads with everything it holds (that is what makes W < N
+//! acknowledgements readable with R + W > N). An entry above the commit
+//! point may still be undone when a new leader's log does not hold it, so
+//! each such entry keeps what its key held before (`undo`); undoing the log
+//! from some index restores the store exactly. Committed entries never roll
+//! back: their undo is dropped, and the oldest of them are compacted away
+//! once the log holds more than its capacity. What a compacted prefix leaves
+//! behind — the last index and term, the version floor, the configuration —
+//! is kept as the log's *base*, which is also what a snapshot carries.
+
+use crate::store::{Entry, Store};
+use kv_shared::cluster::{ClusterConfig, Seq};
+use kv_shared::leader_follower::{Command, LogEntry};
+use kv_shared::replication::Record;
+use kv_shared::{Term, Version};
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Instant;
+
+/// Soft limit on the payload of one append message; a single larger entry
+/// still travels alone.
+pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
+/// What the compacted prefix of the log (or an installed snapshot) leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Base {
+    /// Index of the last compacted entry (0: nothing compacted).
+    pub index: Seq,
+    /// Its term.
+    pub term: Term,
+    /// The version floor in force there (0: no term has started).
+    pub floor: Version,
+    /// The largest uncommitted window of any term up to there.
+    pub window: u64,
+    /// The configuration in force there.
+    pub config: ClusterConfig,
+    /// The index of the entry that made it (0: the start flags).
+    pub config_index: Seq,
+}
+
+#[derive(Debug, Clone)]
+struct Slot {
+    entry: LogEntry,
+    /// For a write above the commit point: what its key held before.
+    undo: Option<Option<Entry>>,
+    appended_at: Instant,
+}
+
+/// The log, applied to a store.
+#[derive(Debug)]
+pub struct Log {
+    store: Store,
+    base: Base,
+    /// The term of every compacted index, as runs: (first index, term).
+    runs: Vec<(Seq, Term)>,
+    slots: VecDeque<Slot>,
+    /// Entries up to here keep no undo information.
+    settled: Seq,
+    /// Highest version any entry applied here carried (never decreases).
+    max_version: Version,
+}
+
+impl Log {
+    /// An empty log over `store` (which must be empty too), starting with `config`.
+    pub fn new(store: Store, config: ClusterConfig) -> Self {
+        Self {
+            store,
+            base: Base {
+                index: 0,
+                term: 0,
+                floor: 0,
+                window: 0,
+                config,
+                config_index: 0,
+            },
+            runs: Vec::new(),
+            slots: VecDeque::new(),
+            settled: 0,
+            max_version: 0,
+        }
+    }
+
+    /// The store this log is applied to.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// What the compacted prefix left.
+    pub fn base(&self) -> Base {
+        self.base
+    }
+
+    /// Index of the last entry.
+    pub fn last_index(&self) -> Seq {
+        self.slots.back().map_or(self.base.index, |s| s.entry.index)
+    }
+
+    /// Term of the last entry.
+    pub fn last_term(&self) -> Term {
+        self.slots.back().map_or(self.base.term, |s| s.entry.term)
+    }
+
+    /// The first index the log still holds.
+    pub fn first_index(&self) -> Seq {
+        self.base.index + 1
+    }
+
+    /// Highest version ever applied here.
+    pub fn max_version(&self) -> Version {
+        self.max_version
+    }
+
+    fn slot(&self, index: Seq) -> Option<&Slot> {
+        let offset = index.checked_sub(self.base.index + 1)?;
+        self.slots.get(usize::try_from(offset).ok()?)
+    }
+
+    /// The term of the entry at `index`: known for the base and held entries.
+    pub fn term_at(&self, index: Seq) -> Option<Term> {
+        if index == self.base.index {
+            return Some(self.base.term);
+        }
+        self.slot(index).map(|s| s.entry.term)
+    }
+
+    /// The term of the entry at `index`, compacted or held.
+    pub fn term_of(&self, index: Seq) -> Option<Term> {
+        if index > self.base.index {
+            return self.term_at(index);
+        }
+        if index == 0 {
+            return None;
+        }
+        super::core::term_in_runs(&self.runs, index)
+    }
+
+    /// The terms of every index up to `index` (settled or held), as runs.
+    pub fn terms_through(&self, index: Seq) -> Vec<(Seq, Term)> {
+        let mut runs = self.runs.clone();
+        for s in self.slots.iter().take_while(|s| s.entry.index <= index) {
+            if runs.last().is_none_or(|(_, t)| *t != s.entry.term) {
+                runs.push((s.entry.index, s.entry.term));
+            }
+        }
+        runs
+    }
+
+    /// The entry at `index`, if held.
+    pub fn entry(&self, index: Seq) -> Option<&LogEntry> {
+        self.slot(index).map(|s| &s.entry)
+    }
+
+    /// When the entry at `index` was appended here.
+    pub fn appended_at(&self, index: Seq) -> Option<Instant> {
+        self.slot(index).map(|s| s.appended_at)
+    }
+
+    /// The first index of the run of entries with the same term as `index`
+    /// (where a leader should retry after a conflict there).
+    pub fn first_of_term_at(&self, index: Seq) -> Seq {
+        let Some(term) = self.term_at(index) else {
+            return index;
+        };
+        let mut i = index;
+        while i > self.base.index + 1 && self.term_at(i - 1) == Some(term) {
+            i -= 1;
+        }
+        i
+    }
+
+    /// Up to `max` consecutive entries from `from`, at most about
+    /// [`MAX_BATCH_BYTES`] (at least one).
+    pub fn entries_from(&self, from: Seq, max: usize) -> Vec<LogEntry> {
+        let Some(start) = from
+            .checked_sub(self.base.index + 1)
+            .and_then(|o| usize::try_from(o).ok())
+        else {
+            return Vec::new();
+        };
+        let mut bytes = 0usize;
+        self.slots
+            .range(start.min(self.slots.len())..)
+            .take(max)
+            .take_while(|s| {
+                let first = bytes == 0;
+                bytes += entry_bytes(&s.entry);
+                first || bytes <= MAX_BATCH_BYTES
+            })
+            .map(|s| s.entry.clone())
+            .collect()
+    }
+
+    /// Appends `entry` (whose index must be `last_index() + 1`) and applies it.
+    pub fn append(&mut self, entry: LogEntry, now: Instant) {
+        debug_assert_eq!(entry.index, self.last_index() + 1);
+        let undo = match &entry.command {
+            Command::Write {
+                key,
+                value,
+                version,
+            } => {
+                self.max_version = self.max_version.max(*version);
+                let prev = self.store.put(
+                    key,
+                    Entry {
+                        value: value.clone(),
+                        version: *version,
+                    },
+                );
+                Some(prev)
+            }
+            Command::TermStart { .. } | Command::Config { .. } => None,
+        };
+        self.slots.push_back(Slot {
+            entry,
+            undo,
+            appended_at: now,
+        });
+    }
+
+    /// Undoes and removes every entry from `index` on; returns them, lowest
+    /// index first.
+    ///
+    /// # Panics
+    /// When asked to undo a settled (committed) entry: that would be a bug in
+    /// the protocol, never a consequence of the network.
+    pub fn truncate_from(&mut self, index: Seq) -> Vec<LogEntry> {
+        assert!(
+            index > self.settled,
+            "truncating committed entries ({index} <= {})",
+            self.settled
+        );
+        let mut undone = Vec::new();
+        while self.last_index() >= index && !self.slots.is_empty() {
+            let Some(slot) = self.slots.pop_back() else {
+                break;
+            };
+            if let (Command::Write { key, .. }, Some(prev)) = (&slot.entry.command, slot.undo) {
+                self.store.restore(key, prev);
+            }
+            undone.push(slot.entry);
+        }
+        undone.reverse();
+        undone
+    }
+
+    /// Entries up to `index` are committed: they drop their undo information.
+    pub fn settle(&mut self, index: Seq) {
+        let index = index.min(self.last_index());
+        while self.settled < index {
+            self.settled += 1;
+            let i = self.settled;
+            if let Some(offset) = i
+                .checked_sub(self.base.index + 1)
+                .and_then(|o| usize::try_from(o).ok())
+            {
+                if let Some(s) = self.slots.get_mut(offset) {
+                    s.undo = None;
+                }
+            }
+        }
+    }
+
+    /// Compacts settled entries while the log holds more than `capacity`.
+    pub fn compact(&mut self, capacity: usize) {
+        while self.slots.len() > capacity {
+            let Some(front) = self.slots.front() else {
+                break;
+            };
+            if front.entry.index > self.settled {
+                break;
+            }
+            let Some(slot) = self.slots.pop_front() else {
+                break;
+            };
+            self.base.index = slot.entry.index;
+            self.base.term = slot.entry.term;
+            if self.runs.last().is_none_or(|(_, t)| *t != slot.entry.term) {
+                self.runs.push((slot.entry.index, slot.entry.term));
+            }
+            match slot.entry.command {
+                Command::TermStart { floor, window } => {
+                    self.base.floor = floor;
+                    self.base.window = self.base.window.max(window);
+                }
+                Command::Config { config } => {
+                    self.base.config = config;
+                    self.base.config_index = slot.entry.index;
+                }
+                Command::Write { .. } => {}
+            }
+        }
+    }
+
+    /// The version floor of the latest term started in this log (0: none).
+    pub fn floor(&self) -> Version {
+        self.slots
+            .iter()
+            .rev()
+            .find_map(|s| match s.entry.command {
+                Command::TermStart { floor, .. } => Some(floor),
+                _ => None,
+            })
+            .unwrap_or(self.base.floor)
+    }
+
+    /// The largest uncommitted window of any term in this log.
+    pub fn window(&self) -> u64 {
+        self.slots
+            .iter()
+            .filter_map(|s| match s.entry.command {
+                Command::TermStart { window, .. } => Some(window),
+                _ => None,
+            })
+            .fold(self.base.window, u64::max)
+    }
+
+    /// The configuration the latest configuration entry set, and its index.
+    pub fn config(&self) -> (ClusterConfig, Seq) {
+        self.slots
+            .iter()
+            .rev()
+            .find_map(|s| match s.entry.command {
+                Command::Config { config } => Some((config, s.entry.index)),
+                _ => None,
+            })
+            .unwrap_or((self.base.config, self.base.config_index))
+    }
+
+    /// The store as it was right after entry `index` (which must be settled
+    /// or above): the current records with every later write undone.
+    pub fn records_at(&self, index: Seq) -> Vec<Record> {
+        // The first write of a key after `index` remembers what the key held at `index`.
+        let mut before: BTreeMap<&str, &Option<Entry>> = BTreeMap::new();
+        for s in self.slots.iter().filter(|s| s.entry.index > index) {
+            if let (Command::Write { key, .. }, Some(prev)) = (&s.entry.command, &s.undo) {
+                before.entry(key.as_str()).or_insert(prev);
+            }
+        }
+        let mut records: Vec<Record> = self
+            .store
+            .records()
+            .into_iter()
+            .filter(|r| !before.contains_key(r.key.as_str()))
+            .collect();
+        records.extend(before.into_iter().filter_map(|(k, prev)| {
+            prev.as_ref().map(|e| Record {
+                key: k.to_owned(),
+                value: e.value.clone(),
+                version: e.version,
+            })
+        }));
+        records
+    }
+
+    /// What a snapshot at `index` carries besides its records.
+    pub fn base_at(&self, index: Seq) -> Base {
+        let mut b = self.base;
+        for s in self.slots.iter().take_while(|s| s.entry.index <= index) {
+            b.index = s.entry.index;
+            b.term = s.entry.term;
+            match s.entry.command {
+                Command::TermStart { floor, window } => {
+                    b.floor = floor;
+                    b.window = b.window.max(window);
+                }
+                Command::Config { config } => {
+                    b.config = config;
+                    b.config_index = s.entry.index;
+                }
+                Command::Write { .. } => {}
+            }
+        }
+        b
+    }
+
+    /// Replaces everything with a snapshot: the store takes `records`, the
+    /// log becomes empty after `base`.
+    pub fn install(
+        &mut self,
+        base: Base,
+        runs: Vec<(Seq, Term)>,
+        records: Vec<Record>,
+        max_version: Version,
+    ) {
+        self.store.replace_all(records);
+        self.slots.clear();
+        self.base = base;
+        self.runs = runs;
+        self.settled = base.index;
+        self.max_version = self.max_version.max(max_version);
+    }
+
+    /// Number of entries held.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether the log holds no entry (everything is in the base).
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+}
+
+/// Approximate bytes of an entry on the wire.
+pub fn entry_bytes(e: &LogEntry) -> usize {
+    match &e.command {
+        Command::Write { key, value, .. } => key.len() + value.len() + 64,
+        Command::TermStart { .. } | Command::Config { .. } => 64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kv_shared::cluster::DelayProfile;
+
+    fn config() -> ClusterConfig {
+        ClusterConfig::new(3, 2, 2, DelayProfile::OFF).unwrap()
+    }
+
+    fn write(index: Seq, term: Term, key: &str, value: &str, version: Version) -> LogEntry {
+        LogEntry {
+            index,
+            term,
+            command: Command::Write {
+                key: key.into(),
+                value: value.into(),
+                version,
+            },
+        }
+    }
+
+    fn sorted(mut r: Vec<Record>) -> Vec<(String, String, Version)> {
+        r.sort_by(|a, b| a.key.cmp(&b.key));
+        r.into_iter().map(|r| (r.key, r.value, r.version)).collect()
+    }
+
+    #[test]
+    fn truncation_restores_the_store_exactly() {
+        // Writes above the commit point are undone in reverse, key by key.
+        let now = Instant::now();
+        let mut log = Log::new(Store::new(), config());
+        log.append(write(1, 1, "a", "1", 1), now);
+        log.append(write(2, 1, "b", "1", 1), now);
+        log.settle(2);
+        log.append(write(3, 1, "a", "2", 2), now);
+        log.append(write(4, 1, "c", "1", 1), now);
+        log.append(write(5, 1, "a", "3", 3), now);
+        assert_eq!(
+            sorted(log.records_at(2)),
+            vec![("a".into(), "1".into(), 1), ("b".into(), "1".into(), 1)]
+        );
+        let undone = log.truncate_from(3);
+        assert_eq!(
+            undone.iter().map(|e| e.index).collect::<Vec<_>>(),
+            vec![3, 4, 5]
+        );
+        assert_eq!(
+            sorted(log.store().records()),
+            vec![("a".into(), "1".into(), 1), ("b".into(), "1".into(), 1)]
+        );
+        assert_eq!((log.last_index(), log.last_term()), (2, 1));
+        assert_eq!(log.max_version(), 3, "the highest version seen stays");
+    }
+
+    #[test]
+    #[should_panic(expected = "truncating committed entries")]
+    fn committed_entries_cannot_be_truncated() {
+        let mut log = Log::new(Store::new(), config());
+        log.append(write(1, 1, "a", "1", 1), Instant::now());
+        log.settle(1);
+        log.truncate_from(1);
+    }
+
+    #[test]
+    fn compaction_keeps_floor_and_configuration_in_the_base() {
+        let now = Instant::now();
+        let mut log = Log::new(Store::new(), config());
+        let start = |index, floor| LogEntry {
+            index,
+            term: 2,
+            command: Command::TermStart { floor, window: 7 },
+        };
+        log.append(start(1, 1), now);
+        let c = ClusterConfig::new(3, 3, 1, DelayProfile::OFF).unwrap();
+        log.append(
+            LogEntry {
+                index: 2,
+                term: 2,
+                command: Command::Config { config: c },
+            },
+            now,
+        );
+        log.append(write(3, 2, "k", "v", 1), now);
+        log.append(write(4, 2, "k", "w", 2), now);
+        log.settle(3);
+        log.compact(1);
+        assert_eq!(log.first_index(), 4, "only settled entries are compacted");
+        assert_eq!((log.floor(), log.window(), log.config()), (1, 7, (c, 2)));
+        assert_eq!(log.term_at(3), Some(2));
+        assert_eq!(log.term_at(2), None);
+        assert_eq!(log.term_of(2), Some(2), "compacted terms are remembered");
+        assert_eq!(log.terms_through(4), vec![(1, 2)]);
+        assert_eq!(log.first_of_term_at(4), 4);
+        assert_eq!(log.entries_from(4, 10).len(), 1);
+        assert!(
+            log.entries_from(2, 10).is_empty(),
+            "compacted entries are gone"
+        );
+    }
+}
