@@ -9,7 +9,7 @@ output "quorums" {
 }
 
 output "leader_url" {
-  description = "URL of the leader (node 1); null in leaderless mode, where every node coordinates writes."
+  description = "URL of node 1, which leads the first term (after a failover another node may lead: see any node's /status); null in leaderless mode, where every node coordinates writes."
   value       = module.cluster.leader_url
 }
 

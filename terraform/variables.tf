@@ -10,7 +10,7 @@ variable "target" {
 }
 
 variable "mode" {
-  description = "Replication mode: \"leader-follower\" (node 1 leads) or \"leaderless\" (Dynamo-style)."
+  description = "Replication mode: \"leader-follower\" (node 1 campaigns first; any node can lead after a failover) or \"leaderless\" (Dynamo-style)."
   type        = string
   default     = "leader-follower"
 

@@ -1,7 +1,9 @@
 //! Command-line flags.
 //!
 //! `kv-loadtester [FLAGS]` runs one load; `kv-loadtester report [FLAGS]` runs
-//! the assignment's matrix. Flags are GNU-style (`--write-ratio 0.5`), but the
+//! the assignment's matrix; `kv-loadtester failover [FLAGS]` measures how
+//! long a local leader-follower cluster takes no write after its leader is
+//! killed. Flags are GNU-style (`--write-ratio 0.5`), but the
 //! Go-style spelling of the original tool (`-mode leader -write-ratio 0.5
 //! -duration 60 -qps 20`) is accepted too: [`normalize_args`] rewrites a
 //! single-dash word that names a known long flag (`-write-ratio`,
@@ -29,7 +31,18 @@ Examples:
   kv-loadtester --discover http://127.0.0.1:8081 --read-from followers --read-endpoint local_read
 
   # The assignment's matrix on local clusters, delay profile on, Markdown + HTML report:
-  kv-loadtester report --out report --duration 20 --qps 20 --delay-profile assignment";
+  kv-loadtester report --out report --duration 20 --qps 20 --delay-profile assignment
+
+  # Failover time: 20 times, kill -9 the leader of a local 5-node W3R3 cluster and time
+  # the first acknowledged write after it (median, p90, max; JSON in failover.json):
+  kv-loadtester failover --runs 20 --nodes 5 --w 3 --r 3 --out failover.json
+
+In leader mode, writes follow the leader when it changes (a 503 naming another leader, or a
+node that does not answer, makes the tool ask every node's /status and pick the leader of the
+highest term); failed requests are counted, not retried. The final verification waits until
+every node caught up with the leader, then reads every acknowledged key from every node: a key
+is lost when no node holds its acknowledged version; per node, missing or older copies count as
+behind. Exit status: 0, 1 on an error, 2 when an acknowledged write was lost.";
 
 /// `kv-loadtester`: the whole command line.
 #[derive(Debug, Clone, Parser)]
@@ -56,6 +69,11 @@ pub enum Command {
     /// Run the assignment's matrix (LF W5R1, W1R5, W3R3, leaderless × write
     /// ratios) and write a Markdown/HTML report with tables and plots.
     Report(ReportArgs),
+    /// Measure failover: on a local leader-follower cluster, kill -9 the
+    /// leader `--runs` times and time the first acknowledged write after
+    /// each kill (writes every 10 ms, round-robin over the survivors);
+    /// print every time, the median, p90 and max.
+    Failover(FailoverArgs),
 }
 
 /// How the cluster replicates, which decides where requests go.
@@ -279,6 +297,44 @@ pub struct ReportArgs {
     pub workload: WorkloadArgs,
 }
 
+/// Flags of `kv-loadtester failover`.
+#[derive(Debug, Clone, Args)]
+pub struct FailoverArgs {
+    /// How many times to kill the leader.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub runs: u32,
+    /// Nodes in the cluster (at least 3).
+    #[arg(long, default_value_t = 5)]
+    pub nodes: u32,
+    /// Write quorum.
+    #[arg(long, default_value_t = 3)]
+    pub w: u32,
+    /// Read quorum.
+    #[arg(long, default_value_t = 3)]
+    pub r: u32,
+    /// The kv-node binary (default: kv-node next to this executable).
+    #[arg(long)]
+    pub node_bin: Option<PathBuf>,
+    /// A flag for every node, e.g. `--node-arg=--election-timeout-ms=500` (repeatable).
+    #[arg(long, allow_hyphen_values = true)]
+    pub node_arg: Vec<String>,
+    /// After a kill, time between two writes, ms.
+    #[arg(long, default_value_t = 10)]
+    pub interval_ms: u64,
+    /// After a kill, timeout of each write, ms.
+    #[arg(long, default_value_t = 500)]
+    pub request_timeout_ms: u64,
+    /// Write the times as JSON to this file.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Where node-ID.log files go (default: node output is discarded).
+    #[arg(long)]
+    pub log_dir: Option<PathBuf>,
+    /// No line per run while measuring.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
 /// Parses a number in 0..=1.
 fn fraction(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
@@ -433,6 +489,29 @@ mod tests {
         };
         assert_eq!(r.ratios, [0.1, 0.9]);
         assert_eq!(r.configs, [MatrixConfig::LfW3R3, MatrixConfig::Leaderless]);
+    }
+
+    #[test]
+    fn failover_subcommand_takes_runs_quorums_and_node_flags() {
+        let cli = parse_from([
+            "kv-loadtester",
+            "failover",
+            "-runs",
+            "3",
+            "--w",
+            "2",
+            "--node-arg=--election-timeout-ms=500",
+            "--out",
+            "f.json",
+        ])
+        .unwrap();
+        let Some(Command::Failover(f)) = cli.command else {
+            panic!("failover expected")
+        };
+        assert_eq!((f.runs, f.nodes, f.w, f.r), (3, 5, 2, 3));
+        assert_eq!(f.node_arg, ["--election-timeout-ms=500"]);
+        assert_eq!(f.out.as_deref(), Some(std::path::Path::new("f.json")));
+        assert!(parse_from(["p", "failover", "--runs", "0"]).is_err());
     }
 
     #[test]

@@ -8,30 +8,45 @@
 //! clients can go (closed loop). Every request's latency lands in an HDR
 //! histogram; every read is checked against the highest version the client
 //! saw acknowledged before the read started (stale-read detection); at the
-//! end every acknowledged write is read back (verification).
+//! end every acknowledged write is read back from every node (verification).
+//!
+//! Leader-follower clusters elect their leader (any node can lead), so a
+//! run survives a failover: writes follow the leader the nodes report
+//! ([`targets`]), and the verification first waits until every node caught
+//! up with the leader, then reports per node what it holds ([`verify`]).
+//! `kv-loadtester failover` measures how long writes fail after the
+//! leader of a local cluster is killed ([`failover`]); [`cluster`] kills,
+//! pauses, resumes and restarts local nodes for it and for the tests.
 //!
 //! # Layout
 //! - [`cli`]: flags (clap), Go-style `-flag` rewriting, `--help` examples.
 //! - [`error`]: the crate's error type.
 //! - [`keys`]: key generators: local-in-time (moving hot window), uniform, zipfian.
-//! - [`targets`]: the nodes (from `--nodes` or a node's `/status`) and where each request goes.
+//! - [`targets`]: the nodes (from `--nodes` or a node's `/status`), where each
+//!   request goes, and following the leader when it changes.
 //! - [`stale`]: the per-key tracker of acknowledged versions that judges reads.
 //! - [`workload`]: the [`workload::Workload`] trait (prepare / generate / execute /
 //!   verify) and the key-value workload that implements it.
+//! - [`verify`]: the final read-back: convergence wait, every node's copy of
+//!   every acknowledged key, lost writes and per-node divergence.
 //! - [`runner`]: open-loop (scheduled) and closed-loop pacing, the sample
 //!   collector and the progress bar; [`runner::run_load`] runs one whole load.
 //! - [`stats`]: HDR histograms, error and stale counters, the JSON summary type.
 //! - [`output`]: the terminal summary, JSON summary and CSV of raw samples.
 //! - [`plot`]: latency and read-after-write interval plots (SVG and PNG).
-//! - [`cluster`]: starts local `kv-node` clusters on free 127.0.0.1 ports.
+//! - [`cluster`]: local `kv-node` clusters on free 127.0.0.1 ports: start,
+//!   kill, pause, resume, restart.
 //! - [`report`]: the assignment's matrix (configurations × write ratios) and
 //!   its Markdown/HTML report.
+//! - [`failover`]: `kv-loadtester failover`: time from a leader's crash to
+//!   the next acknowledged write, over repeated kills.
 
 #![warn(missing_docs)]
 
 pub mod cli;
 pub mod cluster;
 pub mod error;
+pub mod failover;
 pub mod keys;
 pub mod output;
 pub mod plot;
@@ -40,6 +55,7 @@ pub mod runner;
 pub mod stale;
 pub mod stats;
 pub mod targets;
+pub mod verify;
 pub mod workload;
 
 pub use error::{Error, Result};

@@ -1,9 +1,10 @@
 //! `kv-loadtester` binary: parses flags (Go-style `-flag` accepted), runs a
-//! load or the report, prints the summary. Exit status: 0 on success, 1 on
-//! an error, 2 when the final verification found lost writes.
+//! load, the report or the failover measurement, prints the summary. Exit
+//! status: 0 on success, 1 on an error (also a failover measurement that
+//! stopped early), 2 when the final verification found lost writes.
 
 use kv_loadtester::cli::{parse_from, Command};
-use kv_loadtester::{output, report, runner};
+use kv_loadtester::{failover, output, report, runner};
 use std::process::ExitCode;
 
 #[tokio::main]
@@ -29,6 +30,25 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some(Command::Failover(args)) => {
+            match failover::run_failover(&args, &argv.join(" ")).await {
+                Ok(r) => {
+                    print!("{}", failover::render(&r));
+                    if let Some(path) = &args.out {
+                        println!("results in {}", path.display());
+                    }
+                    if r.failure.is_some() {
+                        ExitCode::FAILURE
+                    } else {
+                        ExitCode::SUCCESS
+                    }
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         None => match runner::run_load(&cli.run).await {
             Ok(result) => {
                 print!("{}", output::render_summary(&result.summary));

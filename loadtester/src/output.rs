@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::stats::{LatencySummary, Summary};
-use crate::workload::Sample;
+use crate::workload::{Sample, Verification};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::fs::File;
@@ -80,6 +80,14 @@ pub fn render_summary(s: &Summary) -> String {
             .map(|l| format!("  (leader {l})"))
             .unwrap_or_default()
     );
+    if s.leader_switches > 0 {
+        let _ = writeln!(
+            out,
+            "leader changed {} time(s) during the run; writes went to {} at the end",
+            s.leader_switches,
+            s.final_leader.as_deref().unwrap_or("no known leader")
+        );
+    }
     let rate = match t.target_rate {
         Some(q) => format!("open loop, target {q:.1} req/s"),
         None => format!("closed loop, {} clients", s.settings.concurrency),
@@ -145,14 +153,53 @@ pub fn render_summary(s: &Summary) -> String {
         let _ = writeln!(out, "  {kind}: {message}");
     }
     if let Some(v) = &s.verification {
-        let _ = writeln!(
-            out,
-            "verification (read back from {}): {} keys, {} ok, {} lost, {} other value, {} unreachable",
-            v.source, v.keys, v.ok, v.lost, v.value_mismatch, v.unreachable
-        );
-        for ex in &v.examples {
-            let _ = writeln!(out, "  {ex}");
-        }
+        render_verification(&mut out, v);
     }
     out
+}
+
+/// The verification lines: totals, the convergence wait, one line per node, examples.
+fn render_verification(out: &mut String, v: &Verification) {
+    let _ = writeln!(
+        out,
+        "verification (read back from {}): {} keys, {} ok, {} lost, {} other value, {} unreachable",
+        v.source, v.keys, v.ok, v.lost, v.value_mismatch, v.unreachable
+    );
+    if let Some(c) = &v.convergence {
+        let _ = writeln!(
+            out,
+            "  {} after {:.1} s (leader {}, term {}, position {}){}",
+            if c.converged {
+                "every node caught up"
+            } else {
+                "NOT every node caught up"
+            },
+            c.waited_ms as f64 / 1000.0,
+            c.leader.as_deref().unwrap_or("unknown"),
+            c.term,
+            c.target_seq,
+            if c.lagging.is_empty() {
+                String::new()
+            } else {
+                format!("; lagging: {}", c.lagging.join(", "))
+            }
+        );
+    }
+    if !v.per_node.is_empty() {
+        let _ = writeln!(
+            out,
+            "  per node (diverged: {} copies missing or older than acknowledged):",
+            v.diverged
+        );
+    }
+    for n in &v.per_node {
+        let _ = writeln!(
+            out,
+            "  {:<28} {:>7} ok {:>7} behind {:>5} other value {:>7} unreachable",
+            n.node, n.ok, n.behind, n.value_mismatch, n.unreachable
+        );
+    }
+    for ex in &v.examples {
+        let _ = writeln!(out, "  {ex}");
+    }
 }

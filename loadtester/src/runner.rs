@@ -23,6 +23,7 @@
 use crate::cli::{ModeArg, RunArgs};
 use crate::error::{Error, Result};
 use crate::output;
+use crate::stale::Acked;
 use crate::stats::{LatencySummary, Settings, Stats, Summary, Throughput};
 use crate::targets::Targets;
 use crate::workload::{KvWorkload, Sample, Verification, Workload};
@@ -162,6 +163,8 @@ pub struct Driven {
     pub not_issued: u64,
     /// From the start to the last answer.
     pub elapsed: Duration,
+    /// The start: samples' `intended_us` count from here.
+    pub started: Instant,
 }
 
 /// Runs the pacing loop of `plan`, sending every sample to `tx`.
@@ -182,6 +185,7 @@ pub async fn drive<W: Workload>(
         issued,
         not_issued,
         elapsed: start.elapsed(),
+        started: start,
     }
 }
 
@@ -356,11 +360,18 @@ async fn tick_progress(pb: ProgressBar, live: Arc<Live>) {
     }
 }
 
-/// Everything a run produced: the summary and the histograms the plots need.
+/// Everything a run produced: the summary, the histograms the plots need,
+/// and what a later read-back needs.
 #[derive(Debug, Clone)]
 pub struct RunResult {
     /// The summary (`summary.json`).
     pub summary: Summary,
+    /// The instant the load started: a sample was sent at `started +
+    /// intended_us + queue_us` and answered `service_us` later.
+    pub started: std::time::Instant,
+    /// Every key's highest acknowledged write (for [`crate::verify::verify`]
+    /// after the run, e.g. once a restarted node caught up).
+    pub acked: Vec<Acked>,
     /// Read latencies, µs.
     pub reads: Histogram<u64>,
     /// Write latencies, µs.
@@ -471,6 +482,8 @@ pub async fn run_on(
     );
     let result = RunResult {
         summary,
+        started: driven.started.into_std(),
+        acked: workload.acked(),
         reads: stats.reads,
         writes: stats.writes,
         interval: stats.interval,
@@ -533,6 +546,10 @@ fn summarize(
         started_at,
         nodes: targets.nodes.clone(),
         leader: targets.leader.map(|l| targets.nodes[l].url.clone()),
+        leader_switches: targets.leader_switches(),
+        final_leader: targets
+            .current_leader()
+            .map(|l| targets.nodes[l].url.clone()),
         cluster: targets.config,
         cluster_mode: targets.cluster_mode,
         settings: Settings {

@@ -294,8 +294,14 @@ pub struct Summary {
     pub started_at: String,
     /// The nodes under load.
     pub nodes: Vec<Node>,
-    /// The leader's URL (leader mode).
+    /// The leader's URL when the run started (leader mode).
     pub leader: Option<String>,
+    /// Leader mode: how often writes moved to another leader during the run.
+    #[serde(default)]
+    pub leader_switches: u64,
+    /// Leader mode: the leader writes went to at the end.
+    #[serde(default)]
+    pub final_leader: Option<String>,
     /// N/W/R and delay profile from `/status`, when served.
     pub cluster: Option<ClusterConfig>,
     /// The replication mode `/status` reported, when served.

@@ -7,26 +7,29 @@
 //!    node, value) whatever the timing; only the interleaving differs;
 //! 3. `execute`: sends one operation and measures it into a [`Sample`];
 //! 4. `verify`: once, after the last answer: reads back every key's last
-//!    acknowledged write.
+//!    acknowledged write from every node ([`crate::verify`]).
 //!
 //! [`KvWorkload`] is the key-value workload: `POST /set` and `GET /get` (or
 //! `/local_read`) with keys from [`crate::keys`], routed by
-//! [`crate::targets`], reads judged by the [`crate::stale`] tracker.
+//! [`crate::targets`] (which follows the leader when it changes: every
+//! write's answer is reported back to it), reads judged by the
+//! [`crate::stale`] tracker.
 
 use crate::cli::{KeyDist, ReadEndpoint, RunArgs};
 use crate::error::{Error, Result};
 use crate::keys::{key_name, KeyGenerator, LocalInTime, Uniform, Zipfian};
 use crate::stale::{judge, Acked, ReadAnswer, StaleTracker};
-use crate::targets::Targets;
-use kv_shared::{GetResponse, NodeId, SetRequest, SetResponse, Version};
+use crate::targets::{Targets, WriteFeedback};
+use kv_shared::{ErrorBody, GetResponse, NodeId, SetRequest, SetResponse, Version};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
+
+pub use crate::verify::Verification;
 
 /// Read or write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -47,7 +50,9 @@ pub struct Op {
     pub kind: OpKind,
     /// Key index (see [`key_name`]).
     pub key: u64,
-    /// Index of the target node in [`Targets::nodes`].
+    /// Index of the target node in [`Targets::nodes`] as the seeded
+    /// sequence chose it; [`Targets::write_node`] / [`Targets::read_node`]
+    /// route it to the current leader when it has changed.
     pub node: usize,
     /// The value to write (empty for reads).
     pub value: String,
@@ -93,26 +98,6 @@ impl Sample {
     pub fn is_error(&self) -> bool {
         !(self.outcome == "ok" || self.outcome == "not_found")
     }
-}
-
-/// The result of the final read-back.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Verification {
-    /// Where the values were read: `leader` or `every node (max version)`.
-    pub source: String,
-    /// Keys with an acknowledged write.
-    pub keys: u64,
-    /// Keys whose read-back version is at least the acknowledged one.
-    pub ok: u64,
-    /// Keys whose read-back version is older than the acknowledged one, or missing.
-    pub lost: u64,
-    /// Keys read back at the acknowledged version but with another value
-    /// (leaderless: a concurrent write with an equal version won).
-    pub value_mismatch: u64,
-    /// Keys no source answered for.
-    pub unreachable: u64,
-    /// A few of the failing keys, with what was expected and found.
-    pub examples: Vec<String>,
 }
 
 /// A load workload (see the module docs for the four steps).
@@ -199,12 +184,18 @@ impl KvWorkload {
         v
     }
 
+    /// Every key's highest acknowledged write so far.
+    pub fn acked(&self) -> Vec<Acked> {
+        self.tracker.acked()
+    }
+
+    /// Sends a write to `url`; also returns what its answer says about the leader.
     async fn write(
         &self,
         op: &Op,
         url: &str,
         error: &mut Option<String>,
-    ) -> (String, Option<Version>, Option<NodeId>) {
+    ) -> (String, Option<Version>, Option<NodeId>, WriteFeedback) {
         let body = SetRequest {
             key: key_name(&self.key_prefix, op.key),
             value: op.value.clone(),
@@ -225,12 +216,25 @@ impl KvWorkload {
                         &op.value,
                         Instant::now().into_std(),
                     );
-                    ("ok".into(), Some(set.version), set.served_by)
+                    let feedback = WriteFeedback::Acknowledged {
+                        served_by: set.served_by,
+                    };
+                    ("ok".into(), Some(set.version), set.served_by, feedback)
                 }
-                Err(e) => failed(&e, error),
+                Err(e) => with_no_answer(failed(&e, error)),
             },
-            Ok(r) => (http_error(r, error).await, None, None),
-            Err(e) => failed(&e, error),
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let (outcome, body) = http_error(r, error).await;
+                let leader = body.and_then(|b| b.leader);
+                (
+                    outcome,
+                    None,
+                    None,
+                    WriteFeedback::Refused { status, leader },
+                )
+            }
+            Err(e) => with_no_answer(failed(&e, error)),
         }
     }
 
@@ -262,44 +266,17 @@ impl KvWorkload {
                 let _ = r.bytes().await;
                 ("not_found".into(), Some(ReadAnswer::NotFound), None)
             }
-            Ok(r) => (http_error(r, error).await, None, None),
+            Ok(r) => (http_error(r, error).await.0, None, None),
             Err(e) => failed(&e, error),
         }
     }
 }
 
-/// The highest version (and its value) of `key` among the `/local_read`
-/// answers of `urls`: `None` when no URL answered, `Some(None)` when every
-/// answer was 404.
-async fn read_back(
-    client: reqwest::Client,
-    urls: Arc<Vec<String>>,
-    key: String,
-    timeout: Duration,
-) -> Option<Option<(Version, String)>> {
-    let mut best: Option<(Version, String)> = None;
-    let mut answered = false;
-    for url in urls.iter() {
-        let res = client
-            .get(format!("{url}/local_read"))
-            .query(&[("key", &key)])
-            .timeout(timeout)
-            .send()
-            .await;
-        match res {
-            Ok(r) if r.status().is_success() => {
-                if let Ok(g) = r.json::<GetResponse>().await {
-                    answered = true;
-                    if best.as_ref().is_none_or(|b| g.version > b.0) {
-                        best = Some((g.version, g.value));
-                    }
-                }
-            }
-            Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => answered = true,
-            _ => {}
-        }
-    }
-    answered.then_some(best)
+/// A failed write's outcome, with [`WriteFeedback::NoAnswer`].
+fn with_no_answer<T>(
+    (outcome, v, by): (String, Option<T>, Option<NodeId>),
+) -> (String, Option<T>, Option<NodeId>, WriteFeedback) {
+    (outcome, v, by, WriteFeedback::NoAnswer)
 }
 
 /// The outcome of a transport error; its message goes to `error`.
@@ -311,16 +288,20 @@ fn failed<T>(
     (error_kind(e), None, None)
 }
 
-/// The outcome of a non-2xx answer (`http_STATUS`); the `error` of its JSON
-/// body (or the start of its text) goes to `error`.
-async fn http_error(r: reqwest::Response, error: &mut Option<String>) -> String {
+/// The outcome of a non-2xx answer (`http_STATUS`) and its JSON body, if
+/// it has one; the body's `error` (or the start of its text) goes to `error`.
+async fn http_error(
+    r: reqwest::Response,
+    error: &mut Option<String>,
+) -> (String, Option<ErrorBody>) {
     let outcome = format!("http_{}", r.status().as_u16());
     let text = r.text().await.unwrap_or_default();
-    let message = serde_json::from_str::<kv_shared::ErrorBody>(&text)
-        .map(|b| b.error)
-        .unwrap_or_else(|_| text.chars().take(200).collect());
-    *error = Some(message);
-    outcome
+    let body = serde_json::from_str::<ErrorBody>(&text).ok();
+    *error = Some(match &body {
+        Some(b) => b.error.clone(),
+        None => text.chars().take(200).collect(),
+    });
+    (outcome, body)
 }
 
 /// The `outcome` name of a transport error.
@@ -393,7 +374,11 @@ impl Workload for KvWorkload {
     }
 
     async fn execute(&self, op: Op, intended: Instant) -> Sample {
-        let url = self.targets.nodes[op.node].url.clone();
+        let node = match op.kind {
+            OpKind::Write => self.targets.write_node(op.node),
+            OpKind::Read => self.targets.read_node(op.node),
+        };
+        let url = self.targets.nodes[node].url.clone();
         let sent = Instant::now();
         let mut sample = Sample {
             seq: op.seq,
@@ -413,7 +398,9 @@ impl Workload for KvWorkload {
         };
         let served_by = match op.kind {
             OpKind::Write => {
-                let (outcome, version, served_by) = self.write(&op, &url, &mut sample.error).await;
+                let (outcome, version, served_by, feedback) =
+                    self.write(&op, &url, &mut sample.error).await;
+                self.targets.note_write(node, feedback, &self.client);
                 (sample.outcome, sample.version) = (outcome, version);
                 served_by
             }
@@ -435,80 +422,19 @@ impl Workload for KvWorkload {
         let done = Instant::now();
         sample.latency_us = micros(done.saturating_duration_since(intended));
         sample.service_us = micros(done.saturating_duration_since(sent));
-        sample.node = self.targets.label(served_by, op.node);
+        sample.node = self.targets.label(served_by, node);
         sample
     }
 
     async fn verify(&self) -> Result<Verification> {
         let acked = self.tracker.acked();
-        let (source, sources): (&str, Vec<usize>) = match self.targets.leader {
-            Some(l) if self.targets.mode == crate::cli::ModeArg::Leader => ("leader", vec![l]),
-            _ => (
-                "every node (highest version)",
-                (0..self.targets.nodes.len()).collect(),
-            ),
-        };
-        let urls: Arc<Vec<String>> = Arc::new(
-            sources
-                .iter()
-                .map(|i| self.targets.nodes[*i].url.clone())
-                .collect(),
-        );
-        let limit = Arc::new(Semaphore::new(32));
-        let mut tasks = tokio::task::JoinSet::new();
-        for a in acked.iter().cloned() {
-            let (client, urls, limit) = (self.client.clone(), urls.clone(), limit.clone());
-            let (key, timeout) = (key_name(&self.key_prefix, a.key), self.timeout);
-            tasks.spawn(async move {
-                let _permit = limit.acquire_owned().await;
-                let found = read_back(client, urls, key, timeout).await;
-                (a, found)
-            });
-        }
-        let mut v = Verification {
-            source: source.into(),
-            keys: acked.len() as u64,
-            ..Default::default()
-        };
-        while let Some(joined) = tasks.join_next().await {
-            let (a, found) =
-                joined.map_err(|e| Error::Config(format!("verification task: {e}")))?;
-            classify(&mut v, &self.key_prefix, &a, found);
-        }
-        v.examples.sort();
-        v.examples.truncate(10);
-        Ok(v)
-    }
-}
-
-/// Counts one read-back result into `v`.
-fn classify(
-    v: &mut Verification,
-    prefix: &str,
-    a: &Acked,
-    found: Option<Option<(Version, String)>>,
-) {
-    let key = key_name(prefix, a.key);
-    match found {
-        None => {
-            v.unreachable += 1;
-            v.examples.push(format!("{key}: no source answered"));
-        }
-        Some(None) => {
-            v.lost += 1;
-            v.examples
-                .push(format!("{key}: acknowledged v{}, found nothing", a.version));
-        }
-        Some(Some((ver, _))) if ver < a.version => {
-            v.lost += 1;
-            v.examples
-                .push(format!("{key}: acknowledged v{}, found v{ver}", a.version));
-        }
-        Some(Some((ver, val))) if ver == a.version && val != a.value => {
-            v.value_mismatch += 1;
-            v.examples
-                .push(format!("{key}: v{ver} holds another value"));
-        }
-        Some(Some(_)) => v.ok += 1,
+        crate::verify::verify(
+            &self.client,
+            &self.targets,
+            &acked,
+            &self.key_prefix,
+            self.timeout,
+        )
+        .await
     }
 }

@@ -47,12 +47,55 @@ async fn stale_reads_from_a_lagging_node_are_counted_exactly_and_attributed_to_i
         .collect();
     assert_eq!(by_node, [("node 1", 0), ("node 2", served)]);
     assert!((st.rate - st.stale as f64 / st.checked as f64).abs() < 1e-12);
-    // Writes all went to the leader, and the read-back from it finds them all.
+    // Writes all went to the leader, and the read-back finds them all there;
+    // the lagging node holds every key one version behind.
     assert_eq!(r.summary.leader.as_deref(), Some(leader.as_str()));
     let v = r.summary.verification.unwrap();
     assert_eq!((v.lost, v.unreachable, v.value_mismatch), (0, 0, 0));
     assert_eq!(v.ok, v.keys);
+    let per_node: Vec<(&str, u64, u64)> = v
+        .per_node
+        .iter()
+        .map(|n| (n.node.as_str(), n.ok, n.behind))
+        .collect();
+    assert_eq!(per_node, [("node 1", v.keys, 0), ("node 2", 0, v.keys)]);
+    assert_eq!(v.diverged, v.keys);
     assert_eq!(r.summary.throughput.issued, 600);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_move_to_the_leader_a_503_names_and_the_failed_one_is_not_retried() {
+    // Node 1 leads when the run starts (its /status says so), then answers
+    // every write with 503 naming node 2. One client: the first write fails,
+    // every later one goes to node 2.
+    let fake = Arc::new(Fake::default());
+    let (mut old, mut new) = (FakeNode::bind().await, FakeNode::bind().await);
+    let status = two_node_status(&old.url, &new.url);
+    old.serve(
+        fake.clone(),
+        1,
+        Behaviour::Deposed { leader: 2 },
+        Some(status),
+    );
+    new.serve(fake.clone(), 2, Behaviour::Fresh, None);
+    let args = run_args(&format!(
+        "--mode leader --nodes {},{} --concurrency 1 --requests 100 --duration 60 \
+         --write-ratio 1 --keys 1000 --key-dist uniform --quiet",
+        old.url, new.url
+    ));
+    let r = run_load(&args).await.unwrap();
+    let s = &r.summary;
+    assert_eq!(s.errors.by_kind.get("http_503"), Some(&1), "{:?}", s.errors);
+    assert_eq!(s.errors.total, 1);
+    assert_eq!(s.writes.count, 99);
+    assert_eq!(
+        (s.leader.as_deref(), s.leader_switches),
+        (Some(old.url.as_str()), 1)
+    );
+    assert_eq!(s.final_leader.as_deref(), Some(new.url.as_str()));
+    let v = s.verification.as_ref().unwrap();
+    assert_eq!((v.ok, v.lost), (v.keys, 0));
+    assert_eq!(fake.requests.load(Relaxed), 100 + 2 * v.keys);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

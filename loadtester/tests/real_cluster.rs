@@ -8,31 +8,14 @@
 
 mod common;
 
+use common::real::{node_bin, spec};
 use common::{run_args, temp_dir};
 use kv_loadtester::cli::{parse_from, Command};
-use kv_loadtester::cluster::{default_node_bin, ClusterKind, ClusterSpec, LocalCluster};
+use kv_loadtester::cluster::{ClusterKind, LocalCluster};
 use kv_loadtester::runner::{run_load, RunResult};
-use std::path::PathBuf;
-
-fn node_bin() -> PathBuf {
-    let bin = default_node_bin();
-    assert!(
-        bin.is_file(),
-        "kv-node not found at {}: build the workspace first (cargo build --workspace)",
-        bin.display()
-    );
-    bin
-}
 
 async fn start(kind: ClusterKind) -> LocalCluster {
-    let spec = ClusterSpec {
-        kind,
-        n: 5,
-        delay_profile: false,
-        node_bin: node_bin(),
-        log_dir: None,
-    };
-    LocalCluster::start(&spec).await.unwrap()
+    LocalCluster::start(&spec(kind, 5)).await.unwrap()
 }
 
 /// A 2 s open-loop load at 100 req/s, half writes, on the nodes `targets` names.
@@ -47,7 +30,8 @@ fn nodes_flag(cluster: &LocalCluster) -> String {
     format!("--nodes {}", cluster.urls.join(","))
 }
 
-/// Every request answered, no read stale, every acknowledged write read back.
+/// Every request answered, no read stale, every acknowledged write read back
+/// from every node (W = N, or a converged leader-follower cluster).
 fn assert_clean(r: &RunResult) {
     let s = &r.summary;
     assert_eq!(s.errors.total, 0, "{:?}", s.errors);
@@ -61,6 +45,13 @@ fn assert_clean(r: &RunResult) {
         "{v:?}"
     );
     assert_eq!(v.ok, v.keys);
+    assert_eq!(v.diverged, 0, "{:?}", v.per_node);
+    assert!(!v.per_node.is_empty());
+    assert!(
+        v.per_node.iter().all(|n| n.ok == v.keys),
+        "{:?}",
+        v.per_node
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,11 +72,9 @@ async fn a_five_node_leader_follower_cluster_w3r3_reads_its_writes_everywhere() 
     assert_clean(&r);
     let s = &r.summary;
     assert_eq!(s.nodes.len(), 5);
-    assert_eq!(
-        s.leader.as_deref(),
-        Some(cluster.urls[0].as_str()),
-        "node 1 leads"
-    );
+    let (leader, _term) = cluster.leader().await.expect("a leader");
+    assert_eq!(s.leader.as_deref(), Some(cluster.url(leader)));
+    assert_eq!(s.leader_switches, 0);
     let c = s.cluster.expect("/status tells N, W, R");
     assert_eq!((c.n, c.w, c.r), (5, 3, 3));
     assert!(

@@ -28,9 +28,10 @@ pub const APPEND_PATH: &str = "/internal/lf/append";
 /// Path of [`SnapshotRequest`].
 pub const SNAPSHOT_PATH: &str = "/internal/lf/snapshot";
 
-/// What one log entry does.
+/// What one log entry does. Externally tagged on the wire
+/// (`{"write":{...}}`), which decodes without buffering.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Command {
     /// A client write: `key` takes `value` at `version`.
     Write {
@@ -66,7 +67,6 @@ pub struct LogEntry {
     /// Term of the leader that created it.
     pub term: Term,
     /// What it does.
-    #[serde(flatten)]
     pub command: Command,
 }
 
@@ -284,7 +284,7 @@ mod tests {
         };
         assert_eq!(
             serde_json::to_string(&e).unwrap(),
-            r#"{"index":3,"term":2,"op":"write","key":"k","value":"v","version":7}"#
+            r#"{"index":3,"term":2,"command":{"write":{"key":"k","value":"v","version":7}}}"#
         );
         let c = LogEntry {
             index: 4,

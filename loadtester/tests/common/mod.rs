@@ -1,7 +1,10 @@
 //! Test helpers: fake nodes (axum on 127.0.0.1:0) whose behaviour is known
-//! exactly, temporary directories, and command lines.
+//! exactly, temporary directories, and command lines; [`real`] for
+//! clusters of real `kv-node` processes.
 
 #![allow(dead_code)]
+
+pub mod real;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -23,7 +26,9 @@ pub struct Fake {
     pub values: Mutex<HashMap<String, Vec<String>>>,
     /// Client requests (`/set`, `/get`, `/local_read`) received.
     pub requests: AtomicU64,
-    /// Reads the lagging node answered with an older version or a 404 after a write.
+    /// `/get` reads the lagging node answered with an older version or a 404
+    /// after a write (`/local_read`, which the final verification uses, is
+    /// not counted).
     pub stale_served: AtomicU64,
     /// Of those, the 404s.
     pub stale_missing_served: AtomicU64,
@@ -36,6 +41,12 @@ pub enum Behaviour {
     Fresh,
     /// Reads return the version before the latest: version v-1, or 404 when v = 1.
     OneBehind,
+    /// A deposed leader: writes answer 503 naming node `leader` (term 2), as
+    /// a node that learnt of a newer term does; reads are fresh.
+    Deposed {
+        /// The leader the 503 names.
+        leader: u32,
+    },
 }
 
 #[derive(Clone)]
@@ -81,7 +92,7 @@ impl FakeNode {
         let app = Router::new()
             .route("/set", post(set))
             .route("/get", get(read))
-            .route("/local_read", get(read))
+            .route("/local_read", get(local_read))
             .route("/health", get(health))
             .route("/status", get(status_handler))
             .with_state(state);
@@ -92,6 +103,13 @@ impl FakeNode {
 
 async fn set(State(s): State<NodeState>, Json(req): Json<SetRequest>) -> Response {
     s.fake.requests.fetch_add(1, Relaxed);
+    if let Behaviour::Deposed { leader } = s.behaviour {
+        let body = serde_json::json!({
+            "error": format!("node {} is not the leader; node {leader} is", s.id),
+            "leader": leader, "term": 2,
+        });
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
     let version = {
         let mut values = s.fake.values.lock().unwrap();
         let history = values.entry(req.key.clone()).or_default();
@@ -108,6 +126,16 @@ async fn set(State(s): State<NodeState>, Json(req): Json<SetRequest>) -> Respons
 }
 
 async fn read(State(s): State<NodeState>, Query(q): Query<KeyQuery>) -> Response {
+    answer_read(s, q, true)
+}
+
+async fn local_read(State(s): State<NodeState>, Query(q): Query<KeyQuery>) -> Response {
+    answer_read(s, q, false)
+}
+
+/// A read of `q.key` as the node's behaviour says; `count_stale`: whether a
+/// lagging answer counts in [`Fake::stale_served`].
+fn answer_read(s: NodeState, q: KeyQuery, count_stale: bool) -> Response {
     s.fake.requests.fetch_add(1, Relaxed);
     let history = s
         .fake
@@ -119,12 +147,12 @@ async fn read(State(s): State<NodeState>, Query(q): Query<KeyQuery>) -> Response
         .unwrap_or_default();
     let latest = history.len() as u64;
     let served = match s.behaviour {
-        Behaviour::Fresh => latest,
+        Behaviour::Fresh | Behaviour::Deposed { .. } => latest,
         Behaviour::OneBehind => {
-            if latest >= 1 {
+            if latest >= 1 && count_stale {
                 s.fake.stale_served.fetch_add(1, Relaxed);
             }
-            if latest == 1 {
+            if latest == 1 && count_stale {
                 s.fake.stale_missing_served.fetch_add(1, Relaxed);
             }
             latest.saturating_sub(1)

@@ -549,7 +549,8 @@ impl Core {
         self.wall(now) > self.lease_until_ms()
     }
 
-    fn lease_until_ms(&self) -> u64 {
+    /// Until when (this node's wall ms) it trusts its configuration.
+    pub fn lease_until_ms(&self) -> u64 {
         match &self.role {
             RoleState::Leader(l) => {
                 // The newest send stamp a majority (this node counting as now) answered.
@@ -565,10 +566,11 @@ impl Core {
         }
     }
 
-    /// R as this node must use it now: N when in doubt.
+    /// R as this node must use it now: when in doubt, every replica that
+    /// can count (all N, or the N − 1 others while this one catches up).
     pub fn read_quorum(&self, now: Instant) -> u32 {
         if self.is_in_doubt(now) {
-            self.n()
+            self.n() - u32::from(self.is_catching_up())
         } else {
             self.config().r
         }
@@ -1086,6 +1088,9 @@ impl Core {
         timeout: Duration,
         now: Instant,
     ) -> Result<Proposal, ProposeError> {
+        // A leader that was paused or cut off may not lead any more: it checks
+        // before it acknowledges anything (as its ticks would).
+        self.check_quorum(now);
         let term = self.term;
         let (required, floor) = match &self.role {
             RoleState::Leader(l) if !l.started => return Err(ProposeError::NotStarted { term }),

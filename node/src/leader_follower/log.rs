@@ -61,6 +61,17 @@ pub struct Log {
     settled: Seq,
     /// Highest version any entry applied here carried (never decreases).
     max_version: Version,
+    /// What the latest entries set, kept up to date on every change (read on
+    /// every step, so never computed by scanning the log there).
+    latest: Latest,
+}
+
+/// The effect of the newest `TermStart` and `Config` entries (or the base).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Latest {
+    floor: Version,
+    window: u64,
+    config: (ClusterConfig, Seq),
 }
 
 impl Log {
@@ -80,7 +91,26 @@ impl Log {
             slots: VecDeque::new(),
             settled: 0,
             max_version: 0,
+            latest: Latest {
+                floor: 0,
+                window: 0,
+                config: (config, 0),
+            },
         }
+    }
+
+    /// Recomputes [`Latest`] from the base and the held entries (after a
+    /// truncation or an install; rare).
+    fn recompute_latest(&mut self) {
+        let mut l = Latest {
+            floor: self.base.floor,
+            window: self.base.window,
+            config: (self.base.config, self.base.config_index),
+        };
+        for s in &self.slots {
+            l.absorb(&s.entry);
+        }
+        self.latest = l;
     }
 
     /// The store this log is applied to.
@@ -214,6 +244,7 @@ impl Log {
             }
             Command::TermStart { .. } | Command::Config { .. } => None,
         };
+        self.latest.absorb(&entry);
         self.slots.push_back(Slot {
             entry,
             undo,
@@ -244,6 +275,7 @@ impl Log {
             undone.push(slot.entry);
         }
         undone.reverse();
+        self.recompute_latest();
         undone
     }
 
@@ -297,37 +329,17 @@ impl Log {
 
     /// The version floor of the latest term started in this log (0: none).
     pub fn floor(&self) -> Version {
-        self.slots
-            .iter()
-            .rev()
-            .find_map(|s| match s.entry.command {
-                Command::TermStart { floor, .. } => Some(floor),
-                _ => None,
-            })
-            .unwrap_or(self.base.floor)
+        self.latest.floor
     }
 
     /// The largest uncommitted window of any term in this log.
     pub fn window(&self) -> u64 {
-        self.slots
-            .iter()
-            .filter_map(|s| match s.entry.command {
-                Command::TermStart { window, .. } => Some(window),
-                _ => None,
-            })
-            .fold(self.base.window, u64::max)
+        self.latest.window
     }
 
     /// The configuration the latest configuration entry set, and its index.
     pub fn config(&self) -> (ClusterConfig, Seq) {
-        self.slots
-            .iter()
-            .rev()
-            .find_map(|s| match s.entry.command {
-                Command::Config { config } => Some((config, s.entry.index)),
-                _ => None,
-            })
-            .unwrap_or((self.base.config, self.base.config_index))
+        self.latest.config
     }
 
     /// The store as it was right after entry `index` (which must be settled
@@ -392,6 +404,7 @@ impl Log {
         self.runs = runs;
         self.settled = base.index;
         self.max_version = self.max_version.max(max_version);
+        self.recompute_latest();
     }
 
     /// Number of entries held.
@@ -402,6 +415,19 @@ impl Log {
     /// Whether the log holds no entry (everything is in the base).
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
+    }
+}
+
+impl Latest {
+    fn absorb(&mut self, e: &LogEntry) {
+        match e.command {
+            Command::TermStart { floor, window } => {
+                self.floor = floor;
+                self.window = self.window.max(window);
+            }
+            Command::Config { config } => self.config = (config, e.index),
+            Command::Write { .. } => {}
+        }
     }
 }
 
@@ -465,6 +491,36 @@ mod tests {
         );
         assert_eq!((log.last_index(), log.last_term()), (2, 1));
         assert_eq!(log.max_version(), 3, "the highest version seen stays");
+    }
+
+    #[test]
+    fn the_latest_configuration_and_floor_follow_appends_and_truncations() {
+        let now = Instant::now();
+        let mut log = Log::new(Store::new(), config());
+        let c = ClusterConfig::new(3, 3, 1, DelayProfile::OFF).unwrap();
+        log.append(
+            LogEntry {
+                index: 1,
+                term: 1,
+                command: Command::TermStart {
+                    floor: 1,
+                    window: 5,
+                },
+            },
+            now,
+        );
+        log.append(
+            LogEntry {
+                index: 2,
+                term: 1,
+                command: Command::Config { config: c },
+            },
+            now,
+        );
+        assert_eq!((log.floor(), log.window(), log.config()), (1, 5, (c, 2)));
+        log.truncate_from(2);
+        assert_eq!(log.config(), (config(), 0), "back to the start flags");
+        assert_eq!(log.floor(), 1);
     }
 
     #[test]

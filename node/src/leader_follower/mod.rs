@@ -1,7 +1,180 @@
 //! Leader-follower replication: Raft's terms, elections and log matching,
 //! with the assignment's tunable W and R.
 //!
-//! NARRATIVE-PLACEHOLDER
+//! One node leads each *term*; it orders every write into a replicated log
+//! that the others follow. Any node can lead: a follower that hears nothing
+//! from a leader for a random election timeout asks for votes, and a
+//! majority of N elects. The pure state machine of one node is
+//! [`core::Core`] (its log is [`log::Log`]); this module is its runtime:
+//! HTTP in and out, timers, waiters for client writes. `sim.rs` drives five
+//! cores through thousands of seeded schedules of faults (see below).
+//!
+//! # Guarantees
+//! | what | holds when | shown by |
+//! | --- | --- | --- |
+//! | At most one leader per term. | always (each term belongs to one node: term t to the ((t−1) mod N)-th id) | `sim` (checked after every step) |
+//! | No version of a key ever names two values, acknowledged or not. | always | `sim`; `an_uncommitted_write_never_shares_its_version_with_a_later_one` |
+//! | A write answered 201 with W ≥ majority survives any failover, a crash of any minority, a restart of any minority. | at most a minority of nodes lost their memory at a time (crashed, or restarted and not caught up yet) | `sim`; `a_killed_leader_is_replaced_…` |
+//! | A write answered 201 with W < majority may be lost by a failover, but never silently: the node that acknowledged it reports it rolled back (`/status`, log, dashboard), unless that node itself crashed. | as above | `sim`; `a_leader_cut_off_steps_down_and_reports_…` |
+//! | A read that starts after a 201 returns that write or a newer one, when R + W > N. | the write survived (see the two rows above) | `sim` (reads checked every few steps) |
+//! | A node that restarted empty never counts towards R before it caught up. | always | `a_restarted_follower_does_not_count_…` |
+//! | No node reads with an R that, with the leader's W, gives R + W ≤ N while the old and the new configuration both keep R + W > N. | clocks of the nodes agree within the lease margin (500 ms) | `sim`; `lowering_w_waits_until_…` |
+//! | After faults heal, every replica holds the same log and the same values. | a majority can talk | `sim` (every schedule ends so) |
+//!
+//! # Terms, votes, elections
+//! Every message carries its sender's term; a node that sees a higher term
+//! adopts it and becomes a follower, and refuses messages of older terms. A
+//! follower whose election timer (random in `[T, 2T)`, T =
+//! `--election-timeout-ms`) runs out first sends a **pre-vote**: "would you
+//! vote for me in term t?". Peers say yes only if they heard from no leader
+//! within T and the candidate's log is at least as up to date as theirs
+//! (higher last term, or same last term and at least as long). Only with a
+//! majority of pre-votes does it become a candidate, take term t and ask for
+//! real votes; so a node coming back from a partition cannot depose a
+//! healthy leader. A node grants one vote per term. A leader that heard from
+//! no majority for T steps down (so a leader cut off from the majority stops
+//! acknowledging W ≥ majority writes within about 2T, and stops taking writes
+//! at all). `--role leader` only makes that node campaign at once in the
+//! first term.
+//!
+//! Terms belong to the nodes in turn: node i (the i-th smallest id) only
+//! campaigns in terms t with (t − 1) mod N = i − 1. So even a node that
+//! restarted and forgot whom it voted for cannot help two candidates win one
+//! term: there is one candidate per term.
+//!
+//! # The log, W and commitment
+//! ```text
+//! client ──POST /set──▶ follower ──forward──▶ leader: version = max(current + 1, floor),
+//!                                              append (term, index), apply
+//!      ┌──── /internal/lf/append (entries after (prev_index, prev_term)) ───┤ one batch in flight per follower
+//!      ▼                                                                     │
+//!  follower: log matches at prev? append (undo a conflicting suffix), apply  │
+//!      └──── match_index ──────────────────────────────────────────────────▶│ W holders → 201
+//!                                                                            │ majority holds an entry of this term → committed
+//! ```
+//! Each entry is (term, index, command). A follower accepts entries only if
+//! its log holds the leader's entry at `prev_index` with `prev_term`;
+//! otherwise it answers where to retry from, and the leader backs up. An
+//! entry that conflicts (same index, other term) is undone with everything
+//! after it — the store is restored exactly, because each uncommitted entry
+//! keeps what its key held before — and the leader's entry takes its place.
+//! Entries are applied to the store as soon as they are appended, so a
+//! replica's reads see everything it holds.
+//!
+//! The leader answers 201 once W replicas hold the write (itself
+//! included). Separately, an entry is **committed** once a majority holds it
+//! and it is of the leader's current term (earlier ones commit with it).
+//! Committed entries are never undone: any node that can win an election
+//! holds them (a majority has them, and voters refuse less complete logs).
+//! W ≥ majority therefore means "committed when answered"; W < majority
+//! means "answered before a failover is sure to keep it".
+//!
+//! **Rollback.** When a new leader's log lacks an entry that a node holds
+//! (it never reached a majority), that node undoes it when the new leader's
+//! entries arrive. Each undone write is counted in `/status`
+//! (`leader_follower.rolled_back`, and `rolled_back_acknowledged` for writes
+//! this node had answered 201), listed in `recent_rollbacks`, logged at WARN
+//! and sent to the dashboard as an event.
+//!
+//! # Versions never repeat
+//! The client API keeps the assignment's versions (1 for a new key, +1 per
+//! write) within a term. Across terms that alone would let a new leader give
+//! version 3 of a key to a new value while a write the old leader
+//! acknowledged alone (and lost) also had version 3. So the first entry of
+//! every term (`TermStart`) records a **version floor**: the highest version
+//! in the new leader's log, plus the largest *uncommitted window* any leader
+//! allowed (`--max-uncommitted`, 10 000 by default: a leader refuses writes —
+//! they wait — while that many entries are not committed), plus one. Every
+//! version this term hands out is at least the floor, so it is above every
+//! version an earlier leader could have handed out without a majority
+//! knowing (those are at most `window` writes past what the new leader
+//! holds). In the first term of a new cluster the floor is 1: after a
+//! failover, versions jump by about `window`. A leader takes writes only
+//! once its `TermStart` is committed.
+//!
+//! # Nodes that restart empty
+//! Everything is in memory, so a node that restarts has forgotten its log
+//! and its votes. Two rules keep that from breaking the guarantees:
+//! - **Catching up.** Until its log matches what the leader held when they
+//!   first spoke, the node answers coordinated reads with `"current":
+//!   false` (and does not count itself): it may lack writes it once
+//!   acknowledged, and counting it would break R + W > N. `/status` shows
+//!   `catching_up`.
+//! - **Voting.** It votes only for candidates at least as up to date as
+//!   what it learned from its peers (probes answered with each peer's last
+//!   log position): from a majority of nodes that are not catching up
+//!   themselves, or from every peer (or, in a brand-new cluster where a
+//!   majority answered empty in term 0, nothing). Else its vote could elect a
+//!   leader missing a committed entry it used to hold.
+//!
+//! If a majority of nodes lose their memory at once, committed writes can be
+//! lost (in-memory storage); a node that then meets a leader lacking an entry
+//! it committed logs an error, discards its state and follows that leader.
+//!
+//! # Reads and R
+//! `GET /get` reads the coordinator's own copy (if current) plus peers (the
+//! leader first) until R current replicas answered, and returns the highest
+//! version; leader-follower does no read repair (the log brings every
+//! replica the same entries, and a repair could spread a write the next
+//! leader rolls back). R = 1 on a current node is its own copy.
+//!
+//! # Configuration changes
+//! `POST /config` on any node goes to the leader, which writes the change
+//! into the log and answers once it is in force on every node. Followers use
+//! the configuration the leader's messages carry. Changing W and R is done
+//! so that no node reads with an R that, with the W the leader acknowledges
+//! with, gives R + W ≤ N (when both configurations keep R + W > N): first both
+//! rise to their larger values; a phase that lowers W waits until every node
+//! reports running the phase before it (or has been silent for longer than
+//! its **lease**), and a phase that lowers R waits until the writes
+//! acknowledged under an older, lower W are on N − R + 1 replicas. A node
+//! trusts the configuration it last heard from a leader for `--lease-ms`
+//! (5 s) after the leader sent it; past that (no leader for 5 s, or cut off)
+//! it is *in doubt* and its coordinated reads ask all N replicas. A leader
+//! lowering W waits, for a node that does not confirm, until its lease is
+//! surely over: the lease after the last message that may have reached it,
+//! and the lease plus two election timeouts after this leader's election (a
+//! deposed leader may still be talking to it until it steps down).
+//!
+//! # Timeouts
+//! - A write not held by W replicas within `--write-timeout-ms` answers 503
+//!   `{"error","acked","required","leader","term"}`; it is not undone and may
+//!   still be committed — or rolled back if a new leader lacks it.
+//! - A leader that stops leading answers its waiting writes 503 (their fate
+//!   is unknown). While there is no leader, a write answers 503 at once,
+//!   naming the term and the last known leader; it never hangs.
+//! - A follower forwards writes to the leader of its term, over one
+//!   keep-alive pool; one message is in flight per follower, entries
+//!   written meanwhile travel together (up to `--max-batch`); idle followers
+//!   get a heartbeat every `--heartbeat-ms`. A follower further behind than
+//!   the leader's log (`--log-capacity` committed entries) gets a snapshot of
+//!   the committed state, then the tail.
+//!
+//! # Delay profile
+//! With `--delay-profile assignment`, the leader holds a send slot for 200 ms
+//! after every message that carries entries, a follower waits 100 ms before
+//! applying and acknowledging entries, and a replica waits 50 ms before
+//! answering a read another node coordinates. Heartbeats and votes are not
+//! delayed.
+//!
+//! # Simulation
+//! `sim.rs` runs N cores on a virtual clock over a network that loses,
+//! duplicates, delays and reorders messages, with partitions (one-way
+//! included), pauses, crashes and restarts from empty (at most a minority
+//! without memory at a time), client writes, reads and configuration
+//! changes, and checks the table's invariants after every step; a failing
+//! seed prints its trace and replays with `SIM_SEED=…`.
+//!
+//! # Implementation caveats
+//! - Everything is in memory; durability comes from replication only.
+//! - A snapshot is one message holding the whole committed store.
+//! - `/internal/*` endpoints are not authenticated: run the cluster on a
+//!   private network.
+//! - Membership is static (`--peers`); N cannot change.
+//! - A configuration change interrupted by a failover may leave the
+//!   intermediate phase (the larger W and R) in force; `POST /config` again.
+//! - Reads are not linearizable while writes are in flight (a read may see a
+//!   write that a later read, asking other replicas, does not see yet).
 
 pub mod core;
 pub mod log;
@@ -24,7 +197,7 @@ use kv_shared::leader_follower::{
 };
 use kv_shared::{ErrorBody, NodeId, Role, SetRequest, SetResponse, Term};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, Notify};
@@ -60,8 +233,30 @@ struct State {
     changes: HashMap<u64, oneshot::Sender<ChangeOutcome>>,
 }
 
+/// What the read path needs of the core, published after every step so that
+/// a read takes no lock.
+#[derive(Debug)]
+struct ReadView {
+    catching_up: AtomicBool,
+    /// R of the configuration in force.
+    r: AtomicU32,
+    /// Until when (wall ms, as the core counts it) the configuration is trusted.
+    lease_until_ms: AtomicU64,
+    /// Maps instants onto the core's wall clock.
+    wall_origin: (Instant, u64),
+}
+
+impl ReadView {
+    fn wall_now(&self) -> u64 {
+        let (origin, wall) = self.wall_origin;
+        wall + u64::try_from(origin.elapsed().as_millis()).unwrap_or(0)
+    }
+}
+
 struct Inner {
     cluster: Cluster,
+    /// The read path's view of the core.
+    read_view: ReadView,
     /// How long a configuration change may wait for a silent node's lease.
     lease_wait: Duration,
     /// Locked for a few microseconds per step; never held across `.await`.
@@ -110,6 +305,10 @@ impl LeaderFollower {
     pub fn new(cluster: Cluster, store: Store, config: &Config) -> Self {
         let settings = settings(config, &cluster);
         let seed = wall_ms() ^ (u64::from(cluster.node_id()) << 32);
+        let start = Clock {
+            now: Instant::now(),
+            wall_ms: wall_ms(),
+        };
         let core = Core::new(
             cluster.node_id(),
             &cluster.peers().ids(),
@@ -117,15 +316,19 @@ impl LeaderFollower {
             cluster.config(),
             settings,
             seed,
-            Clock {
-                now: Instant::now(),
-                wall_ms: wall_ms(),
-            },
+            start,
         );
+        let read_view = ReadView {
+            catching_up: AtomicBool::new(true),
+            r: AtomicU32::new(cluster.config().r),
+            lease_until_ms: AtomicU64::new(0),
+            wall_origin: (start.now, start.wall_ms),
+        };
         let lease_wait = settings.lease + settings.election_timeout * 2 + settings.lease_margin;
         Self {
             inner: Arc::new(Inner {
                 cluster,
+                read_view,
                 lease_wait,
                 state: Mutex::new(State {
                     core,
@@ -162,9 +365,16 @@ impl LeaderFollower {
         result
     }
 
-    /// Keeps what the rest of the node reads (leader, configuration) in step with the core.
+    /// Keeps what the rest of the node reads (leader, configuration, the
+    /// read path's view) in step with the core.
     fn publish_view(&self, core: &Core) {
         let cluster = &self.inner.cluster;
+        let v = &self.inner.read_view;
+        v.catching_up
+            .store(core.is_catching_up(), Ordering::Release);
+        v.r.store(core.config().r, Ordering::Release);
+        v.lease_until_ms
+            .store(core.lease_until_ms(), Ordering::Release);
         match core.leader() {
             Some(l) => cluster.peers().set_leader(l),
             None => cluster.peers().clear_leader(),
@@ -219,13 +429,21 @@ impl LeaderFollower {
     }
 
     /// Whether this node's copy counts towards R (it is not catching up).
+    /// Takes no lock.
     pub fn is_current(&self) -> bool {
-        !self.lock().core.is_catching_up()
+        !self.inner.read_view.catching_up.load(Ordering::Acquire)
     }
 
-    /// R as a read coordinated here must use it now (N when in doubt).
+    /// R as a read coordinated here must use it now: when in doubt, every
+    /// replica that can count (as [`Core::read_quorum`]). Takes no lock.
     pub fn read_quorum(&self) -> u32 {
-        self.lock().core.read_quorum(Instant::now())
+        let v = &self.inner.read_view;
+        if v.wall_now() > v.lease_until_ms.load(Ordering::Acquire) {
+            let n = u32::try_from(self.inner.cluster.peers().list().len() + 1).unwrap_or(u32::MAX);
+            n - u32::from(!self.is_current())
+        } else {
+            v.r.load(Ordering::Acquire)
+        }
     }
 
     /// The last log index applied here.
@@ -248,8 +466,10 @@ impl LeaderFollower {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let notified = self.inner.stepped.notified();
+            // Time spent waiting for the term to start counts against the timeout.
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let attempt = self.step(|st, now| {
-                let p = st.core.propose(&req.key, req.value.clone(), timeout, now)?;
+                let p = st.core.propose(&req.key, req.value.clone(), left, now)?;
                 let (tx, rx) = oneshot::channel();
                 st.writes.insert(p.index, tx);
                 Ok((p, rx))

@@ -891,7 +891,10 @@ impl Sim {
                 }
                 let Some(core) = self.core(id) else { continue };
                 let r = core.read_quorum(now);
-                if r + w <= self.n {
+                // A node catching up asks r others: holders other than itself
+                // must overlap them, so r + w > n - 1 suffices there.
+                let others = self.n - u32::from(core.is_catching_up());
+                if r + w <= others {
                     problems.push(format!(
                         "n{id} reads with R={r} (in doubt: {}) while leader n{l} acknowledges with W={w}",
                         core.is_in_doubt(now)

@@ -175,7 +175,8 @@ impl Cluster {
     }
 
     /// Waits until node 1 leads, its term has started, it sees every
-    /// follower up, and every running node takes writes (knows the leader).
+    /// follower up, and every running node takes writes (knows the leader);
+    /// in leaderless mode, until node 1 sees every peer up.
     pub async fn wait_all_up(&self) {
         wait_until(
             "node 1 leads and every node follows it",
@@ -184,7 +185,10 @@ impl Cluster {
                 let Some(s) = self.try_status(Self::LEADER).await else {
                     return false;
                 };
-                if s.role != kv_shared::Role::Leader || !s.peers.iter().all(|p| p.up) {
+                let leaderless = self.configs[0].mode == ModeArg::Leaderless;
+                if !(leaderless || s.role == kv_shared::Role::Leader)
+                    || !s.peers.iter().all(|p| p.up)
+                {
                     return false;
                 }
                 for id in 1..=self.n() {

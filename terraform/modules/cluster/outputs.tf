@@ -14,7 +14,7 @@ output "r" {
 }
 
 output "leader_url" {
-  description = "URL of the leader; null in leaderless mode."
+  description = "URL of node 1, the first term's leader; null in leaderless mode."
   value       = local.leader_follower ? local.entry_url : null
 }
 

@@ -106,8 +106,8 @@ done <<<"$KV_SPEC"
 
 deadline=$((SECONDS + timeout_s))
 for id in "${started[@]}"; do
-    # Ready, not only alive: a leader that has just started answers writes with 503 until it has
-    # recovered its followers' state, and says so with "ready":false.
+    # Ready, not only alive: in leader-follower mode a node says "ready":true once a leader is
+    # elected, known to it, and its term has started (writes before that answer 503).
     until curl --noproxy "*" -fsS --max-time 2 "${urls[$id]}/health" 2>/dev/null | grep -q '"ready":true'; do
         is_our_node "${pids[$id]}" "${starts[$id]}" ||
             fail "$id" "node $id (${urls[$id]}) exited during start; see its log"
