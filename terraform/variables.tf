@@ -89,8 +89,19 @@ variable "log_dir" {
   default     = null
 }
 
+variable "cluster_secret" {
+  description = "Secret every node of the cluster shares for node-to-node requests. Empty: a new random one is generated for each start of the cluster (in log_dir/cluster-secret, readable by its owner only)."
+  type        = string
+  default     = ""
+  sensitive   = true
+  validation {
+    condition     = var.cluster_secret == "" || length(var.cluster_secret) >= 16
+    error_message = "The cluster secret must be at least 16 characters (or empty: generated)."
+  }
+}
+
 variable "admin_token" {
-  description = "Bearer token for the nodes' admin calls (delay profile, fault injection). Empty: admin calls are refused."
+  description = "Bearer token for the nodes' admin calls (W/R and delay-profile changes). Empty: nodes bound to loopback allow W/R changes and refuse the rest; nodes bound elsewhere refuse every admin call."
   type        = string
   default     = ""
   sensitive   = true

@@ -78,6 +78,10 @@ pub struct ClusterSpec {
     /// Flags appended to every node's command line (e.g.
     /// `--election-timeout-ms 500`).
     pub extra_args: Vec<String>,
+    /// Environment variables of every node, set after the node contract's
+    /// are removed (e.g. `ADMIN_TOKEN`, which belongs in the environment,
+    /// not on a command line every local user can read).
+    pub env: Vec<(String, String)>,
 }
 
 /// One process of the cluster.
@@ -99,6 +103,18 @@ pub struct LocalCluster {
     spec: ClusterSpec,
     ports: Vec<u16>,
     client: reqwest::Client,
+    /// The cluster secret its nodes share (new for every cluster; given to
+    /// them in their environment, never on their command line).
+    secret: String,
+}
+
+/// A new random cluster secret.
+fn new_secret() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..32)
+        .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)]))
+        .collect()
 }
 
 /// The `kv-node` next to the running executable: `target/<profile>/kv-node`
@@ -187,7 +203,7 @@ pub fn node_args(spec: &ClusterSpec, id: NodeId, ports: &[u16]) -> Vec<String> {
 
 /// Environment variables of the node's flags: removed from the children's
 /// environment so that only the flags given here count.
-const NODE_ENV: [&str; 14] = [
+const NODE_ENV: [&str; 18] = [
     "PORT",
     "BIND",
     "NODE_ID",
@@ -202,6 +218,10 @@ const NODE_ENV: [&str; 14] = [
     "ACK_DELAY_MS",
     "REMOTE_READ_DELAY_MS",
     "ADMIN_TOKEN",
+    "ADMIN_TOKEN_FILE",
+    "CLUSTER_SECRET",
+    "CLUSTER_SECRET_FILE",
+    "ALLOW_ORIGIN",
 ];
 
 /// `Command::env_remove` for every variable of [`NODE_ENV`].
@@ -245,6 +265,7 @@ impl LocalCluster {
             spec: spec.clone(),
             ports,
             client: reqwest::Client::builder().no_proxy().build()?,
+            secret: new_secret(),
         };
         for id in 1..=n {
             let log = spec
@@ -286,12 +307,20 @@ impl LocalCluster {
             .args(node_args(&self.spec, id, &self.ports))
             .env("NO_COLOR", "1")
             .envs_remove_contract()
+            .env("CLUSTER_SECRET", &self.secret)
+            .envs(self.spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| Error::Cluster(format!("spawn {}: {e}", self.spec.node_bin.display())))
+    }
+
+    /// The cluster secret its nodes share (to sign node-to-node messages
+    /// in tests).
+    pub fn secret(&self) -> &str {
+        &self.secret
     }
 
     /// The ids of the nodes, in order.
@@ -686,6 +715,7 @@ mod tests {
             node_bin: PathBuf::from("kv-node"),
             log_dir: None,
             extra_args: Vec::new(),
+            env: Vec::new(),
         }
     }
 

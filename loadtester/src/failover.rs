@@ -126,6 +126,7 @@ pub async fn run_failover(args: &FailoverArgs, command: &str) -> Result<Failover
         node_bin: args.node_bin.clone().unwrap_or_else(default_node_bin),
         log_dir: args.log_dir.clone(),
         extra_args: args.node_arg.clone(),
+        env: Vec::new(),
     };
     let mut cluster = LocalCluster::start(&spec).await?;
     let result = measure(&mut cluster, args).await;

@@ -209,6 +209,7 @@ async fn one_run(
         node_bin: args.node_bin.clone().unwrap_or_else(default_node_bin),
         log_dir: Some(out.to_owned()),
         extra_args: Vec::new(),
+        env: Vec::new(),
     };
     let cluster = LocalCluster::start(&spec).await?;
     let result = run_load(&run_args(args, config, ratio, &cluster.urls, out)).await;

@@ -4,6 +4,7 @@
 use crate::error::{ApiJson, ApiPath, ApiQuery, AppError};
 use crate::leader_follower::FORWARDED_BY_HEADER;
 use crate::replication::local_read;
+use crate::security::AdminAction;
 use crate::server::AppState;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -95,7 +96,11 @@ pub async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
 /// `GET /status`: this node, its configuration, its peers and (on the
 /// leader) each follower's lag.
 pub async fn status(State(state): State<AppState>) -> Json<StatusResponse> {
-    Json(state.replication.status(&state.cluster, &state.store))
+    let mut status = state.replication.status(&state.cluster, &state.store);
+    let mut security = state.security.status();
+    security.refused_event_streams = state.cluster.events().refused_streams();
+    status.security = Some(security);
+    Json(status)
 }
 
 /// `GET /config`: N, W, R and the delay profile in force.
@@ -108,15 +113,21 @@ pub async fn get_config(State(state): State<AppState>) -> Json<ClusterConfig> {
 /// once in force everywhere. Leaderless: applied here and pushed to every peer.
 ///
 /// # Errors
-/// 400 when W or R is outside 1..=N; 401/403 for a delay change without the
-/// right token; 503 in leader-follower mode without a leader.
+/// 400 when W or R is outside 1..=N or a delay is over the limit; 401/403
+/// without the right admin token (see [`crate::security`]); 503 in
+/// leader-follower mode without a leader.
 pub async fn post_config(
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiJson(update): ApiJson<ConfigUpdate>,
 ) -> Result<Json<ClusterConfig>, AppError> {
+    if update.w.is_some() || update.r.is_some() {
+        state.security.authorize(&headers, AdminAction::Quorums)?;
+    }
     if update.delay_profile.is_some() {
-        check_admin(&state, &headers)?;
+        state
+            .security
+            .authorize(&headers, AdminAction::DelayProfile)?;
     }
     if let Some(lf) = state.replication.leader_follower() {
         let forwarded = headers.contains_key(FORWARDED_BY_HEADER);
@@ -138,30 +149,4 @@ pub async fn post_config(
         );
     }
     Ok(Json(envelope.config))
-}
-
-/// Admin calls need `Authorization: Bearer TOKEN` matching `--admin-token`.
-fn check_admin(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
-    let Some(token) = state
-        .config
-        .admin_token
-        .as_deref()
-        .filter(|t| !t.is_empty())
-    else {
-        return Err(AppError::new(
-            StatusCode::FORBIDDEN,
-            "admin calls are disabled: start the node with --admin-token (ADMIN_TOKEN)",
-        ));
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if given != Some(token) {
-        return Err(AppError::new(
-            StatusCode::UNAUTHORIZED,
-            "this change needs the header `Authorization: Bearer <admin token>`",
-        ));
-    }
-    Ok(())
 }

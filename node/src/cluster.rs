@@ -48,7 +48,10 @@ impl Cluster {
     ///
     /// # Errors
     /// When the flags do not describe a valid cluster (see [`Config::cluster_spec`]).
-    pub fn from_config(config: &Config) -> Result<Self, String> {
+    pub fn from_config(
+        config: &Config,
+        secret: Option<crate::security::Secret>,
+    ) -> Result<Self, String> {
         let spec = config.cluster_spec()?;
         let peers = Peers::new(spec.node_id, spec.peers.clone());
         let faults = Faults::default();
@@ -59,7 +62,7 @@ impl Cluster {
         };
         Ok(Self {
             inner: Arc::new(Inner {
-                transport: Transport::new(peers.clone(), faults.clone()),
+                transport: Transport::new(peers.clone(), faults.clone(), secret),
                 faults,
                 peers,
                 pacer: SendPacer::default(),
@@ -67,7 +70,7 @@ impl Cluster {
                 peer_timeout: config.peer_timeout(),
                 write_timeout: config.write_timeout(),
                 heartbeat: config.heartbeat(),
-                events: EventHub::new(),
+                events: EventHub::new(config.max_event_streams as usize),
                 spec,
             }),
         })

@@ -10,6 +10,7 @@ use clap::{Parser, ValueEnum};
 use kv_shared::cluster::{ClusterConfig, DelayProfile};
 use kv_shared::{Mode, NodeId, Role};
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// `--role` values (leader-follower mode only): a hint for the first term.
@@ -112,10 +113,72 @@ pub struct Config {
     /// Overrides the profile's wait before answering a coordinated read, in ms.
     #[arg(long, env = "REMOTE_READ_DELAY_MS")]
     pub remote_read_delay_ms: Option<u32>,
-    /// Bearer token required for admin calls (changing the delay profile).
-    /// Without one, such calls get 403.
-    #[arg(long, env = "ADMIN_TOKEN")]
+    /// Bearer token required for admin calls (W/R and delay-profile changes).
+    /// Prefer the environment variable or `--admin-token-file`: a value given
+    /// on the command line is visible to every local user in `ps`.
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// File holding the admin token (its first line).
+    #[arg(long, env = "ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Secret shared by every node of the cluster: node-to-node requests and
+    /// their answers are signed with it (it never travels), and `/internal/*`
+    /// answers 401 to anything else. Required in leader-follower and
+    /// leaderless mode (at least 16 characters); prefer the environment
+    /// variable or `--cluster-secret-file`.
+    #[arg(long, env = "CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+    /// File holding the cluster secret (its first line).
+    #[arg(long, env = "CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// More origins (`http://host:port`) whose pages may call the data
+    /// endpoints cross-origin, besides this node's and its peers' own.
+    #[arg(long, env = "ALLOW_ORIGIN", value_delimiter = ',')]
+    pub allow_origin: Vec<String>,
+    /// More host names this node answers to (the `Host` header), besides IP
+    /// addresses, `localhost` and the hosts of its own and its peers' URLs.
+    #[arg(long, env = "ALLOW_HOST", value_delimiter = ',')]
+    pub allow_host: Vec<String>,
+    /// Most client connections open at once; further ones are closed at once.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: u32,
+    /// A connection that started a request head and has not completed it
+    /// within this many ms is closed (slow clients, slowloris).
+    #[arg(long, env = "HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
+    /// A connection on which nothing was read or written for this many ms is
+    /// closed: one that never sends a request, or a kept-alive one between
+    /// requests. Longer than the 15 s keep-alive of `/events` streams.
+    #[arg(long, env = "IDLE_TIMEOUT_MS", default_value_t = 60_000)]
+    pub idle_timeout_ms: u64,
+    /// A request whose body has not fully arrived within this many ms answers 408.
+    #[arg(long, env = "BODY_TIMEOUT_MS", default_value_t = 10_000)]
+    pub body_timeout_ms: u64,
+    /// Most `/events` streams open at once (dashboard pages and peers' relays);
+    /// further ones answer 503.
+    #[arg(long, env = "MAX_EVENT_STREAMS", default_value_t = 64)]
+    pub max_event_streams: u32,
+    /// Leader-follower mode: most bytes of committed entries kept for
+    /// catch-up (with `--log-capacity`, whichever is reached first).
+    #[arg(long, env = "LOG_CAPACITY_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub log_capacity_bytes: u64,
+    /// Leader-follower mode: most bytes of entries the leader holds beyond the
+    /// commit point (with `--max-uncommitted`); further writes wait.
+    #[arg(long, env = "MAX_UNCOMMITTED_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_uncommitted_bytes: u64,
+    /// Most bytes of one snapshot message (a larger store travels in chunks).
+    #[arg(long, env = "SNAPSHOT_CHUNK_BYTES", default_value_t = 1024 * 1024)]
+    pub snapshot_chunk_bytes: u64,
+    /// Leaderless mode: most bytes of hints a node keeps per peer (with
+    /// `--max-hints-per-peer`); beyond, hints are dropped, counted and left to
+    /// anti-entropy.
+    #[arg(long, env = "MAX_HINT_BYTES_PER_PEER", default_value_t = 64 * 1024 * 1024)]
+    pub max_hint_bytes_per_peer: u64,
+    /// Leaderless mode: most a received clock reading or version may run
+    /// ahead of this node's wall clock, in ms; a message beyond is refused
+    /// and logged.
+    #[arg(long, env = "MAX_CLOCK_OFFSET_MS", default_value_t = 500)]
+    pub max_clock_offset_ms: u64,
     /// How long a write waits for W acknowledgements before answering 503, in ms.
     #[arg(long, env = "WRITE_TIMEOUT_MS", default_value_t = 3000)]
     pub write_timeout_ms: u64,
@@ -156,6 +219,9 @@ pub struct Config {
     #[arg(long, env = "MAX_HINTS_PER_PEER", default_value_t = 100_000)]
     pub max_hints_per_peer: u32,
 }
+
+/// The cluster secret of [`Config::for_tests`].
+pub const TEST_CLUSTER_SECRET: &str = "test-cluster-secret-0123456789";
 
 /// Who this node is in its cluster, checked and ready to use.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -293,11 +359,14 @@ impl Config {
     }
 
     /// A configuration for tests: a standalone node on port 0 (any free port)
-    /// of 127.0.0.1, with every other flag at its default.
+    /// of 127.0.0.1, with every other flag at its default and the cluster
+    /// secret [`TEST_CLUSTER_SECRET`] (so that a test turning it into a
+    /// cluster node only sets the mode and the peers).
     pub fn for_tests(node_id: NodeId) -> Self {
         let mut c = Self::parse_from(["kv-node", "--port", "0"]);
         c.node_id = node_id;
         c.log_level = "warn".into();
+        c.cluster_secret = Some(TEST_CLUSTER_SECRET.into());
         c
     }
 }

@@ -67,8 +67,34 @@ fn rejection_status(status: StatusCode) -> StatusCode {
     }
 }
 
+/// Whether `e` or one of its sources is the body read timeout
+/// (`--body-timeout-ms`).
+pub fn is_body_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    // Bounded: error chains are short; 16 is far more than any real one.
+    for _ in 0..16 {
+        let Some(err) = next else { return false };
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        next = err.source();
+    }
+    false
+}
+
+/// 408 for a body that did not arrive within `--body-timeout-ms`.
+pub fn body_timeout() -> AppError {
+    AppError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "the request body did not arrive in time (--body-timeout-ms)",
+    )
+}
+
 impl From<JsonRejection> for AppError {
     fn from(r: JsonRejection) -> Self {
+        if is_body_timeout(&r) {
+            return body_timeout();
+        }
         let message = match &r {
             JsonRejection::MissingJsonContentType(_) => {
                 "expected a request with `Content-Type: application/json`".to_owned()
@@ -96,15 +122,79 @@ impl From<PathRejection> for AppError {
 #[from_request(via(axum::Json), rejection(AppError))]
 pub struct ApiJson<T>(pub T);
 
-/// `axum::extract::Query` whose rejections are [`AppError`]s.
-#[derive(Debug, axum::extract::FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(AppError))]
+/// `axum::extract::Query` whose rejections are [`AppError`]s, and which
+/// refuses a query whose percent-decoded names or values are not UTF-8 (the
+/// form decoder underneath would replace such bytes with U+FFFD, so that
+/// `?key=a%FFb` named another key than the path `/get/a%FFb` refuses).
+#[derive(Debug)]
 pub struct ApiQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        if let Some(query) = parts.uri.query() {
+            check_query_utf8(query)?;
+        }
+        let axum::extract::Query(value) =
+            axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+        Ok(Self(value))
+    }
+}
+
+/// Refuses a query string with a name or value that is not UTF-8 once
+/// percent-decoded.
+fn check_query_utf8(query: &str) -> Result<(), AppError> {
+    let bad = query
+        .split('&')
+        .flat_map(|pair| pair.splitn(2, '='))
+        .any(|part| {
+            percent_encoding::percent_decode_str(part)
+                .decode_utf8()
+                .is_err()
+        });
+    if bad {
+        return Err(AppError::bad_request(
+            "the query string is not valid UTF-8 once percent-decoded",
+        ));
+    }
+    Ok(())
+}
 
 /// `axum::extract::Path` whose rejections are [`AppError`]s.
 #[derive(Debug, axum::extract::FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(AppError))]
 pub struct ApiPath<T>(pub T);
+
+/// 413 at once for a request whose `Content-Length` is over `limit`
+/// (without it, the body would be read up to the limit first, or waited on
+/// until the body timeout when the client never sends it all).
+pub async fn refuse_declared_over(
+    axum::extract::State(limit): axum::extract::State<u64>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return AppError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request bodies are limited to {limit} bytes"),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
 
 /// Fallback for a path that exists with another method: 405 in JSON.
 pub async fn method_not_allowed() -> AppError {
@@ -112,4 +202,18 @@ pub async fn method_not_allowed() -> AppError {
         StatusCode::METHOD_NOT_ALLOWED,
         "method not allowed on this path",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_query_utf8;
+
+    #[test]
+    fn a_query_must_be_utf8_once_decoded() {
+        assert!(check_query_utf8("key=a%C3%A9b").is_ok());
+        assert!(check_query_utf8("key=a+b&only=own-traces").is_ok());
+        assert!(check_query_utf8("").is_ok());
+        assert!(check_query_utf8("key=a%FFb").is_err());
+        assert!(check_query_utf8("k%FF=x").is_err());
+    }
 }

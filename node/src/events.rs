@@ -32,10 +32,10 @@
 //! because a graceful shutdown waits for open responses and a stream never ends
 //! by itself.
 
-use crate::error::ApiQuery;
+use crate::error::{ApiQuery, AppError};
 use crate::server::AppState;
 use axum::extract::State;
-use axum::http::{header, Method};
+use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream::{self, Stream, StreamExt};
 use kv_shared::cluster::{Seq, StatusResponse};
@@ -48,11 +48,10 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::ops::RangeInclusive;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::{broadcast, watch};
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use tokio::sync::{broadcast, watch, Semaphore};
 
 /// Interval between two cluster snapshots while someone watches.
 pub const AGGREGATE_EVERY: Duration = Duration::from_millis(300);
@@ -66,6 +65,8 @@ const MAX_PUBLISH_PER_CALL: usize = 8;
 const TRACE_TTL_MS: WallMs = 30_000;
 /// Events buffered per subscriber before the slowest one skips some.
 const CHANNEL_CAPACITY: usize = 256;
+/// Streams served at once unless configured (`--max-event-streams`).
+pub const DEFAULT_MAX_STREAMS: usize = 64;
 /// Reconnection delay the browser is asked to use, in ms.
 const CLIENT_RETRY: Duration = Duration::from_millis(1_000);
 /// Wait before a relay reconnects to a peer's stream.
@@ -143,6 +144,10 @@ struct Inner {
     book: Mutex<TraceBook>,
     /// Becomes true when the server shuts down; ends every stream.
     closed: watch::Sender<bool>,
+    /// One permit per stream that may be open (`--max-event-streams`).
+    streams: Arc<Semaphore>,
+    /// Streams refused because every permit was taken.
+    refused_streams: AtomicU64,
 }
 
 /// The feed's hub: a cheap, cloneable handle.
@@ -153,13 +158,14 @@ pub struct EventHub {
 
 impl Default for EventHub {
     fn default() -> Self {
-        Self::new()
+        Self::new(DEFAULT_MAX_STREAMS)
     }
 }
 
 impl EventHub {
-    /// A hub with no subscriber.
-    pub fn new() -> Self {
+    /// A hub with no subscriber that serves at most `max_streams` streams
+    /// at once (pages and peers' relays alike).
+    pub fn new(max_streams: usize) -> Self {
         Self {
             inner: Arc::new(Inner {
                 tx: broadcast::channel(CHANNEL_CAPACITY).0,
@@ -168,6 +174,8 @@ impl EventHub {
                 aggregator_running: AtomicBool::new(false),
                 book: Mutex::new(TraceBook::default()),
                 closed: watch::channel(false).0,
+                streams: Arc::new(Semaphore::new(max_streams)),
+                refused_streams: AtomicU64::new(0),
             }),
         }
     }
@@ -176,6 +184,11 @@ impl EventHub {
     /// do nothing otherwise).
     pub fn is_watched(&self) -> bool {
         self.inner.tx.receiver_count() > 0
+    }
+
+    /// Streams refused so far because `--max-event-streams` were open.
+    pub fn refused_streams(&self) -> u64 {
+        self.inner.refused_streams.load(Ordering::Relaxed)
     }
 
     /// Open full streams (pages).
@@ -553,28 +566,6 @@ pub fn assemble(
     }
 }
 
-/// Whether cross-origin calls may reach `path`: the data operations only.
-pub fn cross_origin_allowed(path: &str) -> bool {
-    matches!(path, "/set" | "/get" | "/local_read" | "/health")
-        || path.starts_with("/get/")
-        || path.starts_with("/local_read/")
-}
-
-/// CORS for the data operations (`/set`, `/get`, `/local_read`, `/health`):
-/// the dashboard served by one node sends them to any replica. Any origin,
-/// GET/POST and the JSON content type only, no credentials; other paths
-/// (`/config`, `/status`, `/internal/...`) get no CORS headers, so a page
-/// from elsewhere cannot call them. Apply it outermost: it must see the
-/// preflight `OPTIONS` before the router answers 405.
-pub fn cors() -> CorsLayer {
-    CorsLayer::new()
-        .allow_origin(AllowOrigin::predicate(|_, parts| {
-            cross_origin_allowed(parts.uri.path())
-        }))
-        .allow_methods([Method::GET, Method::POST])
-        .allow_headers([header::CONTENT_TYPE])
-}
-
 /// What a `/events` stream carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -615,8 +606,20 @@ impl Drop for Watcher {
 pub async fn events(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<EventsQuery>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
     let hub = state.cluster.events().clone();
+    // Held by the stream: the permit returns when the client goes away.
+    let Ok(permit) = hub.inner.streams.clone().try_acquire_owned() else {
+        let refused = hub.inner.refused_streams.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::warn!(
+            refused,
+            "event stream refused: --max-event-streams are open"
+        );
+        return Err(AppError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many open event streams on this node (--max-event-streams); close a dashboard tab or retry later",
+        ));
+    };
     let rx = hub.inner.tx.subscribe();
     let own_traces_only = query.only == Some(Only::OwnTraces);
     let (watcher, first) = if own_traces_only {
@@ -634,7 +637,7 @@ pub async fn events(
         stream::iter(std::iter::once(hello).chain(first.map(|json| Event::default().data(&*json))))
             .map(Ok);
     let live = stream::unfold(
-        (rx, closed, watcher),
+        (rx, closed, (watcher, permit)),
         move |(mut rx, mut closed, watcher)| async move {
             loop {
                 if *closed.borrow() {
@@ -653,7 +656,7 @@ pub async fn events(
             }
         },
     );
-    Sse::new(start.chain(live)).keep_alive(KeepAlive::default())
+    Ok(Sse::new(start.chain(live)).keep_alive(KeepAlive::default()))
 }
 
 #[cfg(test)]
@@ -708,7 +711,7 @@ mod tests {
 
     #[tokio::test]
     async fn traces_follow_a_write_to_its_replicas_and_end_when_complete() {
-        let hub = EventHub::new();
+        let hub = EventHub::new(DEFAULT_MAX_STREAMS);
         hub.trace_write(1, 1, Some(1), "k", 1, 1, &[2, 3]);
         assert!(
             hub.lock_book().traces.is_empty(),
@@ -744,7 +747,7 @@ mod tests {
 
     #[tokio::test]
     async fn at_most_max_traced_writes_are_followed_at_once() {
-        let hub = EventHub::new();
+        let hub = EventHub::new(DEFAULT_MAX_STREAMS);
         let _rx = hub.inner.tx.subscribe();
         for id in 0..(MAX_TRACED as u64 + 10) {
             hub.trace_write(1, id, Some(id), "k", id, 1, &[2]);
@@ -788,39 +791,5 @@ mod tests {
         buf.extend_from_slice(b"\n\n");
         assert_eq!(take_events(&mut buf), vec![t]);
         assert!(buf.is_empty());
-    }
-
-    #[tokio::test]
-    async fn only_the_data_routes_answer_cross_origin_preflights() {
-        use axum::body::Body;
-        use axum::http::Request;
-        use tower::ServiceExt;
-
-        let app = crate::app(AppState::new(crate::Config::for_tests(1)));
-        let preflight = |path: &str| {
-            Request::options(path)
-                .header("origin", "http://127.0.0.1:1")
-                .header("access-control-request-method", "POST")
-                .header("access-control-request-headers", "content-type")
-                .body(Body::empty())
-                .unwrap()
-        };
-        for path in ["/set", "/get/k", "/local_read", "/health"] {
-            let resp = app.clone().oneshot(preflight(path)).await.unwrap();
-            assert!(resp.status().is_success(), "{path}: {}", resp.status());
-            assert_eq!(
-                resp.headers()["access-control-allow-origin"],
-                "http://127.0.0.1:1",
-                "{path}"
-            );
-        }
-        for path in ["/config", "/status", "/internal/replicate"] {
-            let resp = app.clone().oneshot(preflight(path)).await.unwrap();
-            let allowed = resp.headers().get("access-control-allow-origin");
-            assert!(
-                allowed.is_none(),
-                "{path} must not be callable cross-origin"
-            );
-        }
     }
 }

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 /// Header every node-to-node request carries: the sending node's id.
-pub const FROM_HEADER: &str = "x-kv-from";
+pub use kv_shared::replication::FROM_HEADER;
 
 #[derive(Debug, Default)]
 struct Cuts {

@@ -44,7 +44,14 @@ pub async fn refuse_cut_peers(State(state): State<AppState>, req: Request, next:
         )
         .into_response();
     }
-    next.run(req).await
+    let path = req.uri().path().to_owned();
+    let resp = next.run(req).await;
+    if resp.status() == StatusCode::BAD_REQUEST {
+        // A member sent something the checks refused: worth knowing.
+        let n = crate::security::count(&state.security.refusals().invalid_messages);
+        tracing::warn!(from = ?from, %path, refused = n, "refused a malformed node-to-node message");
+    }
+    resp
 }
 
 /// `POST /internal/lf/vote`: a (pre-)vote request.
@@ -106,6 +113,7 @@ pub async fn repair(
             "leader-follower replicas change only through the leader's log",
         ));
     }
+    crate::leaderless::endpoints::check_sender_of_repair(&state, &req)?;
     state.cluster.peers().mark_up(req.from);
     let changed = req
         .records
@@ -133,5 +141,6 @@ pub async fn config(
             "leader-follower configuration changes go through the leader's log: POST /config",
         ));
     }
+    crate::leaderless::endpoints::check_envelope(&state, &env)?;
     Ok(Json(state.cluster.merge_envelope(env)))
 }

@@ -9,6 +9,10 @@
 //!   of the delay profile, the health prober.
 //! - [`faults`]: faults injected into the node's own transport (cut messages
 //!   to or from chosen peers).
+//! - [`security`]: the cluster secret, the admin token, the `Host` and
+//!   `Origin` policy.
+//! - [`validate`]: checks of everything peers send (ids, terms, epochs,
+//!   configurations, versions, clock offsets) before it reaches a store.
 //! - [`cluster`]: the node's cluster context: identity, peers, transport, the
 //!   live W/R configuration and its propagation.
 //! - [`reads`]: reads coordinated over R replicas, with read repair.
@@ -27,7 +31,8 @@
 //! - [`events`]: the dashboard's live feed (`GET /events`, Server-Sent Events):
 //!   cluster snapshots gathered from the peers, and write traces.
 //! - [`ui`]: serves the dashboard built by trunk (embedded in release builds).
-//! - [`server`]: the router, the shared state and `run(listener, shutdown)`.
+//! - [`server`]: the router, the shared state and `run(listener, shutdown)`
+//!   (its connections bounded in number and in time).
 
 pub mod api;
 pub mod cluster;
@@ -41,10 +46,12 @@ pub mod leaderless;
 pub mod peers;
 pub mod reads;
 pub mod replication;
+pub mod security;
 pub mod server;
 pub mod store;
 pub mod transport;
 pub mod ui;
+pub mod validate;
 
 pub use config::Config;
 pub use server::{app, run, AppState};

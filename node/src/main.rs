@@ -1,17 +1,31 @@
 //! `kv-node` binary: parses flags, sets up logging, runs the server until
 //! SIGINT or SIGTERM.
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
 use kv_node::{run, AppState, Config};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let config = Config::parse();
+    let matches = Config::command().get_matches();
+    let config = Config::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(config.log_level.clone()));
     tracing_subscriber::fmt().with_env_filter(filter).init();
+    // Any local user can read a process's command line (`ps`).
+    for (id, better) in [
+        ("admin_token", "ADMIN_TOKEN or --admin-token-file"),
+        ("cluster_secret", "CLUSTER_SECRET or --cluster-secret-file"),
+    ] {
+        if matches.value_source(id) == Some(ValueSource::CommandLine) {
+            tracing::warn!(
+                "--{} was given on the command line, where every local user can read it; use {better}",
+                id.replace('_', "-")
+            );
+        }
+    }
 
     let state = match AppState::try_new(config.clone()) {
         Ok(s) => s,

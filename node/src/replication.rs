@@ -77,7 +77,9 @@ impl Replication {
     ) -> Result<SetResponse, AppError> {
         match self {
             Self::Standalone => {
-                let (version, status) = store.write_next(&req.key, req.value.clone());
+                let (version, status) = store
+                    .write_next(&req.key, req.value.clone())
+                    .map_err(|e| AppError::new(axum::http::StatusCode::CONFLICT, e.to_string()))?;
                 Ok(SetResponse {
                     key: req.key,
                     value: req.value,
@@ -149,6 +151,7 @@ impl Replication {
             peers: cluster.peer_statuses(),
             leaderless: None,
             leader_follower: None,
+            security: None,
         };
         match self {
             Self::LeaderFollower(lf) => lf.fill_status(&mut status),

@@ -11,8 +11,9 @@
 //! entries batched into the next one) lives in the replication cores, which
 //! decide what to send; this module only carries it.
 
-use crate::faults::{Faults, FROM_HEADER};
+use crate::faults::Faults;
 use crate::peers::Peers;
+use kv_shared::replication::{FROM_HEADER, SIGNATURE_HEADER};
 use kv_shared::{ErrorBody, NodeId};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -34,6 +35,9 @@ pub enum TransportError {
     Decode(String),
     /// An injected fault cuts this node off from the peer.
     Cut(NodeId),
+    /// The answer is not signed with the cluster secret: not from a member
+    /// (another process on the peer's port), or a peer with another secret.
+    Unauthenticated(String),
 }
 
 impl std::fmt::Display for TransportError {
@@ -45,6 +49,9 @@ impl std::fmt::Display for TransportError {
             TransportError::Status(s, e) => write!(f, "answered {s}: {e}"),
             TransportError::Decode(e) => write!(f, "unreadable answer: {e}"),
             TransportError::Cut(id) => write!(f, "cut off from node {id} by an injected fault"),
+            TransportError::Unauthenticated(e) => {
+                write!(f, "answer not signed with the cluster secret: {e}")
+            }
         }
     }
 }
@@ -55,13 +62,17 @@ pub struct Transport {
     client: reqwest::Client,
     peers: Peers,
     faults: Faults,
+    /// Signs every node-to-node request and checks every answer.
+    secret: Option<crate::security::Secret>,
 }
 
 /// The HTTP client every node uses for its peers: keep-alive, no Nagle delay.
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .pool_max_idle_per_host(64)
-        .pool_idle_timeout(Duration::from_secs(60))
+        // Well under the peers' --idle-timeout-ms (60 s by default), so that a
+        // pooled connection is not reused just as the peer closes it.
+        .pool_idle_timeout(Duration::from_secs(20))
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(2))
         .build()
@@ -69,12 +80,14 @@ pub fn http_client() -> reqwest::Client {
 }
 
 impl Transport {
-    /// A transport to `peers` with a fresh connection pool, subject to `faults`.
-    pub fn new(peers: Peers, faults: Faults) -> Self {
+    /// A transport to `peers` with a fresh connection pool, subject to
+    /// `faults`, sending the cluster `secret`.
+    pub fn new(peers: Peers, faults: Faults, secret: Option<crate::security::Secret>) -> Self {
         Self {
             client: http_client(),
             peers,
             faults,
+            secret,
         }
     }
 
@@ -105,8 +118,9 @@ impl Transport {
         timeout: Duration,
     ) -> Result<Resp, TransportError> {
         let url = self.url(to, path)?;
-        let req = self.client.post(url).json(body).timeout(timeout);
-        self.finish(to, req).await
+        let body = serde_json::to_vec(body).map_err(|e| TransportError::Decode(e.to_string()))?;
+        self.finish(to, reqwest::Method::POST, url, body, timeout)
+            .await
     }
 
     /// `GET {peer}{path}`; `path` may carry a query string (already encoded).
@@ -120,7 +134,8 @@ impl Transport {
         timeout: Duration,
     ) -> Result<Resp, TransportError> {
         let url = self.url(to, path)?;
-        self.finish(to, self.client.get(url).timeout(timeout)).await
+        self.finish(to, reqwest::Method::GET, url, Vec::new(), timeout)
+            .await
     }
 
     fn url(&self, to: NodeId, path: &str) -> Result<String, TransportError> {
@@ -131,12 +146,38 @@ impl Transport {
     async fn finish<Resp: DeserializeOwned>(
         &self,
         to: NodeId,
-        req: reqwest::RequestBuilder,
+        method: reqwest::Method,
+        url: String,
+        body: Vec<u8>,
+        timeout: Duration,
     ) -> Result<Resp, TransportError> {
         if self.faults.cuts_to(to) {
             return Err(TransportError::Cut(to));
         }
-        let req = req.header(FROM_HEADER, self.peers.self_id().to_string());
+        let url = reqwest::Url::parse(&url)
+            .map_err(|e| TransportError::Unreachable(format!("bad peer URL: {e}")))?;
+        // What the peer sees as the request target.
+        let target = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
+        };
+        let me = self.peers.self_id();
+        let mut req = self.client.request(method.clone(), url).timeout(timeout);
+        // Node-to-node endpoints are signed both ways; public ones (`/health`) are not.
+        let internal = target.starts_with("/internal/");
+        let signed = self.secret.as_ref().filter(|_| internal).map(|secret| {
+            let (headers, sig) = secret.signed_headers(method.as_str(), &target, me, &body);
+            (secret, headers, sig)
+        });
+        req = match &signed {
+            Some((_, headers, _)) => req.headers(headers.clone()),
+            None => req.header(FROM_HEADER, me.to_string()),
+        };
+        if method == reqwest::Method::POST {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body);
+        }
         let resp = match req.send().await {
             Ok(r) => r,
             Err(e) => {
@@ -149,17 +190,34 @@ impl Transport {
                 return Err(e);
             }
         };
-        self.peers.mark_up(to);
         let status = resp.status();
+        let answer_sig = resp
+            .headers()
+            .get(SIGNATURE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let bytes = resp
             .bytes()
             .await
             .map_err(|e| TransportError::Unreachable(e.to_string()))?;
-        if !status.is_success() {
-            let text = serde_json::from_slice::<ErrorBody>(&bytes)
+        let text = || {
+            serde_json::from_slice::<ErrorBody>(&bytes)
                 .map(|b| b.error)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
-            return Err(TransportError::Status(status.as_u16(), text));
+                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).chars().take(200).collect())
+        };
+        if let Some((secret, _, sig)) = &signed {
+            let genuine = answer_sig.as_deref().is_some_and(|a| {
+                secret.verify_response(&sig.signature, status.as_u16(), &bytes, a)
+            });
+            if !genuine {
+                let e = TransportError::Unauthenticated(format!("{status}: {}", text()));
+                self.peers.mark_down(to, e.to_string());
+                return Err(e);
+            }
+        }
+        self.peers.mark_up(to);
+        if !status.is_success() {
+            return Err(TransportError::Status(status.as_u16(), text()));
         }
         serde_json::from_slice(&bytes).map_err(|e| TransportError::Decode(e.to_string()))
     }

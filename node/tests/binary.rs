@@ -1,6 +1,8 @@
 //! The `kv-node` executable: configuration from the environment, graceful
 //! shutdown on SIGTERM.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -31,17 +33,7 @@ fn binary_honours_port_env_and_stops_cleanly_on_sigterm() {
     let child = &mut guard.0;
     // The node logs its address once it listens; read lines until then.
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = lines
-        .by_ref()
-        .take(50)
-        .map_while(Result::ok)
-        .find_map(|l| {
-            l.split("listening on http://")
-                .nth(1)
-                .and_then(|a| a.split_whitespace().next())
-                .map(str::to_owned)
-        })
-        .expect("node logs its address");
+    let addr = common::listening_addr(&mut lines).expect("node logs its address");
     assert!(
         addr.starts_with("127.0.0.1:"),
         "binds 127.0.0.1 by default: {addr}"

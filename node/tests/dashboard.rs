@@ -96,20 +96,28 @@ async fn dashboard_follows_a_five_node_cluster() {
     assert!(b.text("#op-result-error").await.contains("nowhere"));
     b.screenshot("dashboard-3-get-at-follower").await;
 
-    // Controls: W=1 R=5 (no token needed), then the delay profile (token).
+    // Controls: the cluster has an admin token, so W/R changes need it too:
+    // refused without it, in force with it; then the delay profile.
     b.select("#cfg-w", "1").await;
     b.select("#cfg-r", "5").await;
     b.click("#cfg-apply").await;
-    b.wait_for("#quorum[data-w='1'][data-r='5']", PAGE, "W1 R5 in force")
-        .await;
-    b.click("#cfg-delays").await;
     b.wait_for(
         "#cfg-result[data-ok='false']",
         PAGE,
         "the refusal without token",
     )
     .await;
+    assert!(
+        b.text("#cfg-result").await.contains("401"),
+        "{}",
+        b.text("#cfg-result").await
+    );
     b.fill("#cfg-token", TOKEN).await;
+    b.select("#cfg-w", "1").await;
+    b.select("#cfg-r", "5").await;
+    b.click("#cfg-apply").await;
+    b.wait_for("#quorum[data-w='1'][data-r='5']", PAGE, "W1 R5 in force")
+        .await;
     b.click("#cfg-delays").await;
     b.wait_for(
         "#delay-profile[data-on='true']",

@@ -63,13 +63,21 @@ async fn config_rejects_quorums_outside_one_to_n_and_applies_valid_ones_cluster_
         );
     }
 
-    // The delay profile is an admin change: 401 without the token, applied with it.
+    // With an admin token configured, W/R and delay changes need it: 401 without.
     let delays = json!({"delay_profile": {"send_ms": 0, "ack_ms": 5, "remote_read_ms": 0}});
+    for body in [delays.clone(), json!({"w": 1})] {
+        error(
+            c.post_config_as(1, body, None).await,
+            StatusCode::UNAUTHORIZED,
+        )
+        .await;
+    }
     error(
-        c.post_config(1, delays.clone()).await,
+        c.post_config_as(2, json!({"r": 5}), Some("wrong")).await,
         StatusCode::UNAUTHORIZED,
     )
     .await;
+    assert_eq!(c.config(3).await.r, 1, "refused changes change nothing");
     let ok = c
         .client
         .post(format!("{}/config", c.url(1)))
@@ -109,13 +117,21 @@ async fn a_change_sent_to_a_follower_is_in_force_on_every_node_when_it_answers()
         epoch: 99,
         origin: 3,
     };
-    let r = c
+    let without_secret = c
         .client
         .post(format!("{}/internal/config", c.url(2)))
         .json(&envelope)
         .send()
         .await
         .unwrap();
+    error(without_secret, StatusCode::UNAUTHORIZED).await;
+    let r = c
+        .post_internal(
+            2,
+            "/internal/config",
+            serde_json::to_value(envelope).unwrap(),
+        )
+        .await;
     let e = error(r, StatusCode::CONFLICT).await;
     assert!(e.error.contains("leader's log"), "{}", e.error);
     assert_eq!(c.config(2).await.r, 5);
@@ -256,13 +272,8 @@ async fn coordinated_reads_return_the_newest_copy_and_leave_replicas_to_the_log(
         c.local(3, "k").await.is_none(),
         "no read repair in leader-follower mode"
     );
-    let r = c
-        .client
-        .post(format!("{}/internal/repair", c.url(3)))
-        .json(&json!({"from": 1, "records": [{"key": "k", "value": "forged", "version": 9}]}))
-        .send()
-        .await
-        .unwrap();
+    let forged = json!({"from": 1, "records": [{"key": "k", "value": "forged", "version": 9}]});
+    let r = c.post_internal(3, "/internal/repair", forged).await;
     error(r, StatusCode::CONFLICT).await;
     wait_until(
         "follower 3 applied the write from the log",

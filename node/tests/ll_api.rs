@@ -302,26 +302,27 @@ async fn bad_internal_requests_are_json_errors() {
     // Malformed anti-entropy requests are 400; leaderless endpoints on a
     // standalone node are 409; a leaderless node id above 255 is refused.
     let c = start(2, 2, 1, |cfg| cfg.anti_entropy_ms = 0).await;
-    let url = format!("{}/internal/ll/digest", c.url(1));
     let digest = |shape: serde_json::Value, level: u32| json!({"from": 2, "session": 1, "shape": shape, "level": level, "nodes": [0]});
     for body in [
         digest(json!({"fanout": 2, "depth": 2}), 0),
         digest(json!({"fanout": 16, "depth": 3}), 9),
         json!({"from": 2}),
     ] {
-        let r = c.client.post(&url).json(&body).send().await.unwrap();
+        let r = common::post_signed(&c.client, &c.url(1), "/internal/ll/digest", 2, &body).await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{body}");
         let _: ErrorBody = r.json().await.unwrap();
     }
     c.stop().await;
 
     let standalone = TestNode::start(Config::for_tests(1)).await;
-    let r = reqwest::Client::new()
-        .post(format!("{}/internal/ll/write", standalone.url))
-        .json(&json!({"from": 2, "clock": 1, "records": []}))
-        .send()
-        .await
-        .unwrap();
+    let r = common::post_signed(
+        &reqwest::Client::new(),
+        &standalone.url,
+        "/internal/ll/write",
+        2,
+        &json!({"from": 2, "clock": 1, "records": []}),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
     let _: ErrorBody = r.json().await.unwrap();
     standalone.stop().await;

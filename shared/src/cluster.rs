@@ -6,6 +6,7 @@
 //! [`ConfigUpdate`].
 
 use crate::ids::{Mode, NodeId, Role};
+use crate::limits::MAX_DELAY_MS;
 use serde::{Deserialize, Serialize};
 
 /// Position in the leader's replication log (leader-follower mode).
@@ -88,7 +89,8 @@ impl ClusterConfig {
     /// A validated configuration.
     ///
     /// # Errors
-    /// When N is 0 or W or R is outside 1..=N.
+    /// When N is 0, W or R is outside 1..=N, or a delay is over
+    /// [`MAX_DELAY_MS`].
     pub fn new(n: u32, w: u32, r: u32, delay_profile: DelayProfile) -> Result<Self, ConfigError> {
         if n == 0 {
             return Err(ConfigError("n must be at least 1".into()));
@@ -100,12 +102,39 @@ impl ClusterConfig {
                 )));
             }
         }
+        let d = delay_profile;
+        for (name, ms) in [
+            ("send_ms", d.send_ms),
+            ("ack_ms", d.ack_ms),
+            ("remote_read_ms", d.remote_read_ms),
+        ] {
+            if ms > MAX_DELAY_MS {
+                return Err(ConfigError(format!(
+                    "delay_profile.{name} must be at most {MAX_DELAY_MS} ms, got {ms}"
+                )));
+            }
+        }
         Ok(Self {
             n,
             w,
             r,
             delay_profile,
         })
+    }
+
+    /// Checks a configuration that arrived over the network (its fields were
+    /// not built by [`ClusterConfig::new`]) against the cluster's N.
+    ///
+    /// # Errors
+    /// Another N, or anything [`ClusterConfig::new`] refuses.
+    pub fn check(&self, n: u32) -> Result<(), ConfigError> {
+        if self.n != n {
+            return Err(ConfigError(format!(
+                "the configuration is for n={}, this cluster has n={n}",
+                self.n
+            )));
+        }
+        Self::new(self.n, self.w, self.r, self.delay_profile).map(|_| ())
     }
 
     /// This configuration with `update` applied.
@@ -181,6 +210,43 @@ pub struct StatusResponse {
     /// Leader-follower mode: term, commit point, rollbacks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader_follower: Option<crate::leader_follower::LeaderFollowerStatus>,
+    /// What this node refused since it started, and its admin policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<SecurityStatus>,
+}
+
+/// Who may change the configuration of a node (`/status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AdminPolicy {
+    /// W/R and the delay profile need `Authorization: Bearer <admin token>`.
+    Token,
+    /// No admin token on a loopback-bound node: W/R may change, delays may not.
+    LoopbackQuorumsOnly,
+    /// No admin token on a node reachable from other hosts: every admin action is refused.
+    Disabled,
+}
+
+/// Counters of what a node refused since it started, each also logged.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityStatus {
+    /// Who may change W, R and the delays.
+    pub admin: Option<AdminPolicy>,
+    /// Connections open now.
+    pub open_connections: u64,
+    /// Connections closed at once because `--max-connections` were open.
+    pub refused_connections: u64,
+    /// Node-to-node requests without the cluster secret (401).
+    pub unauthenticated: u64,
+    /// Node-to-node messages with the secret but refused by validation (400).
+    pub invalid_messages: u64,
+    /// Requests for a host the node does not answer to, or cross-origin
+    /// writes from an origin it does not allow (403).
+    pub foreign_requests: u64,
+    /// Admin actions refused (401/403).
+    pub refused_admin: u64,
+    /// `/events` streams refused because `--max-event-streams` were open (503).
+    pub refused_event_streams: u64,
 }
 
 #[cfg(test)]
@@ -213,5 +279,26 @@ mod tests {
             delay_profile: None,
         };
         assert_eq!((c.with(&good).unwrap().w, c.with(&good).unwrap().r), (1, 5));
+        let slow = ConfigUpdate {
+            delay_profile: Some(DelayProfile {
+                send_ms: u32::MAX,
+                ack_ms: 0,
+                remote_read_ms: 0,
+            }),
+            ..Default::default()
+        };
+        assert!(c
+            .with(&slow)
+            .unwrap_err()
+            .0
+            .contains("send_ms must be at most 10000 ms"));
+        let forged = ClusterConfig { w: 0, ..c };
+        assert!(forged.check(5).is_err());
+        assert!(c
+            .check(3)
+            .unwrap_err()
+            .0
+            .contains("n=5, this cluster has n=3"));
+        assert!(c.check(5).is_ok());
     }
 }

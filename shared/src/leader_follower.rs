@@ -174,11 +174,23 @@ pub struct AppendResponse {
     /// Identifies the follower's process life: a new value tells the leader
     /// the follower restarted and forgot its log.
     pub life: u64,
+    /// Answer to a snapshot chunk that did not complete it: how many records
+    /// of that snapshot the follower holds so far (send from there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staged: Option<u64>,
 }
 
-/// Body of `POST /internal/lf/snapshot`: the leader's committed state.
+/// Body of `POST /internal/lf/snapshot`: one chunk of the leader's committed
+/// state. A snapshot travels in chunks of bounded size; the follower stages
+/// them and installs the whole once the chunk with `done` arrives.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotRequest {
+    /// Position of this chunk's first record among the snapshot's records.
+    #[serde(default)]
+    pub offset: u64,
+    /// Whether this chunk is the last one.
+    #[serde(default = "last_by_default")]
+    pub done: bool,
     /// The leader's term.
     pub term: Term,
     /// The leader.
@@ -187,7 +199,7 @@ pub struct SnapshotRequest {
     pub last_index: Seq,
     /// Term of that entry.
     pub last_term: Term,
-    /// Every key with its value and version at `last_index`.
+    /// This chunk's records (of every key with its value and version at `last_index`).
     pub records: Vec<Record>,
     /// The version floor in force at `last_index` (0: no term started yet).
     pub floor: Version,
@@ -211,6 +223,11 @@ pub struct SnapshotRequest {
     pub leader_last: Seq,
     /// As in [`AppendRequest::sent_at_ms`].
     pub sent_at_ms: u64,
+}
+
+/// A snapshot message without `done` is a whole snapshot in one chunk.
+fn last_by_default() -> bool {
+    true
 }
 
 /// A write that a node undid because the elected leader's log does not

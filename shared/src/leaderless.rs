@@ -170,8 +170,11 @@ pub struct FetchResponse {
     pub node_id: NodeId,
     /// Its clock reading.
     pub clock: Version,
-    /// The records.
+    /// The records (at most about 4 MiB of them).
     pub records: Vec<Record>,
+    /// Requested keys left out to keep the answer small: ask again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unsent: Vec<String>,
 }
 
 /// The last completed anti-entropy round of a node.

@@ -11,6 +11,31 @@ pub const MAX_BODY_BYTES: u32 = 128 * 1024;
 pub const MAX_KEY_BYTES: u32 = 256;
 /// Longest accepted value, in bytes of UTF-8. Longer values get 413.
 pub const MAX_VALUE_BYTES: u32 = 64 * 1024;
+/// Largest accepted node-to-node body, in bytes (a batch of entries, a
+/// snapshot chunk, a page of anti-entropy keys). Senders keep below it.
+pub const MAX_INTERNAL_BODY_BYTES: u32 = 8 * 1024 * 1024;
+/// Soft limit on the payload of one node-to-node batch (replicated writes,
+/// hints, anti-entropy records), in bytes; a single larger record still
+/// travels alone. Half of [`MAX_INTERNAL_BODY_BYTES`], for the JSON around it.
+pub const MAX_BATCH_BYTES: u32 = 4 * 1024 * 1024;
+
+/// Approximate bytes of a record of `key` and `value` in a message.
+pub fn record_bytes(key: &str, value: &str) -> usize {
+    key.len() + value.len() + 64
+}
+/// Longest artificial delay of the delay profile, in ms (each of the three).
+pub const MAX_DELAY_MS: u32 = 10_000;
+/// Highest term or configuration epoch a node accepts: far above anything a
+/// real cluster reaches, low enough that no arithmetic on it overflows.
+pub const MAX_TERM: u64 = 1 << 48;
+
+/// Most term runs (first index, term) a leader-follower log remembers of its
+/// compacted part and a snapshot carries; older ones are forgotten (an index
+/// whose term is forgotten is served by a snapshot, never guessed).
+pub const MAX_TERM_RUNS: usize = 4096;
+/// Highest counter version (standalone and leader-follower modes): a write
+/// whose next version would pass it is refused (409) instead of wrapping.
+pub const MAX_VERSION: u64 = 1 << 62;
 
 /// Why a key or value was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,13 +46,17 @@ pub enum InputError {
     KeyTooLong(u32),
     /// The value is longer than [`MAX_VALUE_BYTES`]; carries its length.
     ValueTooLong(u32),
+    /// The key holds a control character (NUL, newline…); carries its code.
+    ControlCharacter(u32),
 }
 
 impl InputError {
     /// The HTTP status that reports this error.
     pub fn status(&self) -> u16 {
         match self {
-            InputError::EmptyKey | InputError::KeyTooLong(_) => 400,
+            InputError::EmptyKey | InputError::KeyTooLong(_) | InputError::ControlCharacter(_) => {
+                400
+            }
             InputError::ValueTooLong(_) => 413,
         }
     }
@@ -46,6 +75,12 @@ impl std::fmt::Display for InputError {
                     "value is {n} bytes; the limit is {MAX_VALUE_BYTES} bytes"
                 )
             }
+            InputError::ControlCharacter(c) => {
+                write!(
+                    f,
+                    "key must not contain control characters (found U+{c:04X})"
+                )
+            }
         }
     }
 }
@@ -62,7 +97,10 @@ pub fn validate_key(key: &str) -> Result<(), InputError> {
     match byte_len(key) {
         0 => Err(InputError::EmptyKey),
         n if n > MAX_KEY_BYTES => Err(InputError::KeyTooLong(n)),
-        _ => Ok(()),
+        _ => match key.chars().find(|c| c.is_control()) {
+            Some(c) => Err(InputError::ControlCharacter(u32::from(c))),
+            None => Ok(()),
+        },
     }
 }
 
@@ -105,5 +143,16 @@ mod tests {
         );
         let value = "v".repeat(MAX_VALUE_BYTES as usize + 1);
         assert_eq!(validate_set(&req("k", &value)).unwrap_err().status(), 413);
+    }
+
+    #[test]
+    fn keys_with_control_characters_are_refused() {
+        assert_eq!(validate_key("a\0b"), Err(InputError::ControlCharacter(0)));
+        assert_eq!(validate_key("a\nb").unwrap_err().status(), 400);
+        assert!(validate_key("a\nb")
+            .unwrap_err()
+            .to_string()
+            .contains("U+000A"));
+        assert_eq!(validate_key("été/ä b"), Ok(()));
     }
 }

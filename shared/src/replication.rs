@@ -10,9 +10,29 @@
 //! | `POST /internal/repair` | [`RepairRequest`] | [`RepairResponse`] | leaderless read coordinator → stale replica: newer records seen by a read |
 //! | `POST /internal/config` | [`ConfigEnvelope`] | [`ConfigEnvelope`] | leaderless: any node → every peer, a changed W/R or delay profile; leader-follower: a follower → the leader, a change to carry out |
 
+//!
+//! # Authentication
+//! Every node-to-node request carries the headers below, and every answer
+//! [`SIGNATURE_HEADER`]: HMAC-SHA256 under the cluster secret, which itself
+//! never travels. A request is signed over its method, path and query,
+//! [`FROM_HEADER`], [`TIME_HEADER`] and the SHA-256 of its body
+//! ([`BODY_DIGEST_HEADER`]); an answer over the request's signature, its
+//! status and the SHA-256 of its body. See `kv_node::security`.
+
 use crate::cluster::ClusterConfig;
 use crate::ids::{NodeId, Version};
 use serde::{Deserialize, Serialize};
+
+/// The sending node's id.
+pub const FROM_HEADER: &str = "x-kv-from";
+/// The sender's wall clock when it signed, in ms since the Unix epoch.
+pub const TIME_HEADER: &str = "x-kv-time";
+/// Lower-case hex SHA-256 of the body (of the empty body for a GET).
+pub const BODY_DIGEST_HEADER: &str = "x-kv-body-sha256";
+/// Lower-case hex HMAC-SHA256 of the request (or, on an answer, of the answer).
+pub const SIGNATURE_HEADER: &str = "x-kv-signature";
+/// Most a request's [`TIME_HEADER`] may differ from the receiver's clock, in ms.
+pub const SIGNATURE_WINDOW_MS: u64 = 60_000;
 
 /// A key with its value and version: the unit of snapshots and read repair.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -197,7 +197,7 @@ pub async fn run_op(base: &str, request: OpRequest) -> OpOutcome {
 }
 
 /// `POST /config` on the node that served the page. Changing the delay
-/// profile needs the admin token; W and R do not.
+/// profile needs the admin token, and so do W and R on a node that has one.
 pub async fn change_config(
     update: ConfigUpdate,
     token: Option<String>,

@@ -31,6 +31,7 @@ pub fn spec(kind: ClusterKind, n: u32) -> ClusterSpec {
         node_bin: node_bin(),
         log_dir: None,
         extra_args: Vec::new(),
+        env: Vec::new(),
     }
 }
 

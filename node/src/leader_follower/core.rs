@@ -18,10 +18,12 @@ use kv_shared::leader_follower::{
     AppendRequest, AppendResponse, Command, LogEntry, RolledBackWrite, SnapshotRequest,
     VoteRequest, VoteResponse,
 };
+use kv_shared::replication::Record;
 use kv_shared::{NodeId, Term, Version, WriteStatus};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Most rolled-back writes kept for `/status`.
@@ -40,8 +42,14 @@ pub struct Settings {
     pub max_batch: usize,
     /// Committed entries kept for catch-up; a follower further behind gets a snapshot.
     pub log_capacity: usize,
+    /// The same in bytes (whichever limit is reached first).
+    pub log_capacity_bytes: usize,
     /// Most entries the leader holds beyond its commit point; further writes wait.
     pub window: u64,
+    /// The same in bytes.
+    pub window_bytes: usize,
+    /// Most bytes of records in one snapshot chunk.
+    pub snapshot_chunk_bytes: usize,
     /// How long a node trusts the configuration it last heard from a leader.
     pub lease: Duration,
     /// Added to the lease by a leader that waits for a silent node's to end
@@ -204,6 +212,11 @@ pub enum ProposeError {
     },
     /// A configuration change is in progress (leader only).
     ChangeInProgress,
+    /// The key is at the highest version the cluster hands out.
+    VersionExhausted {
+        /// Its version.
+        version: Version,
+    },
 }
 
 /// A write the leader accepted.
@@ -263,17 +276,23 @@ struct Position {
 }
 
 /// A node that started knows nothing of what it held before (everything is
-/// in memory): it may have acknowledged writes and granted votes it forgot.
-/// Until a leader has caught it up, it votes only for candidates at least as
-/// up to date as what it learned from its peers — from a majority of nodes
-/// that are not in the same situation, or from every peer — so that its vote
-/// cannot elect a leader missing a committed entry it once held.
+/// in memory): it may have acknowledged writes and granted votes it forgot,
+/// and it does not know the current term. Until a leader has caught it up it
+/// keeps asking its peers (probes, every heartbeat) where their logs end, and:
+/// - it follows a leader only once it knows the current term: from a
+///   majority of nodes that did not lose their memory (one of them voted in
+///   the newest election), or from fresh answers of every peer — so it cannot
+///   keep a deposed leader of an older term in power;
+/// - it votes (and campaigns) only with fresh answers of every peer (within
+///   an election timeout), and only for a log at least as up to date as the
+///   most up-to-date of them — so its vote cannot elect a leader missing a
+///   committed entry it once held and forgot. In a brand-new cluster every
+///   answer is empty, and the first election needs every node up.
 #[derive(Debug)]
 struct Amnesia {
-    since: Instant,
-    answers: BTreeMap<NodeId, Position>,
-    /// The least up-to-date log it votes for, once known.
-    floor: Option<(Term, Seq)>,
+    answers: BTreeMap<NodeId, (Position, Instant)>,
+    /// Whether it knows the current term (and may follow a leader).
+    term_known: bool,
     last_probe: Option<Instant>,
 }
 
@@ -298,11 +317,31 @@ struct Progress {
     acked_sent_ms: u64,
     /// The follower's process life, as its last answer gave it.
     life: Option<u64>,
+    /// The snapshot being sent to this follower, and how many of its
+    /// records the follower confirmed staging.
+    snapshot: Option<(Arc<SnapshotPlan>, u64)>,
     /// Send stamps of messages whose fate is unknown (no answer, no refusal).
     unsure: BTreeSet<u64>,
     /// The newest send stamp of a message the follower may have received
     /// (answered, or failed in a way that does not rule delivery out).
     delivered_ms: u64,
+}
+
+/// A snapshot the leader sends in chunks: the message without records, and
+/// every record of the committed state it describes.
+#[derive(Debug)]
+struct SnapshotPlan {
+    head: SnapshotRequest,
+    records: Vec<Record>,
+}
+
+/// The chunks a follower staged of one snapshot.
+#[derive(Debug)]
+struct Staging {
+    term: Term,
+    last_index: Seq,
+    last_term: Term,
+    records: Vec<Record>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -377,6 +416,8 @@ pub struct Core {
     resets: u64,
     /// This process life, sent in every answer to a leader.
     life: u64,
+    /// The snapshot chunks received so far (follower).
+    staging: Option<Staging>,
     /// Writes this node acknowledged as leader that are not committed yet.
     acked_uncommitted: BTreeSet<Seq>,
     rng: ChaCha8Rng,
@@ -430,14 +471,15 @@ impl Core {
             lease_until_ms: 0,
             catching_up: Some(None),
             amnesia: Some(Amnesia {
-                since: now,
                 answers: BTreeMap::new(),
-                floor: None,
+                term_known: false,
                 last_probe: None,
             }),
             all,
             resets: 0,
-            life: seed ^ wall_ms.rotate_left(17),
+            // Ordered by start time (a later life is larger), random below.
+            life: (wall_ms << 16) | (seed & 0xFFFF),
+            staging: None,
             acked_uncommitted: BTreeSet::new(),
             rng: ChaCha8Rng::seed_from_u64(seed ^ u64::from(id).wrapping_mul(0x9E37_79B9)),
             wall_origin: (now, wall_ms),
@@ -677,23 +719,17 @@ impl Core {
         }
     }
 
-    /// Asks the peers that have not answered yet where their logs end, every
-    /// heartbeat, until the node knows whom it may vote for.
+    /// Asks every peer where its log ends, every heartbeat, until a leader
+    /// has caught this node up (see [`Amnesia`]).
     fn probe(&mut self, now: Instant) {
         let heartbeat = self.settings.heartbeat;
         let Some(a) = &mut self.amnesia else {
             return;
         };
-        if a.floor.is_some() || a.last_probe.is_some_and(|t| now < t + heartbeat) {
+        if a.last_probe.is_some_and(|t| now < t + heartbeat) {
             return;
         }
         a.last_probe = Some(now);
-        let silent: Vec<NodeId> = self
-            .peers
-            .iter()
-            .copied()
-            .filter(|p| !a.answers.contains_key(p))
-            .collect();
         let req = VoteRequest {
             term: self.term,
             candidate: self.id,
@@ -702,13 +738,12 @@ impl Core {
             pre_vote: false,
             probe: true,
         };
-        for to in silent {
+        for to in self.peers.clone() {
             self.outputs.push(Output::Send {
                 to,
                 msg: Message::Vote(req),
             });
         }
-        self.settle_floor(now);
     }
 
     /// Records a peer's position, learned from its answer to a vote or probe.
@@ -716,52 +751,72 @@ impl Core {
         if let Some(a) = &mut self.amnesia {
             a.answers.insert(
                 resp.from,
-                Position {
-                    term: resp.term,
-                    last: (resp.last_term, resp.last_index),
-                    catching_up: resp.catching_up,
-                },
+                (
+                    Position {
+                        term: resp.term,
+                        last: (resp.last_term, resp.last_index),
+                        catching_up: resp.catching_up,
+                    },
+                    now,
+                ),
             );
         }
-        self.settle_floor(now);
+        self.learn_term(now);
     }
 
-    /// Decides, once enough peers answered, the least up-to-date log this
-    /// node will vote for: the most up-to-date one among the answers and its
-    /// own. Enough is a majority of nodes that are not catching up themselves
-    /// (one of them holds every committed entry while at most a minority of
-    /// nodes lost their memory), or every peer; or, after two election
-    /// timeouts, a majority of nodes that all just started empty in term 0
-    /// (a new cluster: nothing exists anywhere yet).
-    fn settle_floor(&mut self, now: Instant) {
-        let m = majority(self.peers.len() + 1);
-        let window = self.settings.election_timeout * 2;
+    /// The answers of peers received within the last election timeout.
+    fn fresh_answers(&self, now: Instant) -> Vec<Position> {
+        let timeout = self.settings.election_timeout;
+        self.amnesia
+            .as_ref()
+            .map(|a| {
+                a.answers
+                    .values()
+                    .filter(|(_, at)| now.saturating_duration_since(*at) < timeout)
+                    .map(|(p, _)| *p)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// For a node that lost its memory: the least up-to-date log it may vote
+    /// (or campaign) for — the most up-to-date among fresh answers of every
+    /// peer and its own — or `None` while some peer has not answered lately.
+    fn vote_floor(&self, now: Instant) -> Option<(Term, Seq)> {
+        let fresh = self.fresh_answers(now);
+        if fresh.len() < self.peers.len() {
+            return None;
+        }
         let own = (self.log.last_term(), self.log.last_index());
+        Some(fresh.iter().map(|p| p.last).fold(own, std::cmp::max))
+    }
+
+    /// Learns the current term once enough peers answered (see [`Amnesia`]).
+    fn learn_term(&mut self, now: Instant) {
+        let m = majority(self.peers.len() + 1);
+        let everyone = self.fresh_answers(now).len() >= self.peers.len();
         let Some(a) = &mut self.amnesia else {
             return;
         };
-        if a.floor.is_some() {
+        if a.term_known {
             return;
         }
-        let settled = a.answers.values().filter(|p| !p.catching_up).count() >= m;
-        let everyone = a.answers.len() >= self.peers.len();
-        let new_cluster = now >= a.since + window
-            && a.answers.len() + 1 >= m
-            && own == (0, 0)
-            && self.term == 0
-            && a.answers
-                .values()
-                .all(|p| p.catching_up && p.last == (0, 0) && p.term == 0);
-        if !(settled || everyone || new_cluster) {
+        let remembering = a.answers.values().filter(|(p, _)| !p.catching_up).count();
+        if !(remembering >= m || everyone) {
             return;
         }
-        let floor = a.answers.values().map(|p| p.last).fold(own, std::cmp::max);
-        let max_term = a.answers.values().map(|p| p.term).max().unwrap_or(0);
-        a.floor = Some(floor);
+        a.term_known = true;
+        let max_term = a.answers.values().map(|(p, _)| p.term).max().unwrap_or(0);
         if max_term > self.term {
             self.term = max_term;
             self.voted_for = None;
+            self.role = RoleState::Follower { leader: None };
         }
+    }
+
+    /// Whether this node may follow a leader now (it knows the current term).
+    fn may_follow(&self) -> bool {
+        self.amnesia.as_ref().is_none_or(|a| a.term_known)
     }
 
     /// The next term this node may campaign in: terms belong to the nodes in
@@ -771,8 +826,8 @@ impl Core {
         let n = self.all.len() as u64;
         let pos = self.all.iter().position(|&i| i == self.id).unwrap_or(0) as u64;
         let want = (pos + 1) % n;
-        let t0 = above + 1;
-        t0 + (want + n - t0 % n) % n
+        let t0 = above.saturating_add(1);
+        t0.saturating_add((want + n - t0 % n) % n)
     }
 
     /// The node a term belongs to.
@@ -798,9 +853,13 @@ impl Core {
 
     fn start_pre_vote(&mut self, now: Instant) {
         self.reset_election_timer(now);
-        if self.amnesia.as_ref().is_some_and(|a| a.floor.is_none()) {
-            // It may not even know the current term: learn first.
-            return;
+        if self.amnesia.is_some() {
+            // A node that lost its memory campaigns only with a log at least
+            // as up to date as every peer's (it would vote for no less).
+            let own = (self.log.last_term(), self.log.last_index());
+            if self.vote_floor(now).is_none_or(|f| own < f) {
+                return;
+            }
         }
         let term = self.next_owned_term(self.term);
         if self.peers.is_empty() {
@@ -885,11 +944,11 @@ impl Core {
             return false;
         }
         let mut up_to_date = !self.log_is_behind(req.last_term, req.last_index);
-        if let Some(a) = &self.amnesia {
+        if self.amnesia.is_some() {
             // It may have forgotten entries it held: only a candidate at least
-            // as up to date as what its peers hold can have them.
-            up_to_date &= a
-                .floor
+            // as up to date as every peer can have them.
+            up_to_date &= self
+                .vote_floor(now)
                 .is_some_and(|f| (req.last_term, req.last_index) >= f);
         }
         if req.pre_vote {
@@ -1014,7 +1073,11 @@ impl Core {
         let floor = if prior_floor == 0 && self.log.max_version() == 0 {
             1
         } else {
-            self.log.max_version().max(prior_floor) + window + 1
+            self.log
+                .max_version()
+                .max(prior_floor)
+                .saturating_add(window)
+                .saturating_add(1)
         };
         let last = self.log.last_index();
         let progress = self
@@ -1034,6 +1097,7 @@ impl Core {
                         config_index: 0,
                         acked_sent_ms: 0,
                         life: None,
+                        snapshot: None,
                         unsure: BTreeSet::new(),
                         delivered_ms: 0,
                     },
@@ -1104,7 +1168,11 @@ impl Core {
             }
         };
         let window = self.settings.window;
-        if self.log.last_index().saturating_sub(self.commit) >= window {
+        let entry_size = kv_shared::limits::record_bytes(key, &value);
+        let unsettled = self.log.unsettled_bytes();
+        if self.log.last_index().saturating_sub(self.commit) >= window
+            || (unsettled > 0 && unsettled + entry_size > self.settings.window_bytes)
+        {
             return Err(ProposeError::WindowFull { window });
         }
         let current = self.log.store().get(key);
@@ -1113,10 +1181,14 @@ impl Core {
         } else {
             WriteStatus::Created
         };
-        let version = current
-            .map_or(0, |e| e.version)
-            .saturating_add(1)
-            .max(floor);
+        let current_version = current.map_or(0, |e| e.version);
+        let version = current_version
+            .checked_add(1)
+            .map(|v| v.max(floor))
+            .filter(|&v| v <= kv_shared::limits::MAX_VERSION)
+            .ok_or(ProposeError::VersionExhausted {
+                version: current_version,
+            })?;
         let index = self.log.last_index() + 1;
         let entry = LogEntry {
             index,
@@ -1405,7 +1477,29 @@ impl Core {
         let idle = p.last_sent.is_none_or(|t| now >= t + heartbeat);
         let msg = if behind && p.in_flight.is_none() {
             if p.next <= self.log.base().index {
-                Message::Snapshot(self.snapshot(now))
+                let base = self.log.base().index;
+                let (plan, offset) = match &p.snapshot {
+                    Some((plan, staged)) => (plan.clone(), *staged),
+                    // One copy of the committed state serves every follower
+                    // that needs a snapshot, while the log still follows it.
+                    None => match l
+                        .progress
+                        .values()
+                        .filter_map(|q| q.snapshot.as_ref())
+                        .map(|(plan, _)| plan)
+                        .find(|plan| plan.head.last_index >= base)
+                    {
+                        Some(shared) => (shared.clone(), 0),
+                        None => (Arc::new(self.snapshot_plan()), 0),
+                    },
+                };
+                let chunk = self.snapshot_chunk(&plan, offset, now);
+                if let RoleState::Leader(l) = &mut self.role {
+                    if let Some(p) = l.progress.get_mut(&to) {
+                        p.snapshot = Some((plan, offset));
+                    }
+                }
+                Message::Snapshot(chunk)
             } else {
                 let entries = self.log.entries_from(p.next, self.settings.max_batch);
                 Message::Append(self.append_request(p.next - 1, entries, now))
@@ -1460,36 +1554,85 @@ impl Core {
         }
     }
 
-    fn snapshot(&self, now: Instant) -> SnapshotRequest {
+    /// The committed state at the commit index, to send in chunks.
+    fn snapshot_plan(&self) -> SnapshotPlan {
         let at = self.commit;
         let base: Base = self.log.base_at(at);
         let (config, config_index) = self.log.config();
-        SnapshotRequest {
-            term: self.term,
-            leader: self.id,
-            last_index: at,
-            last_term: base.term,
+        SnapshotPlan {
+            head: SnapshotRequest {
+                offset: 0,
+                done: false,
+                term: self.term,
+                leader: self.id,
+                last_index: at,
+                last_term: base.term,
+                records: Vec::new(),
+                floor: base.floor,
+                window: base.window,
+                max_version: self.log.max_version(),
+                base_config: base.config,
+                base_config_index: base.config_index,
+                config,
+                config_index,
+                terms: self.log.terms_through(at),
+                leader_last: self.log.last_index(),
+                sent_at_ms: 0,
+            },
             records: self.log.records_at(at),
-            floor: base.floor,
-            window: base.window,
-            max_version: self.log.max_version(),
-            base_config: base.config,
-            base_config_index: base.config_index,
+        }
+    }
+
+    /// The chunk of `plan` that starts at record `offset`: at most about
+    /// `snapshot_chunk_bytes` (at least one record).
+    fn snapshot_chunk(&self, plan: &SnapshotPlan, offset: u64, now: Instant) -> SnapshotRequest {
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(plan.records.len());
+        let mut bytes = 0usize;
+        let records: Vec<Record> = plan.records[start..]
+            .iter()
+            .take_while(|r| {
+                let first = bytes == 0;
+                bytes += kv_shared::limits::record_bytes(&r.key, &r.value);
+                first || bytes <= self.settings.snapshot_chunk_bytes
+            })
+            .cloned()
+            .collect();
+        let (config, config_index) = self.log.config();
+        SnapshotRequest {
+            offset,
+            done: start + records.len() >= plan.records.len(),
+            records,
+            term: self.term,
             config,
             config_index,
-            terms: self.log.terms_through(at),
             leader_last: self.log.last_index(),
             sent_at_ms: self.wall(now),
+            ..plan.head.clone()
         }
     }
 
     /// A follower's answer to an append or snapshot message.
     pub fn on_append_response(&mut self, resp: AppendResponse, now: Instant) {
+        // A leader that was paused or cut off may not lead any more: it
+        // checks before it answers with anything new (a fresh message would
+        // renew a follower's trust in its configuration).
+        self.check_quorum(now);
+        let last_index = self.log.last_index();
         if resp.term > self.term {
             self.become_follower(resp.term, None, now, "a follower has a newer term");
             return;
         }
         if resp.term < self.term {
+            // The follower answered from an older term (it may not know the
+            // current one yet): it is alive, so whatever was in flight to it is
+            // over; nothing else in the answer counts.
+            if let RoleState::Leader(l) = &mut self.role {
+                if let Some(p) = l.progress.get_mut(&resp.from) {
+                    p.in_flight = None;
+                }
+            }
             return;
         }
         let RoleState::Leader(l) = &mut self.role else {
@@ -1498,11 +1641,20 @@ impl Core {
         let Some(p) = l.progress.get_mut(&resp.from) else {
             return;
         };
+        match p.life {
+            // An answer of an earlier life of the follower, arriving late: it
+            // speaks of what the follower has forgotten.
+            Some(l) if resp.life < l => return,
+            Some(l) if resp.life > l => {
+                // The follower restarted: it holds nothing it acknowledged before.
+                p.matched = 0;
+                p.config_index = 0;
+                p.in_flight = None;
+            }
+            _ => {}
+        }
         if p.life.is_some_and(|l| l != resp.life) {
-            // The follower restarted: it holds nothing it acknowledged before.
-            p.matched = 0;
-            p.config_index = 0;
-            p.in_flight = None;
+            p.snapshot = None;
         }
         p.life = Some(resp.life);
         p.unsure.remove(&resp.sent_at_ms);
@@ -1512,13 +1664,25 @@ impl Core {
         p.retry_at = None;
         p.config_index = p.config_index.max(resp.config_index);
         p.acked_sent_ms = p.acked_sent_ms.max(resp.sent_at_ms);
-        if resp.success {
-            p.matched = p.matched.max(resp.match_index);
+        if let Some(staged) = resp.staged {
+            // A snapshot chunk staged: the next chunk starts where it stopped.
+            if let Some((_, at)) = &mut p.snapshot {
+                *at = staged;
+            }
+            p.in_flight = None;
+        } else if resp.success {
+            // Never more than this leader holds, whatever a follower says.
+            let matched = resp.match_index.min(last_index);
+            p.matched = p.matched.max(matched);
             p.next = p.next.max(p.matched + 1);
-            if p.in_flight
-                .is_some_and(|(upto, _)| resp.match_index >= upto)
-            {
+            if p.in_flight.is_some_and(|(upto, _)| matched >= upto) {
                 p.in_flight = None;
+            }
+            if p.snapshot
+                .as_ref()
+                .is_some_and(|(plan, _)| matched >= plan.head.last_index)
+            {
+                p.snapshot = None;
             }
         } else {
             // The follower's log differs before `next`: retry from where it says,
@@ -1601,7 +1765,8 @@ impl Core {
         }
         self.commit = index;
         self.log.settle(index);
-        self.log.compact(self.settings.log_capacity);
+        self.log
+            .compact(self.settings.log_capacity, self.settings.log_capacity_bytes);
         self.acked_uncommitted.retain(|&i| i > index);
         let term = self.term;
         let mut started_now = false;
@@ -1668,12 +1833,21 @@ impl Core {
             config_index: self.adopted.2,
             sent_at_ms,
             life: self.life,
+            staged: None,
         }
     }
 
     /// Entries (or a heartbeat) from the leader.
     pub fn on_append(&mut self, req: AppendRequest, now: Instant) -> AppendResponse {
         let stamp = req.sent_at_ms;
+        if !self.may_follow() {
+            // It does not know the current term yet: this may be a deposed
+            // leader. The answer (in this node's older term) is ignored.
+            return AppendResponse {
+                term: 0,
+                ..self.reply(false, 0, 0, stamp)
+            };
+        }
         if req.term < self.term {
             return self.reply(false, 0, 0, stamp);
         }
@@ -1715,7 +1889,7 @@ impl Core {
                         // possible when a majority of nodes restarted empty
                         // (beyond what the protocol survives). Start over as a
                         // node that lost its memory, and follow the leader.
-                        self.reset_after_majority_loss(index, now);
+                        self.reset_after_majority_loss(index);
                         return self.reply(false, 0, 1, stamp);
                     }
                     let undone = self.log.truncate_from(index);
@@ -1735,6 +1909,12 @@ impl Core {
     /// The leader's committed state, for a follower its log cannot catch up.
     pub fn on_snapshot(&mut self, req: SnapshotRequest, now: Instant) -> AppendResponse {
         let stamp = req.sent_at_ms;
+        if !self.may_follow() {
+            return AppendResponse {
+                term: 0,
+                ..self.reply(false, 0, 0, stamp)
+            };
+        }
         if req.term < self.term || (self.is_leader() && req.term == self.term) {
             return self.reply(false, 0, 0, stamp);
         }
@@ -1746,6 +1926,7 @@ impl Core {
             now,
         );
         if req.last_index <= self.commit {
+            self.staging = None;
             let m = self.commit;
             self.note_catch_up(req.leader_last, m);
             return self.reply(true, m, 0, stamp);
@@ -1756,6 +1937,42 @@ impl Core {
             self.note_catch_up(req.leader_last, req.last_index);
             return self.reply(true, req.last_index, 0, stamp);
         }
+        // Stage the chunk; install once the last one is here.
+        let fits = self.staging.as_ref().is_some_and(|st| {
+            (st.term, st.last_index, st.last_term) == (req.term, req.last_index, req.last_term)
+                && st.records.len() as u64 == req.offset
+        });
+        if req.offset == 0 && !fits {
+            self.staging = Some(Staging {
+                term: req.term,
+                last_index: req.last_index,
+                last_term: req.last_term,
+                records: Vec::new(),
+            });
+        } else if !fits {
+            // A chunk out of order (or of another snapshot): say where we are.
+            let staged = self
+                .staging
+                .as_ref()
+                .filter(|st| (st.term, st.last_index) == (req.term, req.last_index))
+                .map_or(0, |st| st.records.len() as u64);
+            return AppendResponse {
+                staged: Some(staged),
+                ..self.reply(false, 0, 0, stamp)
+            };
+        }
+        let mut req = req;
+        if let Some(st) = &mut self.staging {
+            st.records.append(&mut req.records);
+            if !req.done {
+                let staged = st.records.len() as u64;
+                return AppendResponse {
+                    staged: Some(staged),
+                    ..self.reply(false, 0, 0, stamp)
+                };
+            }
+        }
+        let records = self.staging.take().map(|st| st.records).unwrap_or_default();
         // Undo everything uncommitted, then take the leader's state. An
         // undone entry survives if the leader's log has its term at its index.
         let undone = self.log.truncate_from(self.commit + 1);
@@ -1774,8 +1991,7 @@ impl Core {
             config: req.base_config,
             config_index: req.base_config_index,
         };
-        self.log
-            .install(base, req.terms, req.records, req.max_version);
+        self.log.install(base, req.terms, records, req.max_version);
         self.commit = req.last_index;
         self.note_catch_up(req.leader_last, req.last_index);
         self.reply(true, req.last_index, 0, stamp)
@@ -1784,7 +2000,7 @@ impl Core {
     /// Ends the catching-up of a started node once its log matches what the
     /// leader held when they first spoke (a new leader sets a new target: its
     /// log may be shorter than the last one's).
-    fn reset_after_majority_loss(&mut self, index: Seq, now: Instant) {
+    fn reset_after_majority_loss(&mut self, index: Seq) {
         self.resets += 1;
         tracing::error!(
             index,
@@ -1800,9 +2016,8 @@ impl Core {
         self.commit = 0;
         self.catching_up = Some(None);
         self.amnesia = Some(Amnesia {
-            since: now,
             answers: BTreeMap::new(),
-            floor: None,
+            term_known: true,
             last_probe: None,
         });
     }

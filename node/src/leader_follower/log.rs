@@ -15,6 +15,7 @@
 use crate::store::{Entry, Store};
 use kv_shared::cluster::{ClusterConfig, Seq};
 use kv_shared::leader_follower::{Command, LogEntry};
+use kv_shared::limits::MAX_TERM_RUNS;
 use kv_shared::replication::Record;
 use kv_shared::{Term, Version};
 use std::collections::{BTreeMap, VecDeque};
@@ -22,7 +23,7 @@ use std::time::Instant;
 
 /// Soft limit on the payload of one append message; a single larger entry
 /// still travels alone.
-pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+pub const MAX_BATCH_BYTES: usize = kv_shared::limits::MAX_BATCH_BYTES as usize;
 
 /// What the compacted prefix of the log (or an installed snapshot) leaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +65,9 @@ pub struct Log {
     /// What the latest entries set, kept up to date on every change (read on
     /// every step, so never computed by scanning the log there).
     latest: Latest,
+    /// Bytes of the held entries, and of the settled ones among them.
+    bytes: usize,
+    settled_bytes: usize,
 }
 
 /// The effect of the newest `TermStart` and `Config` entries (or the base).
@@ -96,7 +100,20 @@ impl Log {
                 window: 0,
                 config: (config, 0),
             },
+            bytes: 0,
+            settled_bytes: 0,
         }
+    }
+
+    /// Bytes of the entries above the commit point (what a leader's
+    /// uncommitted window holds).
+    pub fn unsettled_bytes(&self) -> usize {
+        self.bytes - self.settled_bytes
+    }
+
+    /// Bytes of every held entry.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Recomputes [`Latest`] from the base and the held entries (after a
@@ -167,13 +184,17 @@ impl Log {
         super::core::term_in_runs(&self.runs, index)
     }
 
-    /// The terms of every index up to `index` (settled or held), as runs.
+    /// The terms of every index up to `index` (settled or held), as runs:
+    /// the newest [`MAX_TERM_RUNS`].
     pub fn terms_through(&self, index: Seq) -> Vec<(Seq, Term)> {
         let mut runs = self.runs.clone();
         for s in self.slots.iter().take_while(|s| s.entry.index <= index) {
             if runs.last().is_none_or(|(_, t)| *t != s.entry.term) {
                 runs.push((s.entry.index, s.entry.term));
             }
+        }
+        if runs.len() > MAX_TERM_RUNS {
+            runs.drain(..runs.len() - MAX_TERM_RUNS);
         }
         runs
     }
@@ -245,6 +266,7 @@ impl Log {
             Command::TermStart { .. } | Command::Config { .. } => None,
         };
         self.latest.absorb(&entry);
+        self.bytes += entry_bytes(&entry);
         self.slots.push_back(Slot {
             entry,
             undo,
@@ -269,6 +291,7 @@ impl Log {
             let Some(slot) = self.slots.pop_back() else {
                 break;
             };
+            self.bytes -= entry_bytes(&slot.entry);
             if let (Command::Write { key, .. }, Some(prev)) = (&slot.entry.command, slot.undo) {
                 self.store.restore(key, prev);
             }
@@ -291,14 +314,16 @@ impl Log {
             {
                 if let Some(s) = self.slots.get_mut(offset) {
                     s.undo = None;
+                    self.settled_bytes += entry_bytes(&s.entry);
                 }
             }
         }
     }
 
-    /// Compacts settled entries while the log holds more than `capacity`.
-    pub fn compact(&mut self, capacity: usize) {
-        while self.slots.len() > capacity {
+    /// Compacts settled entries while the log holds more than `capacity`
+    /// entries or `capacity_bytes` bytes.
+    pub fn compact(&mut self, capacity: usize, capacity_bytes: usize) {
+        while self.slots.len() > capacity || self.bytes > capacity_bytes {
             let Some(front) = self.slots.front() else {
                 break;
             };
@@ -308,10 +333,16 @@ impl Log {
             let Some(slot) = self.slots.pop_front() else {
                 break;
             };
+            let size = entry_bytes(&slot.entry);
+            self.bytes -= size;
+            self.settled_bytes -= size;
             self.base.index = slot.entry.index;
             self.base.term = slot.entry.term;
             if self.runs.last().is_none_or(|(_, t)| *t != slot.entry.term) {
                 self.runs.push((slot.entry.index, slot.entry.term));
+                if self.runs.len() > MAX_TERM_RUNS {
+                    self.runs.drain(..self.runs.len() - MAX_TERM_RUNS);
+                }
             }
             match slot.entry.command {
                 Command::TermStart { floor, window } => {
@@ -400,6 +431,8 @@ impl Log {
     ) {
         self.store.replace_all(records);
         self.slots.clear();
+        self.bytes = 0;
+        self.settled_bytes = 0;
         self.base = base;
         self.runs = runs;
         self.settled = base.index;
@@ -434,7 +467,7 @@ impl Latest {
 /// Approximate bytes of an entry on the wire.
 pub fn entry_bytes(e: &LogEntry) -> usize {
     match &e.command {
-        Command::Write { key, value, .. } => key.len() + value.len() + 64,
+        Command::Write { key, value, .. } => kv_shared::limits::record_bytes(key, value),
         Command::TermStart { .. } | Command::Config { .. } => 64,
     }
 }
@@ -463,6 +496,25 @@ mod tests {
     fn sorted(mut r: Vec<Record>) -> Vec<(String, String, Version)> {
         r.sort_by(|a, b| a.key.cmp(&b.key));
         r.into_iter().map(|r| (r.key, r.value, r.version)).collect()
+    }
+
+    #[test]
+    fn compaction_remembers_a_bounded_number_of_term_runs() {
+        // One entry per term: every compacted entry starts a run.
+        let now = Instant::now();
+        let mut log = Log::new(Store::new(), config());
+        let total = (MAX_TERM_RUNS + 100) as Seq;
+        for i in 1..=total {
+            log.append(write(i, i, "k", "v", i), now);
+            log.settle(i);
+            log.compact(1, usize::MAX);
+        }
+        let runs = log.terms_through(total);
+        assert_eq!(runs.len(), MAX_TERM_RUNS);
+        assert_eq!(runs.last(), Some(&(total, total)));
+        // The newest compacted terms are known; forgotten ones are not guessed.
+        assert_eq!(log.term_of(total - 1), Some(total - 1));
+        assert_eq!(log.term_of(50), None);
     }
 
     #[test]
@@ -554,7 +606,9 @@ mod tests {
         log.append(write(3, 2, "k", "v", 1), now);
         log.append(write(4, 2, "k", "w", 2), now);
         log.settle(3);
-        log.compact(1);
+        // Only entry 4 (`k` = `w`) is above the commit point.
+        assert_eq!(log.unsettled_bytes(), "k".len() + "w".len() + 64);
+        log.compact(1, usize::MAX);
         assert_eq!(log.first_index(), 4, "only settled entries are compacted");
         assert_eq!((log.floor(), log.window(), log.config()), (1, 7, (c, 2)));
         assert_eq!(log.term_at(3), Some(2));
@@ -566,6 +620,13 @@ mod tests {
         assert!(
             log.entries_from(2, 10).is_empty(),
             "compacted entries are gone"
+        );
+        log.settle(4);
+        log.compact(1000, 1);
+        assert_eq!(
+            (log.first_index(), log.bytes()),
+            (5, 0),
+            "compaction by bytes too"
         );
     }
 }

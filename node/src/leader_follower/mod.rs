@@ -100,12 +100,19 @@
 //!   false` (and does not count itself): it may lack writes it once
 //!   acknowledged, and counting it would break R + W > N. `/status` shows
 //!   `catching_up`.
-//! - **Voting.** It votes only for candidates at least as up to date as
-//!   what it learned from its peers (probes answered with each peer's last
-//!   log position): from a majority of nodes that are not catching up
-//!   themselves, or from every peer (or, in a brand-new cluster where a
-//!   majority answered empty in term 0, nothing). Else its vote could elect a
-//!   leader missing a committed entry it used to hold.
+//! - **Following.** It probes its peers every heartbeat (where does your
+//!   log end, in which term?) and follows a leader only once it knows the
+//!   current term: from a majority of nodes that kept their memory, or from
+//!   fresh answers of every peer. Else it could keep a deposed leader of an
+//!   older term in power.
+//! - **Voting.** It votes (and campaigns) only with fresh answers (within an
+//!   election timeout) of every peer, and only for a log at least as up to
+//!   date as the most up-to-date of them. Else its vote could elect a leader
+//!   missing a committed entry it used to hold. The price is availability:
+//!   until a leader has caught it up, such a node counts for an election
+//!   only while every node answers, so an election after a restart needs a
+//!   majority of nodes that did not restart — and the first election of a
+//!   brand-new cluster (every node starts empty) needs every node up.
 //!
 //! If a majority of nodes lose their memory at once, committed writes can be
 //! lost (in-memory storage); a node that then meets a leader lacking an entry
@@ -163,13 +170,19 @@
 //! included), pauses, crashes and restarts from empty (at most a minority
 //! without memory at a time), client writes, reads and configuration
 //! changes, and checks the table's invariants after every step; a failing
-//! seed prints its trace and replays with `SIM_SEED=…`.
+//! seed prints its trace and replays with `SIM_SEED=…`. Its reads are
+//! idealised (R current replicas' stores read at one instant); the real read
+//! path, with its messages and timeouts, is tested over HTTP.
 //!
 //! # Implementation caveats
 //! - Everything is in memory; durability comes from replication only.
-//! - A snapshot is one message holding the whole committed store.
-//! - `/internal/*` endpoints are not authenticated: run the cluster on a
-//!   private network.
+//! - A snapshot travels in chunks of `--snapshot-chunk-bytes` (1 MiB),
+//!   staged by the follower and installed when the last one arrives; while
+//!   any follower is sent one, the leader holds one copy of the committed
+//!   store (shared by every follower that needs a snapshot).
+//! - Node-to-node messages are signed with the cluster secret (see
+//!   [`crate::security`]) but not encrypted: on an untrusted network, values
+//!   can be read in transit.
 //! - Membership is static (`--peers`); N cannot change.
 //! - A configuration change interrupted by a failover may leave the
 //!   intermediate phase (the larger W and R) in force; `POST /config` again.
@@ -188,6 +201,7 @@ use crate::error::AppError;
 use crate::events::wall_ms;
 use crate::store::Store;
 use crate::transport::TransportError;
+use crate::validate;
 use axum::http::StatusCode;
 use kv_shared::cluster::{ClusterConfig, ConfigUpdate, Seq, StatusResponse};
 use kv_shared::events::NodeEventKind;
@@ -291,7 +305,15 @@ pub fn settings(config: &Config, cluster: &Cluster) -> Settings {
         heartbeat: cluster.heartbeat(),
         max_batch: config.max_batch.max(1) as usize,
         log_capacity: config.log_capacity.max(1) as usize,
+        log_capacity_bytes: usize::try_from(config.log_capacity_bytes).unwrap_or(usize::MAX),
         window: config.max_uncommitted.max(1),
+        window_bytes: usize::try_from(config.max_uncommitted_bytes).unwrap_or(usize::MAX),
+        snapshot_chunk_bytes: usize::try_from(
+            config
+                .snapshot_chunk_bytes
+                .clamp(1, u64::from(kv_shared::limits::MAX_BATCH_BYTES)),
+        )
+        .unwrap_or(1024 * 1024),
         lease: Duration::from_millis(config.lease_ms).max(election_timeout),
         lease_margin: LEASE_MARGIN,
         // The HTTP timeout reports a lost message first; this only guards the core.
@@ -468,24 +490,25 @@ impl LeaderFollower {
             let notified = self.inner.stepped.notified();
             // Time spent waiting for the term to start counts against the timeout.
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let cluster = &self.inner.cluster;
             let attempt = self.step(|st, now| {
                 let p = st.core.propose(&req.key, req.value.clone(), left, now)?;
                 let (tx, rx) = oneshot::channel();
                 st.writes.insert(p.index, tx);
+                // Traced before its messages leave (they leave when the step ends).
+                cluster.events().trace_write(
+                    cluster.node_id(),
+                    p.index,
+                    Some(p.index),
+                    &req.key,
+                    p.version,
+                    p.required,
+                    &cluster.peers().ids(),
+                );
                 Ok((p, rx))
             });
             match attempt {
                 Ok((p, rx)) => {
-                    let cluster = &self.inner.cluster;
-                    cluster.events().trace_write(
-                        cluster.node_id(),
-                        p.index,
-                        Some(p.index),
-                        &req.key,
-                        p.version,
-                        p.required,
-                        &cluster.peers().ids(),
-                    );
                     let outcome = rx.await;
                     return self.answer_write(req, forwarded_by, p, outcome);
                 }
@@ -507,6 +530,15 @@ impl LeaderFollower {
                 }
                 Err(ProposeError::ChangeInProgress) => {
                     return Err(self.not_now(ProposeError::ChangeInProgress));
+                }
+                Err(ProposeError::VersionExhausted { version }) => {
+                    return Err(AppError::new(
+                        StatusCode::CONFLICT,
+                        format!(
+                            "`{}` is at version {version}, the highest the cluster hands out",
+                            req.key
+                        ),
+                    ));
                 }
             }
         }
@@ -608,6 +640,9 @@ impl LeaderFollower {
             ),
             ProposeError::ChangeInProgress => "a configuration change is in progress".into(),
             ProposeError::NotLeader { .. } => format!("node {me} is not the leader"),
+            ProposeError::VersionExhausted { version } => {
+                format!("the key is at version {version}, the highest the cluster hands out")
+            }
         };
         let mut err = AppError::new(StatusCode::SERVICE_UNAVAILABLE, message);
         err.body.leader = self.leader();
@@ -775,15 +810,38 @@ impl LeaderFollower {
         }
     }
 
+    /// Runs a check of [`crate::validate`] with what it needs of this node.
+    fn check(
+        &self,
+        f: impl FnOnce(&validate::Context<'_>) -> Result<(), AppError>,
+    ) -> Result<(), AppError> {
+        let cluster = &self.inner.cluster;
+        let peers = cluster.peers().ids();
+        let ctx = validate::Context {
+            me: cluster.node_id(),
+            peers: &peers,
+            n: cluster.config().n,
+        };
+        f(&ctx)
+    }
+
     /// `POST /internal/lf/vote`.
+    ///
+    /// # Errors
+    /// 400 for a malformed request (see [`crate::validate`]).
     pub fn on_vote(&self, req: VoteRequest) -> Result<VoteResponse, AppError> {
+        self.check(|c| validate::vote(c, &req))?;
         self.refuse_cut(req.candidate)?;
         Ok(self.step(|st, now| st.core.on_vote_request(req, now)))
     }
 
     /// `POST /internal/lf/append`: waits the ack delay (for entries), then
     /// steps the core.
+    ///
+    /// # Errors
+    /// 400 for a malformed request.
     pub async fn on_append(&self, req: AppendRequest) -> Result<AppendResponse, AppError> {
+        self.check(|c| validate::append(c, &req))?;
         self.refuse_cut(req.leader)?;
         if !req.entries.is_empty() {
             self.ack_delay().await;
@@ -793,7 +851,11 @@ impl LeaderFollower {
     }
 
     /// `POST /internal/lf/snapshot`.
+    ///
+    /// # Errors
+    /// 400 for a malformed request.
     pub async fn on_snapshot(&self, req: SnapshotRequest) -> Result<AppendResponse, AppError> {
+        self.check(|c| validate::snapshot(c, &req))?;
         self.refuse_cut(req.leader)?;
         self.ack_delay().await;
         tracing::info!(
@@ -897,8 +959,12 @@ impl LeaderFollower {
             Message::Vote(req) => {
                 let r: Result<VoteResponse, TransportError> =
                     t.post(to, VOTE_PATH, &req, cluster.peer_timeout()).await;
-                if let Ok(resp) = r {
-                    self.step(|st, now| st.core.on_vote_response(resp, now));
+                match r {
+                    Ok(resp) if resp.from == to && validate::vote_response(&resp).is_ok() => {
+                        self.step(|st, now| st.core.on_vote_response(resp, now));
+                    }
+                    Ok(resp) => tracing::warn!(peer = to, ?resp, "ignored a malformed vote answer"),
+                    Err(_) => {}
                 }
             }
             Message::Append(req) => {
@@ -951,7 +1017,7 @@ impl LeaderFollower {
 
     fn answered(&self, to: NodeId, stamp: u64, r: Result<AppendResponse, TransportError>) {
         match r {
-            Ok(resp) if resp.from == to => {
+            Ok(resp) if resp.from == to && validate::append_response(&resp).is_ok() => {
                 if resp.success {
                     self.inner
                         .cluster

@@ -28,6 +28,7 @@ use kv_shared::leaderless::{
     AntiEntropyRound, BucketKeysRequest, BucketKeysResponse, DigestRequest, DigestResponse,
     FetchRequest, FetchResponse, KeyVersion, LlWrite, LlWriteAck, TreeShape, WriteKind,
 };
+use kv_shared::limits::{record_bytes, MAX_BATCH_BYTES};
 use kv_shared::replication::Record;
 use kv_shared::NodeId;
 use std::collections::HashMap;
@@ -199,21 +200,28 @@ pub fn on_keys(ll: &Leaderless, req: BucketKeysRequest) -> Result<BucketKeysResp
 /// `POST /internal/ll/fetch`: the records of the keys asked for that this node holds.
 pub fn on_fetch(ll: &Leaderless, req: FetchRequest) -> FetchResponse {
     let store = ll.store();
-    let records = req
-        .keys
-        .into_iter()
-        .filter_map(|key| {
-            store.get(&key).map(|e| Record {
+    let mut records = Vec::new();
+    let mut unsent = Vec::new();
+    let mut bytes = 0usize;
+    for key in req.keys.into_iter().take(KEYS_PER_REQUEST) {
+        if !records.is_empty() && bytes > MAX_BATCH_BYTES as usize {
+            unsent.push(key);
+            continue;
+        }
+        if let Some(e) = store.get(&key) {
+            bytes += record_bytes(&key, &e.value);
+            records.push(Record {
                 key,
                 value: e.value,
                 version: e.version,
-            })
-        })
-        .collect();
+            });
+        }
+    }
     FetchResponse {
         node_id: ll.cluster().node_id(),
         clock: ll.clock(),
         records,
+        unsent,
     }
 }
 
@@ -367,18 +375,34 @@ async fn compare(
 async fn pull(ll: &Leaderless, peer: NodeId, keys: Vec<String>) -> Result<u64, TransportError> {
     let cluster = ll.cluster();
     let mut changed = 0;
-    for chunk in keys.chunks(KEYS_PER_REQUEST) {
+    let (wall, offset) = (crate::events::wall_ms(), ll.max_clock_offset_ms());
+    let mut todo: std::collections::VecDeque<String> = keys.into();
+    // Each answer is bounded in bytes; what it left out is asked again
+    // (bounded: an answer carries at least one record, or leaves none out).
+    while !todo.is_empty() {
+        let chunk: Vec<String> = todo.drain(..todo.len().min(KEYS_PER_REQUEST)).collect();
         let req = FetchRequest {
             from: cluster.node_id(),
-            keys: chunk.to_vec(),
+            keys: chunk,
         };
         let timeout = cluster.peer_timeout() + BULK_GRACE;
         let resp: FetchResponse = cluster
             .transport()
             .post(peer, "/internal/ll/fetch", &req, timeout)
             .await?;
+        if resp.records.is_empty() && !resp.unsent.is_empty() {
+            break;
+        }
+        todo.extend(resp.unsent);
         ll.observe(resp.clock);
         for r in resp.records {
+            // A peer's answer is checked like its messages.
+            if crate::validate::key_value(&r.key, &r.value).is_err()
+                || crate::validate::clock("version", r.version, wall, offset).is_err()
+            {
+                tracing::warn!(peer, key = %r.key, "ignored an invalid record of an anti-entropy answer");
+                continue;
+            }
             ll.observe(r.version);
             if ll.store().apply(&r.key, r.value, r.version) {
                 changed += 1;
@@ -392,17 +416,27 @@ async fn pull(ll: &Leaderless, peer: NodeId, keys: Vec<String>) -> Result<u64, T
 async fn push(ll: &Leaderless, peer: NodeId, keys: Vec<String>) -> Result<u64, TransportError> {
     let cluster = ll.cluster();
     let mut changed = 0;
-    for chunk in keys.chunks(KEYS_PER_REQUEST) {
-        let records: Vec<Record> = chunk
-            .iter()
-            .filter_map(|k| {
-                ll.store().get(k).map(|e| Record {
-                    key: k.clone(),
-                    value: e.value,
-                    version: e.version,
-                })
-            })
-            .collect();
+    let mut all = keys.iter().filter_map(|k| {
+        ll.store().get(k).map(|e| Record {
+            key: k.clone(),
+            value: e.value,
+            version: e.version,
+        })
+    });
+    loop {
+        // At most KEYS_PER_REQUEST records and about MAX_BATCH_BYTES (at least one).
+        let mut records: Vec<Record> = Vec::new();
+        let mut bytes = 0usize;
+        for r in all.by_ref() {
+            bytes += record_bytes(&r.key, &r.value);
+            records.push(r);
+            if records.len() >= KEYS_PER_REQUEST || bytes > MAX_BATCH_BYTES as usize / 2 {
+                break;
+            }
+        }
+        if records.is_empty() {
+            break;
+        }
         let msg = LlWrite {
             from: cluster.node_id(),
             clock: ll.clock(),

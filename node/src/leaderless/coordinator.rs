@@ -31,6 +31,7 @@
 
 use super::hints::Hints;
 use super::hlc::Hlc;
+use kv_shared::limits::{record_bytes, MAX_BATCH_BYTES};
 use kv_shared::replication::Record;
 use kv_shared::{NodeId, Version};
 use std::collections::{BTreeMap, BTreeSet};
@@ -50,6 +51,8 @@ pub struct Timing {
     pub max_batch: usize,
     /// Most hints kept per peer.
     pub hint_capacity: usize,
+    /// Most bytes of hints kept per peer.
+    pub hint_capacity_bytes: usize,
 }
 
 impl Default for Timing {
@@ -59,6 +62,7 @@ impl Default for Timing {
             hint_retry: Duration::from_millis(500),
             max_batch: 512,
             hint_capacity: 100_000,
+            hint_capacity_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -212,7 +216,7 @@ impl Coordinator {
             self_id,
             timing,
             hlc: Hlc::new(self_id)?,
-            hints: Hints::new(timing.hint_capacity),
+            hints: Hints::new(timing.hint_capacity, timing.hint_capacity_bytes),
             peers: peers.iter().map(|p| (*p, state.clone())).collect(),
             pending: BTreeMap::new(),
             failed_writes: 0,
@@ -361,8 +365,21 @@ impl Coordinator {
         if s.sending || s.queue.is_empty() {
             return;
         }
-        let n = s.queue.len().min(self.timing.max_batch);
+        // At most max_batch writes and about MAX_BATCH_BYTES (at least one).
         let pending = &self.pending;
+        let mut bytes = 0usize;
+        let n = s
+            .queue
+            .iter()
+            .take(self.timing.max_batch)
+            .take_while(|id| {
+                let first = bytes == 0;
+                bytes += pending
+                    .get(id)
+                    .map_or(0, |p| record_bytes(&p.record.key, &p.record.value));
+                first || bytes <= MAX_BATCH_BYTES as usize
+            })
+            .count();
         let (ids, records): (Vec<WriteId>, Vec<Record>) = s
             .queue
             .drain(..n)

@@ -4,7 +4,9 @@
 use super::anti_entropy;
 use super::runtime::Leaderless;
 use crate::error::{ApiJson, AppError};
+use crate::events::wall_ms;
 use crate::server::AppState;
+use crate::validate;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -12,6 +14,73 @@ use kv_shared::leaderless::{
     BucketKeysRequest, BucketKeysResponse, DigestRequest, DigestResponse, FetchRequest,
     FetchResponse, LlWrite, LlWriteAck,
 };
+use kv_shared::replication::{ConfigEnvelope, Record};
+use kv_shared::Version;
+
+/// Runs `f` with what [`crate::validate`] needs of this node.
+fn check(
+    state: &AppState,
+    f: impl FnOnce(&validate::Context<'_>) -> Result<(), AppError>,
+) -> Result<(), AppError> {
+    let peers = state.cluster.peers().ids();
+    let ctx = validate::Context {
+        me: state.cluster.node_id(),
+        peers: &peers,
+        n: state.cluster.config().n,
+    };
+    f(&ctx)
+}
+
+/// Checks the sender and the configuration envelope a message carries.
+fn check_sender(
+    state: &AppState,
+    from: kv_shared::NodeId,
+    config: Option<&ConfigEnvelope>,
+) -> Result<(), AppError> {
+    let epoch = state.cluster.envelope().epoch;
+    check(state, |c| {
+        c.member(from)?;
+        config.map_or(Ok(()), |env| validate::envelope(c, env, epoch))
+    })
+}
+
+/// Checks records stamped by leaderless clocks: keys and values within the
+/// limits, versions not too far ahead of this node's clock.
+pub fn check_records(
+    state: &AppState,
+    clock: Option<Version>,
+    records: &[Record],
+) -> Result<(), AppError> {
+    let (wall, offset) = (wall_ms(), state.config.max_clock_offset_ms);
+    if let Some(c) = clock {
+        validate::clock("clock", c, wall, offset)?;
+    }
+    records.iter().try_for_each(|r| {
+        validate::key_value(&r.key, &r.value)?;
+        validate::clock("version", r.version, wall, offset)
+    })
+}
+
+/// Checks a read-repair message (leaderless mode).
+///
+/// # Errors
+/// 400.
+pub fn check_sender_of_repair(
+    state: &AppState,
+    req: &kv_shared::replication::RepairRequest,
+) -> Result<(), AppError> {
+    check_sender(state, req.from, None)?;
+    check_records(state, None, &req.records)
+}
+
+/// Checks a configuration envelope pushed by a peer (leaderless mode).
+///
+/// # Errors
+/// 400.
+pub fn check_envelope(state: &AppState, env: &ConfigEnvelope) -> Result<(), AppError> {
+    let epoch = state.cluster.envelope().epoch;
+    check(state, |c| validate::envelope(c, env, epoch))
+}
 
 fn leaderless(state: &AppState) -> Result<&Leaderless, AppError> {
     state.replication.leaderless().ok_or_else(|| {
@@ -26,12 +95,16 @@ fn leaderless(state: &AppState) -> Result<&Leaderless, AppError> {
 /// delivery or an anti-entropy push.
 ///
 /// # Errors
-/// 409 on a node that is not leaderless.
+/// 409 on a node that is not leaderless; 400 for a malformed message (an
+/// unknown sender, a clock or version too far ahead, a bad configuration).
 pub async fn write(
     State(state): State<AppState>,
     ApiJson(msg): ApiJson<LlWrite>,
 ) -> Result<Json<LlWriteAck>, AppError> {
-    Ok(Json(leaderless(&state)?.on_write(msg).await))
+    let ll = leaderless(&state)?;
+    check_sender(&state, msg.from, msg.config.as_ref())?;
+    check_records(&state, Some(msg.clock), &msg.records)?;
+    Ok(Json(ll.on_write(msg).await))
 }
 
 /// `POST /internal/ll/digest`: Merkle hashes for an anti-entropy round.
@@ -42,7 +115,9 @@ pub async fn digest(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<DigestRequest>,
 ) -> Result<Json<DigestResponse>, AppError> {
-    anti_entropy::on_digest(leaderless(&state)?, req).map(Json)
+    let ll = leaderless(&state)?;
+    check_sender(&state, req.from, req.config.as_ref())?;
+    anti_entropy::on_digest(ll, req).map(Json)
 }
 
 /// `POST /internal/ll/keys`: keys and versions of some leaf buckets.
@@ -53,7 +128,9 @@ pub async fn keys(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<BucketKeysRequest>,
 ) -> Result<Json<BucketKeysResponse>, AppError> {
-    anti_entropy::on_keys(leaderless(&state)?, req).map(Json)
+    let ll = leaderless(&state)?;
+    check_sender(&state, req.from, None)?;
+    anti_entropy::on_keys(ll, req).map(Json)
 }
 
 /// `POST /internal/ll/fetch`: records of some keys.
@@ -64,5 +141,7 @@ pub async fn fetch(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<FetchRequest>,
 ) -> Result<Json<FetchResponse>, AppError> {
-    Ok(Json(anti_entropy::on_fetch(leaderless(&state)?, req)))
+    let ll = leaderless(&state)?;
+    check_sender(&state, req.from, None)?;
+    Ok(Json(anti_entropy::on_fetch(ll, req)))
 }

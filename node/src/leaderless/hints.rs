@@ -11,40 +11,65 @@
 //! memory: a coordinator that restarts loses the hints it held (anti-entropy
 //! covers that too).
 
+use kv_shared::limits::{record_bytes, MAX_BATCH_BYTES};
 use kv_shared::replication::Record;
 use kv_shared::{NodeId, Version};
 use std::collections::{BTreeMap, HashMap};
 
+/// The hints of one peer and their size.
+#[derive(Debug, Clone, Default)]
+struct PeerHints {
+    map: HashMap<String, Record>,
+    bytes: usize,
+}
+
 /// The hints a node holds, per peer. Owned by the leaderless core.
 #[derive(Debug, Clone, Default)]
 pub struct Hints {
-    per_peer: BTreeMap<NodeId, HashMap<String, Record>>,
+    per_peer: BTreeMap<NodeId, PeerHints>,
     capacity: usize,
+    capacity_bytes: usize,
     dropped: u64,
     delivered: u64,
 }
 
+fn size(r: &Record) -> usize {
+    record_bytes(&r.key, &r.value)
+}
+
 impl Hints {
-    /// An empty store keeping at most `capacity` hints (distinct keys) per peer.
-    pub fn new(capacity: usize) -> Self {
+    /// An empty store keeping at most `capacity` hints (distinct keys) and
+    /// `capacity_bytes` bytes of them per peer.
+    pub fn new(capacity: usize, capacity_bytes: usize) -> Self {
         Self {
             capacity,
+            capacity_bytes,
             ..Self::default()
         }
     }
 
     /// Keeps `record` for `peer`. Returns false when it was dropped because
-    /// the peer's hints are at capacity.
+    /// the peer's hints are at capacity (in count or in bytes).
     pub fn add(&mut self, peer: NodeId, record: Record) -> bool {
-        let map = self.per_peer.entry(peer).or_default();
-        if let Some(old) = map.get_mut(&record.key) {
-            if record.version > old.version {
-                *old = record;
+        let (capacity, capacity_bytes) = (self.capacity, self.capacity_bytes);
+        let p = self.per_peer.entry(peer).or_default();
+        let new = size(&record);
+        if let Some(old) = p.map.get_mut(&record.key) {
+            if record.version <= old.version {
+                return true;
             }
+            let bytes = p.bytes - size(old) + new;
+            if bytes > capacity_bytes {
+                self.dropped += 1;
+                return false;
+            }
+            p.bytes = bytes;
+            *old = record;
             return true;
         }
-        if map.len() < self.capacity {
-            map.insert(record.key.clone(), record);
+        if p.map.len() < capacity && p.bytes + new <= capacity_bytes {
+            p.bytes += new;
+            p.map.insert(record.key.clone(), record);
             true
         } else {
             self.dropped += 1;
@@ -52,26 +77,46 @@ impl Hints {
         }
     }
 
-    /// Copies of up to `max` hints for `peer`, to deliver. They stay in the
-    /// store (and in the pending count) until [`Hints::remove_delivered`].
+    /// Copies of up to `max` hints for `peer` (and at most about
+    /// [`MAX_BATCH_BYTES`], at least one), to deliver. They stay in the store
+    /// (and in the pending count) until [`Hints::remove_delivered`].
     pub fn batch(&self, peer: NodeId, max: usize) -> Vec<Record> {
+        let mut bytes = 0usize;
         self.per_peer
             .get(&peer)
-            .map(|m| m.values().take(max).cloned().collect())
+            .map(|p| {
+                p.map
+                    .values()
+                    .take(max)
+                    .take_while(|r| {
+                        let first = bytes == 0;
+                        bytes += size(r);
+                        first || bytes <= MAX_BATCH_BYTES as usize
+                    })
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default()
+    }
+
+    /// Bytes of hints held for `peer`.
+    pub fn bytes(&self, peer: NodeId) -> usize {
+        self.per_peer.get(&peer).map_or(0, |p| p.bytes)
     }
 
     /// Forgets the hints the peer acknowledged: each `(key, version)` whose
     /// hint is still that version or older. A newer hint for the same key,
     /// added during the delivery, stays. Returns how many were removed.
     pub fn remove_delivered(&mut self, peer: NodeId, delivered: &[(String, Version)]) -> usize {
-        let Some(map) = self.per_peer.get_mut(&peer) else {
+        let Some(p) = self.per_peer.get_mut(&peer) else {
             return 0;
         };
         let mut removed = 0;
         for (key, version) in delivered {
-            if map.get(key).is_some_and(|r| r.version <= *version) {
-                map.remove(key);
+            if p.map.get(key).is_some_and(|r| r.version <= *version) {
+                if let Some(r) = p.map.remove(key) {
+                    p.bytes -= size(&r);
+                }
                 removed += 1;
             }
         }
@@ -81,19 +126,19 @@ impl Hints {
 
     /// Hints waiting for `peer`.
     pub fn pending(&self, peer: NodeId) -> u64 {
-        self.per_peer.get(&peer).map_or(0, |m| m.len() as u64)
+        self.per_peer.get(&peer).map_or(0, |p| p.map.len() as u64)
     }
 
     /// Hints waiting, all peers together.
     pub fn total_pending(&self) -> u64 {
-        self.per_peer.values().map(|m| m.len() as u64).sum()
+        self.per_peer.values().map(|p| p.map.len() as u64).sum()
     }
 
     /// Peers with at least one hint waiting, ascending.
     pub fn peers_with_hints(&self) -> Vec<NodeId> {
         self.per_peer
             .iter()
-            .filter(|(_, m)| !m.is_empty())
+            .filter(|(_, p)| !p.map.is_empty())
             .map(|(id, _)| *id)
             .collect()
     }
@@ -127,7 +172,7 @@ mod tests {
 
     #[test]
     fn only_the_newest_hint_of_a_key_is_kept() {
-        let mut h = Hints::new(10);
+        let mut h = Hints::new(10, usize::MAX);
         assert!(h.add(2, rec("k", 5)));
         assert!(h.add(2, rec("k", 3)));
         assert!(h.add(2, rec("k", 9)));
@@ -141,7 +186,7 @@ mod tests {
 
     #[test]
     fn a_full_peer_drops_new_keys_and_counts_them() {
-        let mut h = Hints::new(2);
+        let mut h = Hints::new(2, usize::MAX);
         assert!(h.add(3, rec("a", 1)) && h.add(3, rec("b", 1)));
         assert!(!h.add(3, rec("c", 1)));
         assert!(
@@ -154,8 +199,27 @@ mod tests {
     }
 
     #[test]
+    fn hints_are_bounded_in_bytes_and_delivered_in_bounded_batches() {
+        let big = |key: &str| Record {
+            key: key.into(),
+            value: "x".repeat(3 * 1024 * 1024),
+            version: 1,
+        };
+        let mut h = Hints::new(100, 8 * 1024 * 1024);
+        assert!(h.add(2, big("a")) && h.add(2, big("b")));
+        assert!(!h.add(2, big("c")), "a third 3 MiB hint would pass 8 MiB");
+        assert_eq!(h.dropped(), 1);
+        assert!(h.bytes(2) <= 8 * 1024 * 1024);
+        assert_eq!(h.batch(2, 100).len(), 1, "one 3 MiB hint per 4 MiB batch");
+        let delivered: Vec<(String, Version)> =
+            h.batch(2, 100).iter().map(|r| (r.key.clone(), 1)).collect();
+        h.remove_delivered(2, &delivered);
+        assert_eq!((h.pending(2), h.bytes(2)), (1, size(&big("a"))));
+    }
+
+    #[test]
     fn a_hint_superseded_during_delivery_stays() {
-        let mut h = Hints::new(10);
+        let mut h = Hints::new(10, usize::MAX);
         h.add(2, rec("a", 1));
         h.add(2, rec("b", 1));
         let batch = h.batch(2, 10);

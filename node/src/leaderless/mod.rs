@@ -98,8 +98,11 @@
 //! - Last-write-wins with physical time: of two writes less than a clock skew
 //!   apart, the one from the node whose clock runs ahead wins, even if it
 //!   happened first in real time. No vector clocks or siblings.
-//! - A node whose wall clock runs far ahead drags every clock that hears from
-//!   it ahead (no maximum-offset check as in CockroachDB).
+//! - A clock reading or version more than `--max-clock-offset-ms` (500 ms)
+//!   ahead of the receiver's wall clock is refused (like CockroachDB's
+//!   maximum clock offset): a node whose clock runs further ahead cannot
+//!   drag the others along, but its peers refuse its writes (so they meet
+//!   no W above 1) until its clock is fixed.
 //! - No deletes, so no tombstones.
 //! - Hints live in memory and are bounded per peer; dropped hints are counted
 //!   in `/status` and left to anti-entropy.

@@ -71,6 +71,9 @@ struct Inner {
     next_id: AtomicU64,
     stopped: AtomicBool,
     anti_entropy: AntiEntropy,
+    /// `--max-clock-offset-ms`: a peer's clock reading further ahead of this
+    /// node's wall clock is not taken.
+    max_clock_offset_ms: u64,
 }
 
 /// The leaderless runtime of one node: a cheap, cloneable handle.
@@ -102,6 +105,8 @@ impl Leaderless {
             hint_retry: (cluster.heartbeat() * 2).max(Duration::from_millis(50)),
             max_batch: config.max_batch.max(1) as usize,
             hint_capacity: config.max_hints_per_peer as usize,
+            hint_capacity_bytes: usize::try_from(config.max_hint_bytes_per_peer)
+                .unwrap_or(usize::MAX),
         };
         let core = Coordinator::new(cluster.node_id(), &cluster.peers().ids(), timing)?;
         Ok(Self {
@@ -115,6 +120,7 @@ impl Leaderless {
                 }),
                 next_id: AtomicU64::new(1),
                 stopped: AtomicBool::new(false),
+                max_clock_offset_ms: config.max_clock_offset_ms,
             }),
         })
     }
@@ -204,9 +210,31 @@ impl Leaderless {
         self.lock().core.clock()
     }
 
-    /// Takes note of a clock reading from a peer's message.
+    /// Takes note of a clock reading from a peer's message or answer,
+    /// unless it runs further ahead of this node's wall clock than
+    /// `--max-clock-offset-ms` (then it is logged and ignored: one peer's
+    /// runaway clock must not drag every node's along).
     pub fn observe(&self, clock: Version) {
-        self.lock().core.observe(clock);
+        if self.clock_ok(clock) {
+            self.lock().core.observe(clock);
+        }
+    }
+
+    /// Whether a peer's clock reading is within the offset limit (logs it if not).
+    fn clock_ok(&self, clock: Version) -> bool {
+        let offset = self.inner.max_clock_offset_ms;
+        match crate::validate::clock("clock", clock, wall_ms(), offset) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!("ignored a peer's clock reading: {}", e.body.error);
+                false
+            }
+        }
+    }
+
+    /// `--max-clock-offset-ms`.
+    pub fn max_clock_offset_ms(&self) -> u64 {
+        self.inner.max_clock_offset_ms
     }
 
     fn message(&self, kind: WriteKind, records: Vec<Record>) -> LlWrite {
@@ -245,7 +273,11 @@ impl Leaderless {
             Ok(ack) if ack.node_id == to => Input::Replicated {
                 from: to,
                 ids,
-                clock: ack.clock,
+                clock: if self.clock_ok(ack.clock) {
+                    ack.clock
+                } else {
+                    0
+                },
             },
             Ok(ack) => {
                 tracing::warn!(
@@ -280,7 +312,11 @@ impl Leaderless {
                 }
                 Input::HintsDelivered {
                     to,
-                    clock: ack.clock,
+                    clock: if self.clock_ok(ack.clock) {
+                        ack.clock
+                    } else {
+                        0
+                    },
                 }
             }
             _ => Input::HintsFailed { to },

@@ -63,6 +63,50 @@ impl TestNode {
     }
 }
 
+/// `POST {base}{path}` with `body`, signed as node `from` with the tests'
+/// cluster secret.
+pub async fn post_signed(
+    client: &reqwest::Client,
+    base: &str,
+    path: &str,
+    from: NodeId,
+    body: &serde_json::Value,
+) -> reqwest::Response {
+    let bytes = serde_json::to_vec(body).unwrap();
+    let secret = kv_node::security::Secret::new(kv_node::config::TEST_CLUSTER_SECRET);
+    let (headers, _) = secret.signed_headers("POST", path, from, &bytes);
+    client
+        .post(format!("{base}{path}"))
+        .headers(headers)
+        .header("content-type", "application/json")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The address a `kv-node` process logs when it listens (`listening on
+/// http://ADDR`), from the first 50 lines of its output.
+pub fn listening_addr(lines: &mut impl Iterator<Item = std::io::Result<String>>) -> Option<String> {
+    lines.take(50).map_while(Result::ok).find_map(|l| {
+        l.split("listening on http://")
+            .nth(1)
+            .and_then(|a| a.split_whitespace().next())
+            .map(str::to_owned)
+    })
+}
+
+/// Resident memory of process `pid`, in bytes (0 once it is gone).
+pub fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
 /// `GET url`, parsed as JSON.
 pub async fn get_json<T: serde::de::DeserializeOwned>(client: &reqwest::Client, url: &str) -> T {
     client.get(url).send().await.unwrap().json().await.unwrap()
@@ -311,14 +355,40 @@ impl Cluster {
         get_json(&self.client, &format!("{}/config", self.url(id))).await
     }
 
-    /// `POST /config` on node `id` with a JSON body.
+    /// `POST /config` on node `id` with a JSON body, as an admin (with the
+    /// cluster's admin token, when it has one).
     pub async fn post_config(&self, id: NodeId, body: serde_json::Value) -> reqwest::Response {
-        self.client
+        let token = self.configs[0].admin_token.clone();
+        self.post_config_as(id, body, token.as_deref()).await
+    }
+
+    /// `POST /config` on node `id` with a JSON body and the given admin token.
+    pub async fn post_config_as(
+        &self,
+        id: NodeId,
+        body: serde_json::Value,
+        token: Option<&str>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .client
             .post(format!("{}/config", self.url(id)))
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
+            .json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// `POST {path}` on node `id` as another member would send it (signed
+    /// with the cluster secret).
+    pub async fn post_internal(
+        &self,
+        id: NodeId,
+        path: &str,
+        body: serde_json::Value,
+    ) -> reqwest::Response {
+        let from = if id == 1 { 2 } else { 1 };
+        post_signed(&self.client, &self.url(id), path, from, &body).await
     }
 
     /// Waits until every running node has applied everything the current

@@ -42,10 +42,14 @@ impl Browser {
     /// or does not come up within 30 s.
     pub async fn start() -> Self {
         let port = free_port();
+        // Its own process group, so that ending it also ends the Chromium
+        // processes it started, even when a test panics before `close`.
+        use std::os::unix::process::CommandExt;
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("chromedriver not found: run scripts/setup.sh");
         let profile =
@@ -193,16 +197,21 @@ impl Browser {
         e.click().await.unwrap();
     }
 
-    /// Ends the session and stops chromedriver.
-    pub async fn close(mut self) {
+    /// Ends the session, then chromedriver and every browser process it started.
+    pub async fn close(self) {
         let _ = self.client.clone().close().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        // Drop kills the process group.
     }
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // SIGKILL to the whole group: chromedriver and its Chromium processes.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }

@@ -1,6 +1,6 @@
 //! The controls: N, W, R and the delay profile in force, a form to change W
-//! and R (`POST /config`, no token needed) and a switch for the assignment's
-//! delay profile (needs the admin token).
+//! and R (`POST /config`; with the admin token when the node has one) and a
+//! switch for the assignment's delay profile (needs the admin token).
 
 use crate::api::FetchState;
 use kv_shared::cluster::{ClusterConfig, ConfigUpdate, DelayProfile};
@@ -124,7 +124,7 @@ pub fn controls(props: &ControlsProps) -> Html {
             <div class="row">
                 <label class="grow">{ "admin token" }
                     <input id="cfg-token" type="password" value={(*token).clone()} oninput={on_token}
-                        placeholder="needed to change the delay profile" autocomplete="off" />
+                        placeholder="for the delay profile (and W/R if the node has one)" autocomplete="off" />
                 </label>
                 <button id="cfg-delays" type="button" onclick={toggle}>
                     { if delays_on { "turn delays off" } else { "turn assignment delays on" } }

@@ -5,7 +5,8 @@
 #   KV_NODE_BINARY     kv-node executable
 #   KV_RUN_DIR         directory for node-ID.pid and node-ID.log
 #   KV_SPEC            one line per node, tab-separated: id, role, bind, port, url, kv-node flags...
-#   KV_NODE_ENV        KEY=VALUE lines given to every node (may be empty)
+#   KV_NODE_ENV        KEY=VALUE lines given to every node (may be empty); a CLUSTER_SECRET_FILE
+#                      among them is (re)written with a new random secret before the nodes start
 #   KV_HEALTH_TIMEOUT  seconds to wait for all nodes to answer /health
 #
 # On any failure: prints the reason and the failing node's log tail, stops every node this run
@@ -74,6 +75,13 @@ node_env=()
 if [[ -n ${KV_NODE_ENV:-} ]]; then
     mapfile -t node_env <<<"$KV_NODE_ENV"
 fi
+# A cluster secret named by file and not given: a new random one, readable by its owner only.
+for kv in "${node_env[@]}"; do
+    if [[ $kv == CLUSTER_SECRET_FILE=* ]]; then
+        secret_file=${kv#CLUSTER_SECRET_FILE=}
+        (umask 077 && head -c 32 /dev/urandom | base64 | tr -d '\n=' >"$secret_file.new" && mv "$secret_file.new" "$secret_file")
+    fi
+done
 
 declare -A urls=() pids=() starts=()
 while IFS=$'\t' read -r -a fields; do

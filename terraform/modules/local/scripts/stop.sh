@@ -10,4 +10,5 @@ source "$here/lib.sh"
 read -r -a ids <<<"${KV_NODE_IDS:-}"
 ((${#ids[@]})) || exit 0
 stop_nodes "$KV_RUN_DIR" "${ids[@]}"
+rm -f "$KV_RUN_DIR/cluster-secret"
 echo "stopped the nodes of $KV_RUN_DIR"
