@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
-# Deploys a cluster of kv-node processes on this machine through Terraform (terraform/), waits
-# until every node answers /health, and prints the dashboard URL. Idempotent: run it again and
-# nothing changes; run it with another preset (or other -var values) and the cluster is
-# re-deployed. Stop it with scripts/destroy.sh.
+# Deploys a cluster of kv-node processes on this machine (or, with KV_TARGET=ssh, on hosts
+# over SSH) through Terraform (terraform/), waits until every node answers /health, and prints
+# the dashboard URL. Idempotent: run it again and nothing changes; run it with another preset
+# (or other -var values) and the cluster is re-deployed. Stop it with scripts/destroy.sh.
 #
 # Usage: scripts/deploy.sh [PRESET] [terraform apply options, e.g. -var base_port=9000]
 #   PRESET  lf-w3r3 (default: leader-follower N=5 W=3 R=3), lf-w5r1, lf-w1r5, leaderless
 #           (terraform/presets/PRESET.tfvars)
+#   KV_TARGET=ssh scripts/deploy.sh lf-w3r3 -var-file=hosts.tfvars   (hosts.tfvars in terraform/:
+#           the hosts variable; see the README's "Beyond one machine")
 #
 # Environment:
-#   KV_NODE_BIN   the kv-node executable (default: ${CARGO_TARGET_DIR:-target}/release/kv-node)
+#   KV_TARGET     local (default) or ssh
+#   KV_NODE_BIN   the kv-node executable (default: ${CARGO_TARGET_DIR:-target}/release/kv-node;
+#                 KV_TARGET=ssh: the static .../x86_64-unknown-linux-musl/release/kv-node)
 #   KV_BASE_PORT  port of node 1 (default 8080); node i listens on KV_BASE_PORT + i - 1
+#                 (over SSH: the k-th node of a host on KV_BASE_PORT + k - 1)
 #   KV_TF_HOME, KV_TERRAFORM   where the Terraform toolchain is, which terraform to run
 #                              (see scripts/install-terraform.sh)
 set -euo pipefail
@@ -37,15 +42,26 @@ fi
 
 target_dir="${CARGO_TARGET_DIR:-$ROOT/target}"
 [[ $target_dir == /* ]] || target_dir="$ROOT/$target_dir"
-KV_NODE_BIN="${KV_NODE_BIN:-$target_dir/release/kv-node}"
+target=${KV_TARGET:-local}
+case $target in
+local)
+    KV_NODE_BIN="${KV_NODE_BIN:-$target_dir/release/kv-node}"
+    build="cargo build --release -p kv-node"
+    ;;
+ssh)
+    KV_NODE_BIN="${KV_NODE_BIN:-$target_dir/x86_64-unknown-linux-musl/release/kv-node}"
+    build="scripts/build.sh --static"
+    ;;
+*) die "KV_TARGET must be local or ssh, not '$target'" ;;
+esac
 [[ $KV_NODE_BIN == /* ]] || KV_NODE_BIN="$caller_dir/$KV_NODE_BIN"
 [[ -x $KV_NODE_BIN ]] ||
-    die "no kv-node executable at $KV_NODE_BIN; build it (cargo build --release -p kv-node) or set KV_NODE_BIN"
+    die "no kv-node executable at $KV_NODE_BIN; build it ($build) or set KV_NODE_BIN"
 
 terraform_init
 
-log "deploying preset $preset with $KV_NODE_BIN"
-apply=(apply "${color[@]}" -auto-approve -input=false -var-file="presets/$preset.tfvars" -var "kv_node_binary=$KV_NODE_BIN")
+log "deploying preset $preset ($target) with $KV_NODE_BIN"
+apply=(apply "${color[@]}" -auto-approve -input=false -var-file="presets/$preset.tfvars" -var "target=$target" -var "kv_node_binary=$KV_NODE_BIN")
 if [[ -n ${KV_BASE_PORT:-} ]]; then
     apply+=(-var "base_port=$KV_BASE_PORT")
 fi
@@ -53,20 +69,31 @@ apply+=("$@")
 tf "${apply[@]}" >&2 || die "terraform apply failed (the reason is above)"
 
 # Terraform does not watch the processes: a node that died since the last deployment is
-# restarted by replacing the cluster.
+# restarted by replacing the cluster (over SSH: by replacing that node).
 mapfile -t urls < <(tf output -json node_urls | tr -d '[]" ' | tr ',' '\n' | sed '/^$/d')
-for url in "${urls[@]}"; do
-    if ! curl --noproxy "*" -fsS -o /dev/null --max-time 2 "$url/health"; then
-        log "$url does not answer /health; re-deploying the cluster"
-        tf "${apply[@]}" -replace='module.local[0].null_resource.cluster' >&2 ||
-            die "terraform apply failed (the reason is above)"
-        break
+replace=()
+for i in "${!urls[@]}"; do
+    if ! curl --noproxy "*" -fsS -o /dev/null --max-time 2 "${urls[$i]}/health"; then
+        log "${urls[$i]} does not answer /health; re-deploying it"
+        if [[ $target == local ]]; then
+            replace=(-replace='module.local[0].null_resource.cluster')
+            break
+        fi
+        replace+=(-replace="module.ssh[0].null_resource.node[\"$((i + 1))\"]")
     fi
 done
+if ((${#replace[@]})); then
+    tf "${apply[@]}" "${replace[@]}" >&2 || die "terraform apply failed (the reason is above)"
+fi
 
 echo "Nodes:     ${urls[*]}"
 echo "Try:"
 tf output -raw try_curl | sed 's/^/  /'
 echo
-echo "Logs:      $(tf output -raw log_dir)"
+if [[ $target == local ]]; then
+    echo "Logs:      $(tf output -raw log_dir)"
+else
+    echo "Logs:"
+    tf output -json log_files | tr -d '{}"' | tr ',' '\n' | sed '/^$/d; s/^/  node /'
+fi
 echo "Dashboard: $(tf output -raw dashboard_url)"

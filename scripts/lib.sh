@@ -17,8 +17,11 @@ terraform_init() {
     export "${line?}"
   done < <("$ROOT/scripts/install-terraform.sh" --print-env)
   tf() { "$TERRAFORM" -chdir="$TF_DIR" "$@"; }
-  color=()
-  [[ -t 2 ]] || color=(-no-color)
+  # shellcheck disable=SC2034 # used by the scripts that call terraform_init
+  {
+    color=()
+    [[ -t 2 ]] || color=(-no-color)
+  }
   # -upgrade: the lock file follows whichever provider source this machine has
   # (the offline mirror here, the registry elsewhere).
   local init_out

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: formatting, lints (host and wasm32), docs, then the unit,
-# HTTP, cluster, Terraform and browser tests.
+# HTTP, cluster, Terraform (local, SSH), container and browser tests.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
 scripts/setup.sh
 
@@ -13,8 +14,8 @@ log "cargo clippy (wasm32: shared, web-ui)"
 cargo clippy -p kv-shared -p kv-web-ui --target wasm32-unknown-unknown -- -D warnings
 log "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
-log "building the dashboard (the browser tests load it)"
-trunk build --release --offline
+log "building the dashboard and the static kv-node (the browser, SSH and container tests use them)"
+scripts/build.sh --static
 log "building the workspace (tests start kv-node processes)"
 cargo build --workspace --bins
 log "doc tests"

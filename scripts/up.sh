@@ -5,6 +5,7 @@
 #
 # Usage: scripts/up.sh [PRESET] [terraform apply options]   (see scripts/deploy.sh --help)
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
 scripts/setup.sh
 scripts/build.sh

@@ -1,19 +1,28 @@
 # A kv-store deployment is two layers:
 #
-#   modules/cluster  what to run: node ids, roles, ports, URLs and the exact kv-node flags of
-#                    every node. Pure computation, no resources, the same for every target.
-#   modules/local    where to run it: kv-node processes on this machine, started in the
-#                    background with pid and log files, stopped again on destroy.
+#   modules/cluster  what to run: node ids, roles, hosts, ports, URLs and the exact kv-node
+#                    flags of every node. Pure computation, no resources, the same for every
+#                    target.
+#   modules/local    where to run it (target "local"): kv-node processes on this machine,
+#                    started in the background with pid and log files, stopped on destroy.
+#   modules/ssh      where to run it (target "ssh"): kv-node on machines the user already has,
+#                    installed and started over SSH, one resource per node, removed on destroy.
 #
-# Another target (hosts over SSH, a cloud) is one more module beside modules/local taking the
-# same inputs (nodes, kv_node_binary, run_dir, environment, health_timeout_seconds), one more
-# module block below with `count = var.target == "NAME" ? 1 : 0`, and NAME added to the
-# validation of var.target. modules/cluster and modules/local stay as they are.
+# Another target (a cloud) is one more module beside these taking the same inputs (nodes,
+# kv_node_binary, run_dir, environment, health_timeout_seconds), one more module block below
+# with `count = var.target == "NAME" ? 1 : 0`, and NAME added to the validation of var.target.
 
 locals {
-  all_interfaces = contains(["0.0.0.0", "::"], var.bind_address)
-  advertise_host = var.advertise_host != null ? var.advertise_host : (local.all_interfaces ? "127.0.0.1" : var.bind_address)
-  kv_node_binary = abspath(var.kv_node_binary != null ? var.kv_node_binary : "${path.root}/../target/release/kv-node")
+  ssh            = var.target == "ssh"
+  local_bind     = var.bind_address != null ? var.bind_address : "127.0.0.1"
+  all_interfaces = contains(["0.0.0.0", "::"], local.local_bind)
+  advertise_host = var.advertise_host != null ? var.advertise_host : (local.all_interfaces ? "127.0.0.1" : local.local_bind)
+  # Over SSH every node is named by its host's address, and binds it unless bind_address says
+  # otherwise.
+  hosts          = local.ssh ? [for h in var.hosts : h.address] : [local.advertise_host]
+  bind_address   = local.ssh ? var.bind_address : local.local_bind
+  default_binary = local.ssh ? "target/x86_64-unknown-linux-musl/release/kv-node" : "target/release/kv-node"
+  kv_node_binary = abspath(var.kv_node_binary != null ? var.kv_node_binary : "${path.root}/../${local.default_binary}")
   log_dir        = abspath(var.log_dir != null ? var.log_dir : "${path.root}/.run")
   # The token reaches the nodes through their environment (never their command line).
   # nonsensitive: provisioners hide all of their output when their configuration holds a
@@ -34,8 +43,8 @@ module "cluster" {
   w             = var.w
   r             = var.r
   base_port     = var.base_port
-  bind_address  = var.bind_address
-  hosts         = [local.advertise_host]
+  bind_address  = local.bind_address
+  hosts         = local.hosts
   delay_profile = var.delay_profile
   extra_args    = var.extra_args
 }
@@ -47,6 +56,19 @@ module "local" {
   nodes                  = module.cluster.nodes
   kv_node_binary         = local.kv_node_binary
   run_dir                = local.log_dir
+  environment            = local.node_environment
+  health_timeout_seconds = var.health_timeout_seconds
+}
+
+module "ssh" {
+  source = "./modules/ssh"
+  count  = local.ssh ? 1 : 0
+
+  nodes                  = module.cluster.nodes
+  hosts                  = var.hosts
+  kv_node_binary         = local.kv_node_binary
+  run_dir                = local.log_dir
+  remote_dir             = var.remote_dir
   environment            = local.node_environment
   health_timeout_seconds = var.health_timeout_seconds
 }

@@ -29,6 +29,11 @@ output "try_curl" {
 }
 
 output "log_dir" {
-  description = "Where the nodes' log and pid files are (local target)."
+  description = "Where the nodes' log and pid files are (target \"local\"; null for \"ssh\": see log_files)."
   value       = var.target == "local" ? module.local[0].run_dir : null
+}
+
+output "log_files" {
+  description = "Each node's log, by node id: a path on this machine (target \"local\"), or USER@HOST:PATH (target \"ssh\"; a relative PATH is in the user's home)."
+  value       = var.target == "local" ? module.local[0].log_files : module.ssh[0].log_files
 }

@@ -1,11 +1,37 @@
 variable "target" {
-  description = "Where the replicas run. \"local\": kv-node processes on this machine (modules/local)."
+  description = "Where the replicas run. \"local\": kv-node processes on this machine (modules/local). \"ssh\": on the machines listed in hosts, over SSH (modules/ssh)."
   type        = string
   default     = "local"
 
   validation {
-    condition     = contains(["local"], var.target)
-    error_message = "The target must be \"local\" (the only target so far)."
+    condition     = contains(["local", "ssh"], var.target)
+    error_message = "The target must be \"local\" or \"ssh\"."
+  }
+}
+
+variable "hosts" {
+  description = "Target \"ssh\": the machines to run the nodes on, in order; node i runs on hosts[(i - 1) % length(hosts)]. Each is a map: address (IP address or name; used for SSH, in the node URLs and, unless bind_address is set, as the address the node binds), user (SSH user), private_key_file (path of the SSH private key; ~ allowed), and optionally ssh_port (default 22) and host_key (the host's public key, \"ssh-ed25519 AAAA...\", checked when given)."
+  type        = list(map(string))
+  default     = []
+
+  validation {
+    condition = alltrue([for h in var.hosts : alltrue([
+      for k in keys(h) : contains(["address", "user", "private_key_file", "ssh_port", "host_key"], k)
+      ]) && lookup(h, "address", "") != "" && lookup(h, "user", "") != "" && lookup(h, "private_key_file", "") != ""
+      && can(regex("^[0-9]+$", lookup(h, "ssh_port", "22")))
+    ])
+    error_message = "Every host needs address, user and private_key_file; the only other keys are ssh_port (a number) and host_key."
+  }
+}
+
+variable "remote_dir" {
+  description = "Target \"ssh\": directory on every host for the nodes' files (node-ID/: kv-node, its environment file, scripts, pid and log files), removed on destroy. Relative: from the SSH user's home."
+  type        = string
+  default     = "kv-store"
+
+  validation {
+    condition     = length(regexall("^[A-Za-z0-9._/-]+$", var.remote_dir)) > 0 && length(regexall("(^|/)\\.\\.(/|$)", var.remote_dir)) == 0 && !contains(["", ".", "./"], trimsuffix(var.remote_dir, "/"))
+    error_message = "The remote directory may hold only letters, digits and . _ / -, no \"..\", and must not be / or the home directory itself."
   }
 }
 
@@ -55,13 +81,13 @@ variable "base_port" {
 }
 
 variable "bind_address" {
-  description = "Address the nodes bind: 127.0.0.1 (default) or 0.0.0.0 to listen on every interface."
+  description = "Address the nodes bind. Null: 127.0.0.1 on this machine (target \"local\"), the host's address on each host (target \"ssh\"). 0.0.0.0 listens on every interface (e.g. a host reached through NAT)."
   type        = string
-  default     = "127.0.0.1"
+  default     = null
 }
 
 variable "advertise_host" {
-  description = "Host name or address in the nodes' URLs (how peers and clients reach them). Null: bind_address, or 127.0.0.1 when binding every interface."
+  description = "Target \"local\": host name or address in the nodes' URLs (how peers and clients reach them). Null: bind_address, or 127.0.0.1 when binding every interface. (Target \"ssh\": each host's address.)"
   type        = string
   default     = null
 }
@@ -78,13 +104,13 @@ variable "delay_profile" {
 }
 
 variable "kv_node_binary" {
-  description = "Path of the kv-node executable. Null: target/release/kv-node of the repository."
+  description = "Path of the kv-node executable. Null: target/release/kv-node of the repository (target \"ssh\": the static target/x86_64-unknown-linux-musl/release/kv-node, which runs on any Linux x86_64 host)."
   type        = string
   default     = null
 }
 
 variable "log_dir" {
-  description = "Directory for the nodes' log and pid files; one directory per deployment. Null: .run/ beside this file."
+  description = "Directory for the nodes' log and pid files (target \"ssh\": for the cluster secret only, which is copied to every host); one directory per deployment. Null: .run/ beside this file."
   type        = string
   default     = null
 }

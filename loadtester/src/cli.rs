@@ -185,6 +185,25 @@ pub struct WorkloadArgs {
     /// No progress bar (it is also hidden when stdout is not a terminal).
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// Faults to inject during the load, e.g.
+    /// `partition-leader@5s+8s,kill:2@15s,skew:3=+300ms@20s`, or `random[:SEED]`
+    /// (see `kv-loadtester --help` and the README's nemesis section). Needs
+    /// --admin-token, except kills of nodes the tester started itself.
+    #[arg(long, value_parser = crate::nemesis::parse)]
+    pub nemesis: Option<crate::nemesis::Spec>,
+    /// The nodes' admin token (`Authorization: Bearer`), for the fault API
+    /// and for changing the delay profile of an existing deployment.
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Skip the history check (linearizability, session guarantees) and the staleness measures.
+    #[arg(long)]
+    pub no_check: bool,
+    /// Most operations recorded for the history check; a longer run is not checked.
+    #[arg(long, default_value_t = 2_000_000)]
+    pub history_max_ops: usize,
+    /// Longest the history check may take, in seconds; keys not decided by then are "unknown".
+    #[arg(long, default_value_t = 60.0, value_parser = positive)]
+    pub check_time_limit: f64,
 }
 
 /// Flags of a single load (`kv-loadtester` without a subcommand).
@@ -200,6 +219,10 @@ pub struct RunArgs {
     /// Read the nodes, their roles and the leader from this node's /status.
     #[arg(long)]
     pub discover: Option<String>,
+    /// With one URL in --nodes, load only that node instead of the cluster
+    /// its /status describes.
+    #[arg(long)]
+    pub single_node: bool,
     /// Fraction of operations that are writes, 0 to 1.
     #[arg(long, default_value_t = 0.5, value_parser = fraction)]
     pub write_ratio: f64,
@@ -289,9 +312,6 @@ pub struct ReportArgs {
     /// Use this running leaderless deployment instead of starting clusters.
     #[arg(long, value_delimiter = ',')]
     pub leaderless_nodes: Vec<String>,
-    /// Bearer token for changing the delay profile of an existing deployment.
-    #[arg(long, env = "ADMIN_TOKEN")]
-    pub admin_token: Option<String>,
     /// Workload flags.
     #[command(flatten)]
     pub workload: WorkloadArgs,

@@ -108,8 +108,8 @@ pub struct LocalCluster {
     secret: String,
 }
 
-/// A new random cluster secret.
-fn new_secret() -> String {
+/// A new random cluster secret (also good as an admin token).
+pub fn new_secret() -> String {
     use rand::Rng;
     let mut rng = rand::rng();
     (0..32)
@@ -317,8 +317,18 @@ impl LocalCluster {
             .map_err(|e| Error::Cluster(format!("spawn {}: {e}", self.spec.node_bin.display())))
     }
 
+    /// The admin token its nodes were given (`ADMIN_TOKEN` in
+    /// [`ClusterSpec::env`]), if any.
+    pub fn admin_token(&self) -> Option<&str> {
+        self.spec
+            .env
+            .iter()
+            .find(|(k, _)| k == "ADMIN_TOKEN")
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The cluster secret its nodes share (to sign node-to-node messages
-    /// in tests).
+    /// and answers).
     pub fn secret(&self) -> &str {
         &self.secret
     }
@@ -398,6 +408,30 @@ impl LocalCluster {
             .map_err(|s| Error::Cluster(format!("node {id} (pid {pid}) still {s:?}")))?;
         }
         Ok(())
+    }
+
+    /// Waits (at most `limit`) until node `id` exits by itself — a crash
+    /// injected through `/admin/faults` — and reaps it, so that
+    /// [`LocalCluster::restart`] can start it again. Returns its exit status.
+    ///
+    /// # Errors
+    /// A node that is not running, or one still running after `limit`.
+    pub async fn wait_exit(
+        &mut self,
+        id: NodeId,
+        limit: Duration,
+    ) -> Result<std::process::ExitStatus> {
+        let m = self.member(id)?;
+        let Some(child) = m.child.as_mut() else {
+            return Err(Error::Cluster(format!("node {id} is not running")));
+        };
+        let status = tokio::time::timeout(limit, child.wait())
+            .await
+            .map_err(|_| Error::Cluster(format!("node {id} still runs after {limit:?}")))?
+            .map_err(|e| Error::Cluster(format!("waiting for node {id}: {e}")))?;
+        m.child = None;
+        m.paused = false;
+        Ok(status)
     }
 
     /// Pauses node `id` with SIGSTOP and waits until the process is stopped

@@ -40,15 +40,29 @@
 //!   its Markdown/HTML report.
 //! - [`failover`]: `kv-loadtester failover`: time from a leader's crash to
 //!   the next acknowledged write, over repeated kills.
+//! - [`history`]: the record of a run (operations with invocation and
+//!   completion times, faults) that the checker and the staleness measures read.
+//! - [`checker`]: linearizability per key, read-your-writes and monotonic reads.
+//! - [`nemesis`]: faults on a schedule (`--nemesis`) through the nodes' fault API.
+//! - [`consistency`]: after a run, the checker and the staleness measures
+//!   against what the configuration promises; `history.jsonl`, `check.json`
+//!   and the violation pages.
+//! - [`pbs`]: staleness as the PBS paper defines it (t-visibility,
+//!   k-staleness), the inconsistency window, and the WARS predictor.
 
 #![warn(missing_docs)]
 
+pub mod checker;
 pub mod cli;
 pub mod cluster;
+pub mod consistency;
 pub mod error;
 pub mod failover;
+pub mod history;
 pub mod keys;
+pub mod nemesis;
 pub mod output;
+pub mod pbs;
 pub mod plot;
 pub mod report;
 pub mod runner;

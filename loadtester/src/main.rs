@@ -1,11 +1,31 @@
 //! `kv-loadtester` binary: parses flags (Go-style `-flag` accepted), runs a
 //! load, the report or the failover measurement, prints the summary. Exit
 //! status: 0 on success, 1 on an error (also a failover measurement that
-//! stopped early), 2 when the final verification found lost writes.
+//! stopped early, or a report with a failed run), 2 when the final
+//! verification found lost writes or another value under an acknowledged
+//! version, 3 when the history broke a promise of the configuration
+//! (linearizability, stale-after-ack reads, session guarantees; see
+//! `consistency`). A report exits with the highest status of its runs.
 
 use kv_loadtester::cli::{parse_from, Command};
 use kv_loadtester::{failover, output, report, runner};
 use std::process::ExitCode;
+
+/// The exit status of one run (see the crate docs): 3 for a broken
+/// promise, 2 for lost or different acknowledged writes, else 0.
+fn run_status(s: &kv_loadtester::stats::Summary) -> u8 {
+    if s.consistency.as_ref().is_some_and(|c| !c.broken.is_empty()) {
+        3
+    } else if s
+        .verification
+        .as_ref()
+        .is_some_and(|v| v.lost > 0 || v.value_mismatch > 0)
+    {
+        2
+    } else {
+        0
+    }
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -23,7 +43,15 @@ async fn main() -> ExitCode {
                     runs.len(),
                     args.out.join("report.md").display()
                 );
-                ExitCode::SUCCESS
+                let worst = runs
+                    .iter()
+                    .map(|r| match &r.result {
+                        Ok(result) => run_status(&result.summary),
+                        Err(_) => 1,
+                    })
+                    .max()
+                    .unwrap_or(0);
+                ExitCode::from(worst)
             }
             Err(e) => {
                 eprintln!("error: {e}");
@@ -55,10 +83,7 @@ async fn main() -> ExitCode {
                 if let Some(dir) = &cli.run.out {
                     println!("results in {}", dir.display());
                 }
-                match &result.summary.verification {
-                    Some(v) if v.lost > 0 => ExitCode::from(2),
-                    _ => ExitCode::SUCCESS,
-                }
+                ExitCode::from(run_status(&result.summary))
             }
             Err(e) => {
                 eprintln!("error: {e}");

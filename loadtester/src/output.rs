@@ -1,5 +1,7 @@
 //! Files and text: the terminal summary, `summary.json`, `samples.csv`.
 
+use crate::checker::Verdict;
+use crate::consistency::Consistency;
 use crate::error::{Error, Result};
 use crate::stats::{LatencySummary, Summary};
 use crate::workload::{Sample, Verification};
@@ -155,7 +157,130 @@ pub fn render_summary(s: &Summary) -> String {
     if let Some(v) = &s.verification {
         render_verification(&mut out, v);
     }
+    if let Some(c) = &s.consistency {
+        render_consistency(&mut out, c);
+    }
     out
+}
+
+/// A verdict for people: what was found, and whether it was promised.
+fn verdict_line(v: Verdict, promised: bool) -> String {
+    let v = match v {
+        Verdict::Pass => "pass",
+        Verdict::Fail => "FAIL",
+        Verdict::Unknown => "unknown",
+    };
+    format!(
+        "{v} ({})",
+        if promised { "promised" } else { "not promised" }
+    )
+}
+
+/// The history check and the staleness measures.
+fn render_consistency(out: &mut String, c: &Consistency) {
+    let p = &c.promise;
+    let _ = writeln!(
+        out,
+        "
+consistency — {}",
+        p.basis
+    );
+    for f in &c.faults {
+        let _ = writeln!(
+            out,
+            "  fault at {:.1} s{}: {} [{}]",
+            f.at_us as f64 / 1e6,
+            f.until_us
+                .map(|u| format!(" – {:.1} s", u as f64 / 1e6))
+                .unwrap_or_default(),
+            f.detail,
+            f.kind
+        );
+    }
+    if let Some(why) = &c.not_checked {
+        let _ = writeln!(out, "  history not checked: {why}");
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "  history: {} operations on {} keys checked in {:.0} ms{}",
+        c.ops,
+        c.keys,
+        c.check_ms,
+        if c.excluded_keys > 0 {
+            format!(
+                " ({} keys with data from before the run left out)",
+                c.excluded_keys
+            )
+        } else {
+            String::new()
+        }
+    );
+    let _ = writeln!(
+        out,
+        "  linearizable: {}{}",
+        verdict_line(c.linearizable, p.linearizable),
+        if c.counts.linearizable > 0 || c.unknown_keys > 0 {
+            format!(
+                " — {} keys violate, {} undecided",
+                c.counts.linearizable, c.unknown_keys
+            )
+        } else {
+            String::new()
+        }
+    );
+    let _ = writeln!(
+        out,
+        "  read-your-writes: {} ({} violations); monotonic reads: {} ({} violations)",
+        verdict_line(c.read_your_writes, p.read_your_writes),
+        c.counts.read_your_writes,
+        verdict_line(c.monotonic_reads, p.monotonic_reads),
+        c.counts.monotonic_reads
+    );
+    let checked = c.reads - c.unchecked_reads;
+    let _ = writeln!(
+        out,
+        "  stale after ack: {} of {} checked reads ({}); inconsistency window: {} of {} reads overlapping a write returned the old value",
+        c.stale_after_ack,
+        checked,
+        if p.no_stale_after_ack { "none promised" } else { "allowed" },
+        c.overlapping_old,
+        c.overlapping
+    );
+    let points: Vec<String> = c
+        .t_visibility
+        .iter()
+        .map(|t| {
+            let band = match t.until_ms {
+                Some(u) => format!("{}–{u} ms", t.t_ms),
+                None => format!(">{} ms", t.t_ms),
+            };
+            match t.p {
+                Some(p) => format!("{band} {:.1} % ({})", p * 100.0, t.reads),
+                None => format!("{band} no reads"),
+            }
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "  t-visibility P(fresh | read sent t after the latest 201): {}",
+        points.join(", ")
+    );
+    for v in &c.violations {
+        let _ = writeln!(
+            out,
+            "  violation ({}): {} — {}",
+            v.check.name(),
+            v.key,
+            v.explanation
+        );
+    }
+    if c.broken.is_empty() {
+        let _ = writeln!(out, "  every promise kept");
+    }
+    for b in &c.broken {
+        let _ = writeln!(out, "  PROMISE BROKEN: {b}");
+    }
 }
 
 /// The verification lines: totals, the convergence wait, one line per node, examples.

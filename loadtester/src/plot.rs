@@ -219,6 +219,18 @@ pub fn log_bins(h: &Histogram<u64>, lo_decade: f64, hi_decade: f64) -> Vec<(f64,
     pts
 }
 
+/// `lo..hi` widened to whole decades, so that a log axis always has labelled
+/// powers of ten in range (plotters labels only those: values all between
+/// 0.2 and 0.9 ms would otherwise get no label at all).
+fn decades(lo: f64, hi: f64) -> std::ops::Range<f64> {
+    let lo = lo.max(1e-6);
+    let down = 10f64.powf(lo.log10().floor());
+    let up = 10f64
+        .powf((hi.max(lo).log10() + 1e-9).ceil())
+        .max(down * 10.0);
+    down..up
+}
+
 fn fmt_ms(v: f64) -> String {
     if v >= 1.0 {
         format!("{v:.0}")
@@ -323,7 +335,7 @@ fn percentile_panel<DB: DrawingBackend>(
         .margin_right(px(36.0))
         .x_label_area_size(px(45.0))
         .y_label_area_size(px(60.0))
-        .build_cartesian_2d(0f64..x_max, (lo * 0.8..hi * 1.25).log_scale())
+        .build_cartesian_2d(0f64..x_max, decades(lo, hi).log_scale())
         .map_err(|e| e.to_string())?;
     chart
         .configure_mesh()
@@ -378,6 +390,14 @@ mod tests {
         assert!((pct_at(10f64.powf(1.6)).unwrap() - 200.0 / 3.0).abs() < 1e-6);
         let total: f64 = pts.iter().step_by(2).map(|p| p.1).sum();
         assert!((total - 100.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn sub_millisecond_ranges_widen_to_labelled_decades() {
+        assert_eq!(decades(0.3, 0.9), 0.1..1.0);
+        assert_eq!(decades(0.25, 40.0), 0.1..100.0);
+        assert_eq!(decades(1.0, 1.0), 1.0..10.0);
+        assert_eq!(fmt_ms(0.1), "0.1");
     }
 
     #[test]

@@ -19,7 +19,7 @@
 //!   plots and node logs; `PROFILE/write-Npct/`: the comparison plots.
 
 use crate::cli::{MatrixConfig, ModeArg, ProfileArg, ReportArgs, RunArgs};
-use crate::cluster::{default_node_bin, ClusterKind, ClusterSpec, LocalCluster};
+use crate::cluster::{default_node_bin, new_secret, ClusterKind, ClusterSpec, LocalCluster};
 use crate::error::{Error, Result};
 use crate::output::write_json;
 use crate::runner::{run_load, RunResult};
@@ -172,6 +172,7 @@ fn run_args(
         } else {
             None
         },
+        single_node: false,
         write_ratio: ratio,
         duration: args.duration,
         qps: Some(args.qps),
@@ -209,11 +210,24 @@ async fn one_run(
         node_bin: args.node_bin.clone().unwrap_or_else(default_node_bin),
         log_dir: Some(out.to_owned()),
         extra_args: Vec::new(),
-        env: Vec::new(),
+        // The nemesis calls the fault API with the token of the cluster it started.
+        env: if args.workload.nemesis.is_some() {
+            vec![("ADMIN_TOKEN".into(), new_secret())]
+        } else {
+            Vec::new()
+        },
     };
     let cluster = LocalCluster::start(&spec).await?;
-    let result = run_load(&run_args(args, config, ratio, &cluster.urls, out)).await;
-    cluster.stop().await;
+    let mut run = run_args(args, config, ratio, &cluster.urls, out);
+    run.workload.admin_token = cluster.admin_token().map(str::to_string);
+    let shared = std::sync::Arc::new(tokio::sync::Mutex::new(cluster));
+    let result = crate::runner::run_on_cluster(&run, shared.clone()).await;
+    match std::sync::Arc::try_unwrap(shared) {
+        Ok(cluster) => cluster.into_inner().stop().await,
+        Err(_) => {
+            eprintln!("report: the cluster is still in use; its nodes stop when it is dropped")
+        }
+    }
     result
 }
 
@@ -233,6 +247,7 @@ async fn configure_existing(
         &probe.nodes,
         probe.discover.as_deref(),
         crate::cli::ReadFrom::All,
+        false,
     )
     .await?;
     let n = targets.config.map_or(targets.nodes.len() as u32, |c| c.n);
@@ -241,7 +256,7 @@ async fn configure_existing(
     if let Some((w, r)) = lf_quorums(config, n) {
         (update.w, update.r) = (Some(w), Some(r));
     }
-    let token = args.admin_token.as_deref();
+    let token = args.workload.admin_token.as_deref();
     match (delay, token) {
         (true, None) => {
             return Err(Error::Config(
@@ -308,14 +323,15 @@ fn row_cells(run: &MatrixRun) -> Vec<String> {
             let lost = s
                 .verification
                 .as_ref()
-                .map_or("–".into(), |v| v.lost.to_string());
+                .map_or("not verified".into(), |v| v.lost.to_string());
             cells.extend([
                 f2(s.reads.p50_ms),
                 f2(s.reads.p99_ms),
                 f2(s.writes.p50_ms),
                 f2(s.writes.p99_ms),
-                format!("{} / {}", s.stale.stale, s.stale.checked),
-                format!("{:.2} %", s.stale.rate * 100.0),
+            ]);
+            cells.extend(consistency_cells(s.consistency.as_ref()));
+            cells.extend([
                 s.errors.total.to_string(),
                 format!(
                     "{:.1} / {:.0}",
@@ -330,25 +346,107 @@ fn row_cells(run: &MatrixRun) -> Vec<String> {
                 "failed: {}",
                 e.replace('|', "/").replace('\n', " ")
             ));
-            cells.extend(std::iter::repeat_n(String::new(), 8));
+            cells.extend(std::iter::repeat_n(String::new(), HEADERS.len() - 3));
         }
     }
     cells
 }
 
-const HEADERS: [&str; 11] = [
+/// `count / of (p %)`, or `none` when there was nothing to look at.
+fn share(count: u64, of: u64, none: &str) -> String {
+    if of == 0 {
+        none.into()
+    } else {
+        format!("{count} / {of} ({:.2} %)", count as f64 * 100.0 / of as f64)
+    }
+}
+
+/// The consistency columns of a run: stale after ack, inconsistency
+/// window, t-visibility, linearizability, sessions, promise.
+fn consistency_cells(c: Option<&crate::consistency::Consistency>) -> Vec<String> {
+    use crate::checker::Verdict;
+    let Some(c) = c.filter(|c| c.not_checked.is_none()) else {
+        let why = c
+            .and_then(|c| c.not_checked.clone())
+            .unwrap_or_else(|| "not checked".into());
+        return vec![
+            why,
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+        ];
+    };
+    let verdict = |v: Verdict| match v {
+        Verdict::Pass => "pass",
+        Verdict::Fail => "FAIL",
+        Verdict::Unknown => "unknown",
+    };
+    let tvis = c
+        .t_visibility
+        .iter()
+        .map(|t| t.p.map_or("–".into(), |p| format!("{:.1}", p * 100.0)))
+        .collect::<Vec<_>>()
+        .join(" / ");
+    vec![
+        share(
+            c.stale_after_ack,
+            c.reads - c.unchecked_reads,
+            "no read after a 201",
+        ),
+        share(c.overlapping_old, c.overlapping, "no overlapping read"),
+        tvis,
+        format!(
+            "{}{}",
+            verdict(c.linearizable),
+            if c.counts.linearizable > 0 {
+                format!(" ({} keys)", c.counts.linearizable)
+            } else {
+                String::new()
+            }
+        ),
+        format!(
+            "{} / {}",
+            verdict(c.read_your_writes),
+            verdict(c.monotonic_reads)
+        ),
+        if c.broken.is_empty() {
+            "kept".into()
+        } else {
+            format!("BROKEN: {}", c.broken.join("; "))
+        },
+    ]
+}
+
+const HEADERS: [&str; 15] = [
     "configuration",
     "writes",
     "read p50 ms",
     "read p99 ms",
     "write p50 ms",
     "write p99 ms",
-    "stale / checked reads",
-    "stale rate",
+    "stale after ack / checked reads",
+    "inconsistency window: old / overlapping reads",
+    "P(fresh) % for reads 0–100 / 100–500 / 500–1000 / >1000 ms after the 201",
+    "linearizable",
+    "read-your-writes / monotonic",
+    "promise",
     "errors",
     "req/s sent / target",
     "lost writes",
 ];
+
+/// `items` without repeats, in the order of first appearance.
+fn unique_in_order<T: PartialEq + Copy>(items: impl IntoIterator<Item = T>) -> Vec<T> {
+    let mut out: Vec<T> = Vec::new();
+    for i in items {
+        if !out.contains(&i) {
+            out.push(i);
+        }
+    }
+    out
+}
 
 /// Draws the comparison plots of one profile and ratio; returns their stems relative to the report folder.
 fn comparison_plots(
@@ -425,8 +523,7 @@ fn write_report(args: &ReportArgs, command: &str, runs: &[MatrixRun]) -> Result<
         esc(command),
         esc(&settings)
     );
-    let mut profiles: Vec<&str> = runs.iter().map(|r| r.profile).collect();
-    profiles.dedup();
+    let profiles = unique_in_order(runs.iter().map(|r| r.profile));
     for profile in profiles {
         let of_profile: Vec<&MatrixRun> = runs.iter().filter(|r| r.profile == profile).collect();
         let _ = writeln!(md, "## Delay profile: {profile}\n");
@@ -434,7 +531,7 @@ fn write_report(args: &ReportArgs, command: &str, runs: &[MatrixRun]) -> Result<
             md,
             "| {} |\n|{}|",
             HEADERS.join(" | "),
-            ["---"; 11].join("|")
+            ["---"; HEADERS.len()].join("|")
         );
         let _ = writeln!(
             html,
@@ -455,8 +552,7 @@ fn write_report(args: &ReportArgs, command: &str, runs: &[MatrixRun]) -> Result<
         }
         html.push_str("</table>\n");
         md.push('\n');
-        let mut ratios: Vec<f64> = of_profile.iter().map(|r| r.ratio).collect();
-        ratios.dedup();
+        let ratios = unique_in_order(of_profile.iter().map(|r| r.ratio));
         for ratio in ratios {
             let of_ratio: Vec<&MatrixRun> = of_profile
                 .iter()
@@ -479,7 +575,12 @@ fn write_report(args: &ReportArgs, command: &str, runs: &[MatrixRun]) -> Result<
     }
     let _ = writeln!(
         md,
-        "Stale rate = stale reads / reads of keys with a write acknowledged before the read started. \
+        "Stale after ack = reads that returned an older version than a write whose 201 arrived before the read was sent, \
+         among the reads with such a write (PBS's consistency after commit). Inconsistency window = reads that overlapped \
+         a write of their key and returned the older value, among the overlapping reads (legal short of linearizability). \
+         P(fresh) = the share of reads sent in each band of time after the latest 201 of their key that returned it \
+         or newer (t-visibility, PBS); – = no read in the band. Linearizable and the session checks come from the history checker; promise says whether the run \
+         kept what its configuration promises (kv-loadtester exits 3 when not). \
          Latency percentiles count from each request's scheduled send time (coordinated omission corrected); \
          req/s sent is the rate requests left the client during the run. \
          Per-run details (summary.json, samples.csv, plots, node logs) are in PROFILE/CONFIG/write-Npct/."
@@ -507,6 +608,18 @@ fn esc(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_ratio_and_profile_appears_once_in_first_order() {
+        // The matrix runs ratios inside configurations: 0.1, 0.5, 0.1, 0.5, …
+        assert_eq!(
+            unique_in_order([0.1, 0.5, 0.1, 0.5, 0.9]),
+            vec![0.1, 0.5, 0.9]
+        );
+        assert_eq!(unique_in_order(["off", "on", "off"]), vec!["off", "on"]);
+        assert_eq!(share(0, 0, "none"), "none");
+        assert_eq!(share(1, 4, "none"), "1 / 4 (25.00 %)");
+    }
 
     #[test]
     fn ratios_print_as_short_percentages() {

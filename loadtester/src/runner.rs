@@ -21,7 +21,10 @@
 //! histograms and counters, feeds the progress bar and writes `samples.csv`.
 
 use crate::cli::{ModeArg, RunArgs};
+use crate::consistency;
 use crate::error::{Error, Result};
+use crate::history::{History, HistoryOp};
+use crate::nemesis::{schedule_of, Nemesis, RandomScope, SharedCluster};
 use crate::output;
 use crate::stale::Acked;
 use crate::stats::{LatencySummary, Settings, Stats, Summary, Throughput};
@@ -174,7 +177,17 @@ pub async fn drive<W: Workload>(
     tx: mpsc::Sender<Sample>,
     live: Arc<Live>,
 ) -> Driven {
-    let start = Instant::now();
+    drive_from(Instant::now(), w, plan, tx, live).await
+}
+
+/// [`drive`], with samples' times counted from `start` (e.g. shared with the nemesis).
+pub async fn drive_from<W: Workload>(
+    start: Instant,
+    w: Arc<W>,
+    plan: Plan,
+    tx: mpsc::Sender<Sample>,
+    live: Arc<Live>,
+) -> Driven {
     let (issued, not_issued) = match plan.pace {
         Pace::Open { qps, max_in_flight } => {
             open_loop(&w, &plan, qps, max_in_flight, start, &tx, &live).await
@@ -210,7 +223,9 @@ async fn open_loop<W: Workload>(
         else {
             break;
         };
-        let op = w.generate();
+        let mut op = w.generate();
+        // Open loop: requests overlap, so each is a session of its own.
+        op.session = u32::try_from(op.seq).unwrap_or(u32::MAX);
         issued += 1;
         live.issued.fetch_add(1, Relaxed);
         let (w, tx) = (w.clone(), tx.clone());
@@ -260,11 +275,13 @@ async fn closed_loop<W: Workload>(
     let max = plan.max_requests.unwrap_or(u64::MAX);
     let counter = Arc::new(AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..clients {
+    for client in 0..clients {
         let (w, tx, live, counter) = (w.clone(), tx.clone(), live.clone(), counter.clone());
         tasks.spawn(async move {
             while Instant::now() < deadline && counter.fetch_add(1, Relaxed) < max {
-                let op = w.generate();
+                let mut op = w.generate();
+                // Closed loop: a client waits for each answer; it is one session.
+                op.session = client;
                 live.issued.fetch_add(1, Relaxed);
                 let sent = Instant::now();
                 let mut s = w.execute(op, sent).await;
@@ -286,12 +303,33 @@ fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
-/// Receives samples until every sender is gone: updates `stats` and `live`, writes CSV rows.
+/// The operations a run recorded, up to a limit.
+#[derive(Debug, Default)]
+struct Recorder {
+    ops: Vec<HistoryOp>,
+    limit: usize,
+    /// More operations than `limit` arrived: the history is incomplete.
+    overflowed: bool,
+}
+
+impl Recorder {
+    fn record(&mut self, s: &Sample) {
+        if self.ops.len() < self.limit {
+            self.ops.push(HistoryOp::from_sample(s));
+        } else {
+            self.overflowed = true;
+        }
+    }
+}
+
+/// Receives samples until every sender is gone: updates `stats` and `live`,
+/// writes CSV rows, records the history.
 async fn collect(
     mut rx: mpsc::Receiver<Sample>,
     live: Arc<Live>,
     mut csv: Option<output::SampleCsv>,
-) -> Result<Stats> {
+    mut recorder: Recorder,
+) -> Result<(Stats, Recorder)> {
     let mut stats = Stats::default();
     let mut published = Instant::now();
     while let Some(s) = rx.recv().await {
@@ -310,11 +348,13 @@ async fn collect(
         if let Some(csv) = csv.as_mut() {
             csv.write(&s)?;
         }
+        recorder.record(&s);
     }
     if let Some(csv) = csv {
         csv.finish()?;
     }
-    Ok(stats)
+    recorder.ops.sort_by_key(|o| o.id);
+    Ok((stats, recorder))
 }
 
 /// The progress bar: elapsed time against the duration, with live
@@ -421,6 +461,19 @@ pub fn http_client() -> Result<reqwest::Client> {
 /// # Errors
 /// Bad flags, unreachable nodes, or files that cannot be written.
 pub async fn run_load(args: &RunArgs) -> Result<RunResult> {
+    run_resolved(args, None).await
+}
+
+/// [`run_load`] on a cluster the tester started: the nemesis kills and
+/// restarts its nodes for real.
+///
+/// # Errors
+/// As [`run_load`].
+pub async fn run_on_cluster(args: &RunArgs, cluster: SharedCluster) -> Result<RunResult> {
+    run_resolved(args, Some(cluster)).await
+}
+
+async fn run_resolved(args: &RunArgs, cluster: Option<SharedCluster>) -> Result<RunResult> {
     validate(args)?;
     let client = http_client()?;
     let targets = Targets::resolve(
@@ -429,9 +482,10 @@ pub async fn run_load(args: &RunArgs) -> Result<RunResult> {
         &args.nodes,
         args.discover.as_deref(),
         args.workload.read_from,
+        args.single_node,
     )
     .await?;
-    run_on(client, targets, args).await
+    run_with(client, targets, args, cluster).await
 }
 
 /// Runs one load on known `targets`.
@@ -443,8 +497,46 @@ pub async fn run_on(
     targets: Targets,
     args: &RunArgs,
 ) -> Result<RunResult> {
+    run_with(client, targets, args, None).await
+}
+
+/// Runs one load on known `targets` that the tester started as `cluster`
+/// (the nemesis kills and restarts its nodes for real), or that it did not (`None`).
+///
+/// # Errors
+/// As [`run_load`]; a `--nemesis` schedule that does not fit the cluster.
+pub async fn run_with(
+    client: reqwest::Client,
+    targets: Targets,
+    args: &RunArgs,
+    cluster: Option<SharedCluster>,
+) -> Result<RunResult> {
     validate(args)?;
     let plan = Plan::from_args(args);
+    let start = Instant::now();
+    let nemesis = match &args.workload.nemesis {
+        None => None,
+        Some(spec) => {
+            let scope = RandomScope {
+                n: targets.nodes.len() as u32,
+                leaderless: targets.cluster_mode == Some(kv_shared::Mode::Leaderless),
+                can_restart: cluster.is_some(),
+            };
+            let schedule = schedule_of(spec, plan.duration, scope);
+            let nemesis = Nemesis::new(
+                client.clone(),
+                &targets.nodes,
+                args.workload.admin_token.clone(),
+                cluster.clone(),
+                start,
+            )?;
+            nemesis.check(&schedule)?;
+            if !args.workload.quiet {
+                eprintln!("nemesis: {schedule}");
+            }
+            Some((nemesis, schedule))
+        }
+    };
     let workload = Arc::new(KvWorkload::new(client, targets, args)?);
     workload.prepare().await?;
     let csv = match &args.out {
@@ -457,13 +549,34 @@ pub async fn run_on(
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let live = Arc::new(Live::default());
     let (tx, rx) = mpsc::channel(4096);
-    let collector = tokio::spawn(collect(rx, live.clone(), csv));
+    let recorder = Recorder {
+        limit: if args.workload.no_check {
+            0
+        } else {
+            args.workload.history_max_ops
+        },
+        ..Recorder::default()
+    };
+    let collector = tokio::spawn(collect(rx, live.clone(), csv, recorder));
     let pb = progress_bar(plan.duration, args.workload.quiet);
     let ticker = tokio::spawn(tick_progress(pb.clone(), live.clone()));
-    let driven = drive(workload.clone(), plan, tx, live.clone()).await;
+    let (stop_nemesis, stopped) = tokio::sync::watch::channel(false);
+    let nemesis_task = nemesis
+        .clone()
+        .map(|(n, schedule)| tokio::spawn(n.run(schedule, stopped)));
+    let driven = drive_from(start, workload.clone(), plan, tx, live.clone()).await;
+    let _ = stop_nemesis.send(true);
+    let faults = match nemesis_task {
+        Some(task) => task.await.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    if let Some((n, _)) = &nemesis {
+        // Whatever the schedule left behind: the read-back needs every node.
+        n.heal_all().await;
+    }
     ticker.abort();
     pb.finish_and_clear();
-    let stats = collector
+    let (stats, recorder) = collector
         .await
         .map_err(|e| Error::Config(format!("collector task: {e}")))??;
     let verification = if args.workload.no_verify {
@@ -471,7 +584,53 @@ pub async fn run_on(
     } else {
         Some(workload.verify().await?)
     };
-    let summary = summarize(
+    let targets = workload.targets();
+    let promise = consistency::promise(
+        targets.cluster_mode,
+        targets.config,
+        args.workload.read_endpoint,
+        &faults,
+    );
+    let ops = recorder.ops.len() as u64;
+    let evaluation = if args.workload.no_check {
+        None
+    } else if recorder.overflowed {
+        let why = format!(
+            "more than --history-max-ops {} operations",
+            args.workload.history_max_ops
+        );
+        eprintln!("history not checked: {why}");
+        None
+    } else {
+        let history = History {
+            ops: recorder.ops,
+            faults: faults.clone(),
+        };
+        let limit = Duration::from_secs_f64(args.workload.check_time_limit);
+        let tag = workload.run_tag().to_string();
+        let promise = promise.clone();
+        Some(
+            tokio::task::spawn_blocking(move || {
+                consistency::evaluate(history, promise, &tag, limit)
+            })
+            .await
+            .map_err(|e| Error::Config(format!("checker task: {e}")))?,
+        )
+    };
+    let consistency = match &evaluation {
+        Some(e) => e.summary.clone(),
+        None => consistency::not_checked(
+            promise,
+            if args.workload.no_check {
+                "--no-check"
+            } else {
+                "history too long"
+            },
+            faults,
+            ops,
+        ),
+    };
+    let mut summary = summarize(
         args,
         &plan,
         workload.targets(),
@@ -480,6 +639,7 @@ pub async fn run_on(
         verification,
         started_at,
     );
+    summary.consistency = Some(consistency);
     let result = RunResult {
         summary,
         started: driven.started.into_std(),
@@ -490,6 +650,9 @@ pub async fn run_on(
     };
     if let Some(dir) = &args.out {
         write_outputs(dir, &result)?;
+        if let Some(e) = &evaluation {
+            consistency::write_files(dir, e)?;
+        }
     }
     Ok(result)
 }
@@ -584,6 +747,7 @@ fn summarize(
         read_after_write: LatencySummary::of(&stats.interval),
         errors: stats.error_summary(),
         verification,
+        consistency: None,
     }
 }
 
@@ -619,6 +783,7 @@ mod tests {
                 key: 0,
                 node: 0,
                 value: String::new(),
+                session: 0,
             }
         }
         async fn execute(&self, op: crate::workload::Op, intended: Instant) -> Sample {
@@ -639,6 +804,9 @@ mod tests {
                 stale: false,
                 since_write_us: None,
                 error: None,
+                session: op.session,
+                node_id: None,
+                value: None,
             }
         }
         async fn verify(&self) -> Result<Verification> {

@@ -327,6 +327,10 @@ pub struct Summary {
     pub errors: ErrorSummary,
     /// The final read-back, unless skipped.
     pub verification: Option<Verification>,
+    /// The history check and the staleness measures, against what the
+    /// configuration promises.
+    #[serde(default)]
+    pub consistency: Option<crate::consistency::Consistency>,
 }
 
 /// `a / b`, or 0 when `b` is 0.
@@ -403,6 +407,9 @@ mod tests {
             stale,
             since_write_us: Some(700),
             error: None,
+            session: 0,
+            node_id: None,
+            value: None,
         }
     }
 

@@ -266,7 +266,9 @@ impl Targets {
     }
 
     /// Resolves the nodes from the command line: `--discover URL`, or
-    /// `--nodes` (default `http://127.0.0.1:8080`).
+    /// `--nodes` (default `http://127.0.0.1:8080`). One URL whose `/status`
+    /// names peers stands for the whole cluster (said on stderr), unless
+    /// `single_node`.
     ///
     /// # Errors
     /// A discovery URL that does not answer `/status`; see also [`Targets::new`].
@@ -276,6 +278,7 @@ impl Targets {
         nodes: &[String],
         discover: Option<&str>,
         read_from: ReadFrom,
+        single_node: bool,
     ) -> Result<Self> {
         if let Some(url) = discover {
             let status = fetch_status(client, &clean_url(url))
@@ -293,6 +296,15 @@ impl Targets {
                 .collect()
         };
         match fetch_status(client, &urls[0]).await {
+            Ok(status) if urls.len() == 1 && !single_node && !status.peers.is_empty() => {
+                let t = Self::from_status(mode, &status, read_from)?;
+                eprintln!(
+                    "{} is one node of a cluster of {}: loading all of them (--single-node to load only it)",
+                    urls[0],
+                    t.nodes.len()
+                );
+                Ok(t)
+            }
             Ok(status) => Self::from_urls_and_status(mode, &urls, &status, read_from),
             Err(_) => {
                 let mut nodes = Vec::with_capacity(urls.len());

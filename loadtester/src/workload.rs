@@ -56,6 +56,9 @@ pub struct Op {
     pub node: usize,
     /// The value to write (empty for reads).
     pub value: String,
+    /// The client session that sends it (set by the pacing loop: the
+    /// client in closed loop, a session of its own per request in open loop).
+    pub session: u32,
 }
 
 /// The measurement of one request: one row of `samples.csv`.
@@ -91,6 +94,14 @@ pub struct Sample {
     pub since_write_us: Option<u64>,
     /// Failed requests: the error message (the JSON body's `error`, or the transport error).
     pub error: Option<String>,
+    /// The client session ([`Op::session`]).
+    pub session: u32,
+    /// The node that answered (`served_by`), else the node asked, when its id is known.
+    pub node_id: Option<NodeId>,
+    /// Writes: the value written; reads that found the key: the value read.
+    /// Kept for the history (`history.jsonl`), not in `samples.csv`.
+    #[serde(skip)]
+    pub value: Option<String>,
 }
 
 impl Sample {
@@ -125,12 +136,12 @@ pub struct KvWorkload {
     targets: Targets,
     write_ratio: f64,
     value_size: usize,
-    seed: u64,
     key_prefix: String,
     read_endpoint: ReadEndpoint,
     timeout: Duration,
     gen: Mutex<Generator>,
     tracker: StaleTracker,
+    run_tag: String,
 }
 
 impl KvWorkload {
@@ -157,7 +168,6 @@ impl KvWorkload {
             targets,
             write_ratio: args.write_ratio,
             value_size: w.value_size,
-            seed: w.seed,
             key_prefix: w.key_prefix.clone(),
             read_endpoint: w.read_endpoint,
             timeout: Duration::from_millis(w.timeout_ms.max(1)),
@@ -167,6 +177,7 @@ impl KvWorkload {
                 seq: 0,
             }),
             tracker: StaleTracker::new(),
+            run_tag: format!("s{}-{}-", w.seed, rand::rng().random::<u32>()),
         })
     }
 
@@ -177,8 +188,14 @@ impl KvWorkload {
 
     /// The value of the write at position `seq`: unique per seed and
     /// position, padded to `--value-size` bytes.
+    /// The start of every value this run writes: `s<seed>-<run>-`, where
+    /// `<run>` is random per run, so values are unique across runs too.
+    pub fn run_tag(&self) -> &str {
+        &self.run_tag
+    }
+
     fn value(&self, seq: u64) -> String {
-        let mut v = format!("s{}-{seq}-", self.seed);
+        let mut v = format!("{}{seq}-", self.run_tag);
         let pad = self.value_size.saturating_sub(v.len());
         v.extend(std::iter::repeat_n('x', pad));
         v
@@ -243,7 +260,7 @@ impl KvWorkload {
         op: &Op,
         url: &str,
         error: &mut Option<String>,
-    ) -> (String, Option<ReadAnswer>, Option<NodeId>) {
+    ) -> (String, Option<ReadAnswer>, Option<NodeId>, Option<String>) {
         let key = key_name(&self.key_prefix, op.key);
         let res = self
             .client
@@ -258,16 +275,17 @@ impl KvWorkload {
                     "ok".into(),
                     Some(ReadAnswer::Found(get.version)),
                     get.served_by,
+                    Some(get.value),
                 ),
-                Err(e) => failed(&e, error),
+                Err(e) => no_value(failed(&e, error)),
             },
             Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => {
                 // Drain the body so that the connection is reused.
                 let _ = r.bytes().await;
-                ("not_found".into(), Some(ReadAnswer::NotFound), None)
+                ("not_found".into(), Some(ReadAnswer::NotFound), None, None)
             }
-            Ok(r) => (http_error(r, error).await.0, None, None),
-            Err(e) => failed(&e, error),
+            Ok(r) => (http_error(r, error).await.0, None, None, None),
+            Err(e) => no_value(failed(&e, error)),
         }
     }
 }
@@ -277,6 +295,13 @@ fn with_no_answer<T>(
     (outcome, v, by): (String, Option<T>, Option<NodeId>),
 ) -> (String, Option<T>, Option<NodeId>, WriteFeedback) {
     (outcome, v, by, WriteFeedback::NoAnswer)
+}
+
+/// A failed read's outcome, without a value.
+fn no_value<T>(
+    (outcome, v, by): (String, Option<T>, Option<NodeId>),
+) -> (String, Option<T>, Option<NodeId>, Option<String>) {
+    (outcome, v, by, None)
 }
 
 /// The outcome of a transport error; its message goes to `error`.
@@ -370,6 +395,7 @@ impl Workload for KvWorkload {
             key,
             node,
             value,
+            session: 0,
         }
     }
 
@@ -395,6 +421,9 @@ impl Workload for KvWorkload {
             stale: false,
             since_write_us: None,
             error: None,
+            session: op.session,
+            node_id: None,
+            value: None,
         };
         let served_by = match op.kind {
             OpKind::Write => {
@@ -402,12 +431,15 @@ impl Workload for KvWorkload {
                     self.write(&op, &url, &mut sample.error).await;
                 self.targets.note_write(node, feedback, &self.client);
                 (sample.outcome, sample.version) = (outcome, version);
+                sample.value = Some(op.value.clone());
                 served_by
             }
             OpKind::Read => {
                 let ticket = self.tracker.begin_read(op.key, sent.into_std());
-                let (outcome, answer, served_by) = self.read(&op, &url, &mut sample.error).await;
+                let (outcome, answer, served_by, value) =
+                    self.read(&op, &url, &mut sample.error).await;
                 sample.outcome = outcome;
+                sample.value = value;
                 sample.known_version = Some(ticket.known);
                 sample.since_write_us = ticket.since_write.map(micros);
                 if let Some(answer) = answer {
@@ -423,6 +455,7 @@ impl Workload for KvWorkload {
         sample.latency_us = micros(done.saturating_duration_since(intended));
         sample.service_us = micros(done.saturating_duration_since(sent));
         sample.node = self.targets.label(served_by, node);
+        sample.node_id = served_by.or(self.targets.nodes[node].id);
         sample
     }
 

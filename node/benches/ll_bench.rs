@@ -197,7 +197,7 @@ fn main() {
             }
         }
         // A round between stores already equal: one digest request, no keys.
-        let since = kv_node::leaderless::runtime::wall_ms();
+        let since = kv_node::events::wall_ms();
         let in_sync = std::cell::Cell::new(None);
         wait_until("a round between equal stores", Duration::from_secs(60), || async {
             for id in 1..=3 {

@@ -9,8 +9,10 @@ use crate::server::AppState;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
+use kv_shared::admin::{FaultRequest, FaultsStatus};
 use kv_shared::api::KeyQuery;
 use kv_shared::cluster::{ClusterConfig, ConfigUpdate, StatusResponse};
+use kv_shared::events::NodeEventKind;
 use kv_shared::limits::{validate_key, validate_set};
 use kv_shared::{GetResponse, HealthResponse, NodeId, SetRequest, SetResponse};
 
@@ -100,8 +102,76 @@ pub async fn status(State(state): State<AppState>) -> Json<StatusResponse> {
     let mut security = state.security.status();
     security.refused_event_streams = state.cluster.events().refused_streams();
     status.security = Some(security);
+    status.faults = Some(faults_status(&state));
     Json(status)
 }
+
+fn faults_status(state: &AppState) -> FaultsStatus {
+    let faults = state.cluster.faults();
+    FaultsStatus {
+        node_id: state.cluster.node_id(),
+        active: faults.active(),
+        injected: faults.injected(),
+    }
+}
+
+/// `GET /admin/faults`: the faults in force (needs the admin token).
+///
+/// # Errors
+/// 401/403 without the admin token.
+pub async fn get_faults(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<FaultsStatus>, AppError> {
+    state.security.authorize(&headers, AdminAction::Faults)?;
+    Ok(Json(faults_status(&state)))
+}
+
+/// `POST /admin/faults`: injects a fault or heals them all (see
+/// [`crate::faults`]); `crash` answers 202 and exits the process.
+///
+/// # Errors
+/// 401/403 without the admin token; 400 for an unknown peer or a value out
+/// of range.
+pub async fn post_faults(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<FaultRequest>,
+) -> Result<(StatusCode, Json<FaultsStatus>), AppError> {
+    state.security.authorize(&headers, AdminAction::Faults)?;
+    let cluster = &state.cluster;
+    let peers = cluster.peers().ids();
+    let leaderless = state.replication.leaderless().is_some();
+    let description = cluster
+        .faults()
+        .apply(&req, &peers, leaderless)
+        .map_err(|e| AppError::bad_request(e.0))?;
+    tracing::warn!(node = cluster.node_id(), "fault injection: {description}");
+    let term = state
+        .replication
+        .leader_follower()
+        .map_or(0, crate::leader_follower::LeaderFollower::term);
+    cluster.events().node_event(
+        cluster.node_id(),
+        term,
+        NodeEventKind::Fault {
+            description: description.clone(),
+        },
+    );
+    if req == FaultRequest::Crash {
+        // Answer first, then go: the caller learns the crash was taken.
+        tokio::spawn(async {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            tracing::error!("exiting: crash injected through /admin/faults");
+            std::process::exit(CRASH_EXIT_CODE);
+        });
+        return Ok((StatusCode::ACCEPTED, Json(faults_status(&state))));
+    }
+    Ok((StatusCode::OK, Json(faults_status(&state))))
+}
+
+/// The exit status of a crash injected through `/admin/faults`.
+pub const CRASH_EXIT_CODE: i32 = 137;
 
 /// `GET /config`: N, W, R and the delay profile in force.
 pub async fn get_config(State(state): State<AppState>) -> Json<ClusterConfig> {

@@ -3,7 +3,7 @@
 //! the client ones: they translate between HTTP and the replication modes.
 
 use crate::error::{ApiJson, ApiQuery, AppError};
-use crate::faults::FROM_HEADER;
+use crate::faults::{Fate, FROM_HEADER};
 use crate::server::AppState;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
@@ -37,15 +37,37 @@ pub async fn refuse_cut_peers(State(state): State<AppState>, req: Request, next:
         .get(FROM_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    if let Some(from) = from.filter(|&f| state.cluster.faults().cuts_from(f)) {
-        return AppError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("messages from node {from} are cut off by an injected fault"),
-        )
-        .into_response();
+    let faults = state.cluster.faults();
+    let lost = |what: &str| {
+        AppError::new(StatusCode::SERVICE_UNAVAILABLE, what.to_owned()).into_response()
+    };
+    if let Some(from) = from {
+        match faults.incoming(from) {
+            Fate::Cut => {
+                return lost(&format!(
+                    "messages from node {from} are cut off by an injected fault"
+                ))
+            }
+            Fate::Dropped => return lost("the message was dropped by an injected fault"),
+            Fate::Pass(d) if !d.is_zero() => tokio::time::sleep(d).await,
+            Fate::Pass(_) => {}
+        }
     }
     let path = req.uri().path().to_owned();
     let resp = next.run(req).await;
+    // The answer travels back to the sender: faults on what this node sends apply.
+    if let Some(from) = from {
+        match faults.outgoing(from) {
+            Fate::Cut => {
+                return lost(&format!(
+                    "the answer to node {from} is cut off by an injected fault"
+                ))
+            }
+            Fate::Dropped => return lost("the answer was dropped by an injected fault"),
+            Fate::Pass(d) if !d.is_zero() => tokio::time::sleep(d).await,
+            Fate::Pass(_) => {}
+        }
+    }
     if resp.status() == StatusCode::BAD_REQUEST {
         // A member sent something the checks refused: worth knowing.
         let n = crate::security::count(&state.security.refusals().invalid_messages);
@@ -88,6 +110,7 @@ pub async fn read(
     if ms > 0 {
         tokio::time::sleep(Duration::from_millis(u64::from(ms))).await;
     }
+    let local = state.replication.local_answer(&q.key);
     Json(InternalReadResponse {
         node_id: state.cluster.node_id(),
         found: state.store.get(&q.key).map(|e| VersionedValue {
@@ -95,6 +118,8 @@ pub async fn read(
             version: e.version,
         }),
         current: state.replication.is_current(),
+        term: local.term,
+        leader_read: local.leader_read,
     })
 }
 

@@ -22,10 +22,11 @@ use crate::cluster::Cluster;
 use crate::error::AppError;
 use crate::store::Store;
 use axum::http::StatusCode;
+use kv_shared::replication::LeaderRead;
 use kv_shared::replication::{
     InternalReadResponse, Record, RepairRequest, RepairResponse, VersionedValue,
 };
-use kv_shared::NodeId;
+use kv_shared::{NodeId, Term};
 use tokio::task::JoinSet;
 
 /// How a coordinated read treats the coordinator's copy and stale replicas.
@@ -45,6 +46,20 @@ pub struct ReadOutcome {
     pub newest: Option<VersionedValue>,
     /// The replicas that answered, the coordinator included.
     pub replied: Vec<NodeId>,
+    /// Leader-follower: the highest term any counted replica is in.
+    pub max_term: Option<Term>,
+    /// Leader-follower: the answer of a leader among the counted replicas.
+    pub leader_read: Option<LeaderRead>,
+}
+
+/// What the coordinator adds to its own copy (leader-follower: its term
+/// and, when it leads, its leader answer); nothing in leaderless mode.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LocalAnswer {
+    /// The coordinator's term.
+    pub term: Option<Term>,
+    /// Its leader answer, when it leads a started term.
+    pub leader_read: Option<LeaderRead>,
 }
 
 /// Percent-encodes `s` for a query string (everything but unreserved characters).
@@ -95,6 +110,7 @@ pub async fn coordinate_read(
     r: u32,
     preferred: Option<NodeId>,
     policy: ReadPolicy,
+    local_answer: LocalAnswer,
 ) -> Result<ReadOutcome, AppError> {
     let me = cluster.node_id();
     let local = store.get(key).map(|e| VersionedValue {
@@ -103,8 +119,11 @@ pub async fn coordinate_read(
     });
     let mut replies: Vec<(NodeId, Option<VersionedValue>)> = Vec::new();
     let mut not_current: Vec<NodeId> = Vec::new();
+    let mut max_term = local_answer.term;
+    let mut leader_read = None;
     if policy.count_self {
         replies.push((me, local));
+        leader_read = local_answer.leader_read;
     } else {
         not_current.push(me);
     }
@@ -125,7 +144,13 @@ pub async fn coordinate_read(
     }
     while replies.len() < r as usize {
         match asked.join_next().await {
-            Some(Ok((id, Ok(resp)))) if resp.current => replies.push((id, resp.found)),
+            Some(Ok((id, Ok(resp)))) if resp.current => {
+                max_term = max_term.max(resp.term);
+                if resp.leader_read.is_some() {
+                    leader_read = resp.leader_read;
+                }
+                replies.push((id, resp.found));
+            }
             Some(Ok((id, Ok(_)))) => {
                 not_current.push(id);
                 if let Some(next) = todo.next() {
@@ -176,6 +201,8 @@ pub async fn coordinate_read(
     Ok(ReadOutcome {
         newest,
         replied: replies.iter().map(|(id, _)| *id).collect(),
+        max_term,
+        leader_read,
     })
 }
 

@@ -8,9 +8,11 @@ use crate::config::Config;
 use crate::error::AppError;
 use crate::leader_follower::LeaderFollower;
 use crate::leaderless::Leaderless;
-use crate::reads::{coordinate_read, ReadPolicy};
+use crate::reads::{coordinate_read, LocalAnswer, ReadOutcome, ReadPolicy};
 use crate::store::Store;
+use axum::http::StatusCode;
 use kv_shared::cluster::StatusResponse;
+use kv_shared::replication::VersionedValue;
 use kv_shared::{GetResponse, Mode, NodeId, SetRequest, SetResponse};
 use tokio::task::JoinHandle;
 
@@ -121,19 +123,43 @@ impl Replication {
                 },
             ),
         };
+        let local = self.local_answer(&key);
         if r <= 1 && policy.count_self {
-            return local_read(cluster, store, key);
+            return match local.leader_read {
+                // A leader answers R = 1 from its read index, never a write in flight.
+                Some(lr) => found(cluster, key, lr.found),
+                None => local_read(cluster, store, key),
+            };
         }
-        let outcome =
-            coordinate_read(cluster, store, &key, r, cluster.peers().leader(), policy).await?;
-        match outcome.newest {
-            Some(v) => Ok(GetResponse {
-                key,
-                value: v.value,
-                version: v.version,
-                served_by: Some(cluster.node_id()),
-            }),
-            None => Err(AppError::key_not_found(&key)),
+        let outcome = coordinate_read(
+            cluster,
+            store,
+            &key,
+            r,
+            cluster.peers().leader(),
+            policy,
+            local,
+        )
+        .await?;
+        let copy = match self {
+            Self::LeaderFollower(_) => linearizable(&outcome)?,
+            _ => outcome.newest,
+        };
+        found(cluster, key, copy)
+    }
+
+    /// What this node adds to its copy of `key` in a read answer: its term
+    /// and, when it leads a started term, its leader answer (leader-follower).
+    pub fn local_answer(&self, key: &str) -> LocalAnswer {
+        match self {
+            Self::LeaderFollower(lf) => {
+                let (term, leader_read) = lf.read_answer(key);
+                LocalAnswer {
+                    term: Some(term),
+                    leader_read,
+                }
+            }
+            Self::Standalone | Self::Leaderless(_) => LocalAnswer::default(),
         }
     }
 
@@ -152,6 +178,7 @@ impl Replication {
             leaderless: None,
             leader_follower: None,
             security: None,
+            faults: None,
         };
         match self {
             Self::LeaderFollower(lf) => lf.fill_status(&mut status),
@@ -211,5 +238,46 @@ pub fn local_read(cluster: &Cluster, store: &Store, key: String) -> Result<GetRe
             served_by: Some(cluster.node_id()),
         }),
         None => Err(AppError::key_not_found(&key)),
+    }
+}
+
+/// The answer of a read that found `copy` (404 when `None`).
+fn found(
+    cluster: &Cluster,
+    key: String,
+    copy: Option<VersionedValue>,
+) -> Result<GetResponse, AppError> {
+    match copy {
+        Some(v) => Ok(GetResponse {
+            key,
+            value: v.value,
+            version: v.version,
+            served_by: Some(cluster.node_id()),
+        }),
+        None => Err(AppError::key_not_found(&key)),
+    }
+}
+
+/// Leader-follower: what a coordinated read returns — the leader's answer
+/// (the key as of its read index), provided the leader was among the R
+/// replicas and none of them is in a newer term (else that leader was
+/// deposed and a newer one may have acknowledged newer writes; R + W > N
+/// makes one of the R replicas hold them). 503 otherwise: the client retries.
+fn linearizable(outcome: &ReadOutcome) -> Result<Option<VersionedValue>, AppError> {
+    match &outcome.leader_read {
+        Some(lr) if outcome.max_term.is_none_or(|t| t <= lr.term) => Ok(lr.found.clone()),
+        Some(lr) => Err(AppError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the leader of term {} answered, but a replica is in term {}: a newer leader may exist; retry",
+                lr.term,
+                outcome.max_term.unwrap_or_default()
+            ),
+        )),
+        None => Err(AppError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no leader was among the replicas that answered (a read returns what the leader \
+             committed, so it needs the leader): retry once a leader is elected",
+        )),
     }
 }

@@ -229,6 +229,8 @@ pub enum AdminAction {
     Quorums,
     /// Changing the artificial delays (it can slow every node).
     DelayProfile,
+    /// Injecting a fault (it can stop, slow or cut off the node).
+    Faults,
 }
 
 /// Counters of what the node refused, since it started (`/status`).
@@ -474,9 +476,10 @@ impl Policy {
                         self.bind
                     ),
                 )),
-                AdminAction::DelayProfile => Err(AppError::new(
+                AdminAction::DelayProfile | AdminAction::Faults => Err(AppError::new(
                     StatusCode::FORBIDDEN,
-                    "admin calls are disabled: start the node with --admin-token (ADMIN_TOKEN)",
+                    "this admin call needs an admin token: start every node with ADMIN_TOKEN \
+                     (or --admin-token-file) and send `Authorization: Bearer <token>`",
                 )),
             };
         };

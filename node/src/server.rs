@@ -22,6 +22,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use kv_shared::admin::FAULTS_PATH;
 use kv_shared::leader_follower::{APPEND_PATH, SNAPSHOT_PATH, VOTE_PATH};
 use kv_shared::limits::{MAX_BODY_BYTES, MAX_INTERNAL_BODY_BYTES};
 use std::future::Future;
@@ -137,6 +138,7 @@ fn client_routes() -> Router<AppState> {
         .route("/status", get(api::status))
         .route("/config", get(api::get_config).post(api::post_config))
         .route("/events", get(events::events))
+        .route(FAULTS_PATH, get(api::get_faults).post(api::post_faults))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES as usize))
         .layer(axum::middleware::from_fn_with_state(
             u64::from(MAX_BODY_BYTES),
@@ -177,6 +179,10 @@ pub fn app(state: AppState) -> Router {
         .merge(internal_routes(&state))
         .fallback(ui::fallback)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.cluster.faults().clone(),
+            pause_gate,
+        ))
         .layer(RequestBodyTimeoutLayer::new(body_timeout))
         .layer(axum::middleware::from_fn_with_state(
             state.security.clone(),
@@ -275,6 +281,19 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<S> {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
+}
+
+/// Holds every request while the node is paused by an injected fault, but
+/// those to `/admin/faults` (so that a heal gets through).
+async fn pause_gate(
+    axum::extract::State(faults): axum::extract::State<crate::faults::Faults>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if req.uri().path() != FAULTS_PATH {
+        faults.wait_unpaused().await;
+    }
+    next.run(req).await
 }
 
 /// File descriptors kept free for what is not a client connection: the

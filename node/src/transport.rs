@@ -11,7 +11,7 @@
 //! entries batched into the next one) lives in the replication cores, which
 //! decide what to send; this module only carries it.
 
-use crate::faults::Faults;
+use crate::faults::{Fate, Faults};
 use crate::peers::Peers;
 use kv_shared::replication::{FROM_HEADER, SIGNATURE_HEADER};
 use kv_shared::{ErrorBody, NodeId};
@@ -151,8 +151,17 @@ impl Transport {
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<Resp, TransportError> {
-        if self.faults.cuts_to(to) {
-            return Err(TransportError::Cut(to));
+        // A paused node sends nothing until the pause is over.
+        self.faults.wait_unpaused().await;
+        match self.faults.outgoing(to) {
+            Fate::Cut => return Err(TransportError::Cut(to)),
+            Fate::Dropped => {
+                return Err(TransportError::Unreachable(
+                    "lost: dropped by an injected fault".into(),
+                ))
+            }
+            Fate::Pass(d) if !d.is_zero() => tokio::time::sleep(d).await,
+            Fate::Pass(_) => {}
         }
         let url = reqwest::Url::parse(&url)
             .map_err(|e| TransportError::Unreachable(format!("bad peer URL: {e}")))?;

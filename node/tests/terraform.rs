@@ -11,13 +11,18 @@
 //! one cluster at a time, through a lock directory, so that they also take turns when
 //! cargo-nextest runs each test in its own process.
 
+mod tf_support;
+
 use serde_json::{json, Value};
 use std::ffi::OsStr;
-use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tf_support::{
+    copy_sources, local_value, repo_root, run_bounded, text, toolchain, wait_until,
+    write_when_ready, Http, Turn,
+};
 
 /// Nodes per deployment (every preset has N = 5).
 const N: u16 = 5;
@@ -249,28 +254,6 @@ fn check_nodes(http: &Http, urls: &[String], mode: &str, w: u64, r: u64) {
     }
 }
 
-/// Writes `key`, retrying while the fresh cluster answers 503 (peers not connected yet).
-fn write_when_ready(http: &Http, url: &str, key: &str, value: &str) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (status, body) = http.post(&format!("{url}/set"), &json!({"key": key, "value": value}));
-        if status == 201 {
-            return;
-        }
-        assert!(
-            status == 503 && Instant::now() < deadline,
-            "write at {url}: {status} {body}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// The value of `key` in the local store of the node at `url`, if it has one.
-fn local_value(http: &Http, url: &str, key: &str) -> Option<String> {
-    let (status, body) = http.get(&format!("{url}/local_read?key={key}"));
-    (status == 200).then(|| body["value"].as_str().unwrap_or_default().to_owned())
-}
-
 /// One deployment: a private copy of `terraform/`, its run directory and its ports.
 struct Deployment {
     terraform: PathBuf,
@@ -285,7 +268,7 @@ impl Deployment {
     /// Waits for this test's turn, copies `terraform/`, picks ports and runs `terraform init`.
     fn new(name: &str) -> Self {
         let (terraform, env) = toolchain();
-        let turn = Turn::take();
+        let turn = Turn::take("terraform-tests");
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("terraform-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -502,62 +485,6 @@ fn assert_all_gone(nodes: &[(u32, String)]) {
     }
 }
 
-/// The terraform binary and the environment that `scripts/install-terraform.sh --print-env`
-/// names; fails the test with instructions when the toolchain is not installed.
-fn toolchain() -> (PathBuf, Vec<(String, String)>) {
-    let script = repo_root().join("scripts/install-terraform.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .arg("--print-env")
-        .output()
-        .expect("run install-terraform.sh");
-    assert!(
-        out.status.success(),
-        "the Terraform toolchain is not installed: run scripts/install-terraform.sh (scripts/setup.sh does)\n{}",
-        text(&out)
-    );
-    let env: Vec<(String, String)> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
-        .collect();
-    let terraform = env
-        .iter()
-        .find(|(k, _)| k == "TERRAFORM")
-        .map(|(_, v)| PathBuf::from(v));
-    let terraform = terraform.expect("install-terraform.sh --print-env names TERRAFORM");
-    assert!(
-        terraform.exists(),
-        "{} does not exist: run scripts/install-terraform.sh",
-        terraform.display()
-    );
-    (terraform, env)
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// Copies the Terraform sources, leaving out state, provider caches and run directories.
-fn copy_sources(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with(".terraform") || name.starts_with("terraform.tfstate") || name == ".run"
-        {
-            continue;
-        }
-        let target = to.join(&name);
-        if entry.file_type().unwrap().is_dir() {
-            copy_sources(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 /// A base port such that `count` consecutive ports from it are free on 127.0.0.1, below the
 /// ephemeral range so that outgoing connections do not take them meanwhile.
 fn free_port_range(count: u16) -> u16 {
@@ -574,170 +501,4 @@ fn free_port_range(count: u16) -> u16 {
         }
     }
     panic!("no {count} consecutive free ports between 20000 and 30000");
-}
-
-/// Runs `cmd` to completion with its output captured, killing it after `timeout`.
-fn run_bounded(mut cmd: Command, timeout: Duration) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = drain(&mut child, true);
-    let stderr = drain(&mut child, false);
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{cmd:?} did not finish within {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    Output {
-        status,
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
-    }
-}
-
-/// Reads the child's stdout or stderr to the end on a thread.
-fn drain(child: &mut Child, stdout: bool) -> std::thread::JoinHandle<Vec<u8>> {
-    let mut pipe: Box<dyn Read + Send> = if stdout {
-        Box::new(child.stdout.take().unwrap())
-    } else {
-        Box::new(child.stderr.take().unwrap())
-    };
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = pipe.read_to_end(&mut buf);
-        buf
-    })
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// Polls `done` every 100 ms until it holds; fails the test after `limit`.
-fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting until {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// A blocking HTTP client over a private runtime (the tests themselves are synchronous).
-struct Http {
-    rt: tokio::runtime::Runtime,
-    client: reqwest::Client,
-}
-
-impl Http {
-    fn new() -> Self {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        // No pooled connections: the redeploy test replaces the processes behind the same ports.
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(0)
-            .no_proxy()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap();
-        Self { rt, client }
-    }
-
-    fn get_text(&self, url: &str) -> (u16, String) {
-        self.rt.block_on(async {
-            let resp = self
-                .client
-                .get(url)
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-            (resp.status().as_u16(), resp.text().await.unwrap())
-        })
-    }
-
-    fn get(&self, url: &str) -> (u16, Value) {
-        let (status, body) = self.get_text(url);
-        (
-            status,
-            serde_json::from_str(&body).unwrap_or(Value::String(body)),
-        )
-    }
-
-    fn post(&self, url: &str, body: &Value) -> (u16, Value) {
-        self.rt.block_on(async {
-            let resp = self
-                .client
-                .post(url)
-                .json(body)
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("POST {url}: {e}"));
-            let status = resp.status().as_u16();
-            let text = resp.text().await.unwrap();
-            (
-                status,
-                serde_json::from_str(&text).unwrap_or(Value::String(text)),
-            )
-        })
-    }
-}
-
-/// This test's turn to run a deployment: a lock directory in the target's temporary
-/// directory, holding the owner's pid; a lock whose owner has died is taken over.
-struct Turn {
-    dir: PathBuf,
-}
-
-impl Turn {
-    fn take() -> Self {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("terraform-tests.lock");
-        let deadline = Instant::now() + Duration::from_secs(900);
-        loop {
-            match std::fs::create_dir(&dir) {
-                Ok(()) => {
-                    std::fs::write(dir.join("pid"), std::process::id().to_string()).unwrap();
-                    return Self { dir };
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let owner = std::fs::read_to_string(dir.join("pid")).unwrap_or_default();
-                    let dead = !owner.is_empty()
-                        && !Path::new(&format!("/proc/{}", owner.trim())).exists();
-                    if dead {
-                        let _ = std::fs::remove_dir_all(&dir);
-                        continue;
-                    }
-                }
-                Err(e) => panic!("cannot create {}: {e}", dir.display()),
-            }
-            assert!(
-                Instant::now() < deadline,
-                "waited 15 min for {}",
-                dir.display()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Turn {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }

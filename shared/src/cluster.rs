@@ -213,6 +213,9 @@ pub struct StatusResponse {
     /// What this node refused since it started, and its admin policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security: Option<SecurityStatus>,
+    /// Faults injected into this node and in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faults: Option<crate::admin::FaultsStatus>,
 }
 
 /// Who may change the configuration of a node (`/status`).

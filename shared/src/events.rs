@@ -14,7 +14,8 @@
 //! - [`ClusterEvent::Node`] carries a [`NodeEvent`]: something that happened
 //!   to one node's replication — in leader-follower mode a pre-vote, a
 //!   campaign, a vote, an election won, a leader stepping down, a node
-//!   following a new leader, a write rolled back, a node caught up.
+//!   following a new leader, a write rolled back, a node caught up — and, in
+//!   every mode, a fault injected or healed.
 //!
 //! Every timestamp is the wall clock of the node that built the event, in
 //! milliseconds since the Unix epoch; `at_ms` says when the event was built,
@@ -110,6 +111,11 @@ pub enum NodeEventKind {
     ConfigInForce {
         /// The configuration.
         config: ClusterConfig,
+    },
+    /// A fault was injected into the node (`/admin/faults`), or healed.
+    Fault {
+        /// What: `cut from 2, 3 (both ways)`, `paused for 5000 ms`, `healed`…
+        description: String,
     },
 }
 

@@ -7,6 +7,8 @@
 //!
 //! # Layout
 //! - [`ids`]: domain scalars (`NodeId`, `Version`) and the node's mode and role.
+//! - [`admin`]: fault injection (`/admin/faults`): pause, crash, cut, delay,
+//!   drop, clock skew, heal.
 //! - [`api`]: client requests and responses (`/set`, `/get`, `/health`).
 //! - [`cluster`]: N/W/R, the delay profile and `/status` (cluster view).
 //! - [`error`]: the JSON error body every failing request returns.
@@ -20,6 +22,7 @@
 //! - [`replication`]: node-to-node messages (`/internal/...`): log batches,
 //!   snapshots, coordinated reads, read repair, configuration changes.
 
+pub mod admin;
 pub mod api;
 pub mod cluster;
 pub mod error;

@@ -20,7 +20,7 @@
 //! status and the SHA-256 of its body. See `kv_node::security`.
 
 use crate::cluster::ClusterConfig;
-use crate::ids::{NodeId, Version};
+use crate::ids::{NodeId, Term, Version};
 use serde::{Deserialize, Serialize};
 
 /// The sending node's id.
@@ -88,6 +88,26 @@ pub struct InternalReadResponse {
     /// acknowledged). Always true in leaderless mode.
     #[serde(default = "counts_by_default")]
     pub current: bool,
+    /// Leader-follower: the replica's current term. A read coordinator that
+    /// sees a term above the leader's knows that leader was deposed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub term: Option<Term>,
+    /// Leader-follower: set by a leader whose term started — what a
+    /// linearizable read returns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_read: Option<LeaderRead>,
+}
+
+/// A leader's answer to a read: the key as of its read index (committed
+/// writes; with W below a majority, writes held by W replicas), never a
+/// write still in flight.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderRead {
+    /// The leader's term.
+    pub term: Term,
+    /// The key's copy as of the read index, if it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub found: Option<VersionedValue>,
 }
 
 /// Replicas that do not say otherwise count towards R.

@@ -1400,6 +1400,34 @@ impl Core {
         }
     }
 
+    /// A leader whose term started: the index up to which a read may see
+    /// writes without ever seeing one that a failover undoes or that a later
+    /// read misses — the commit index when W is a majority or more, else
+    /// the highest index held by W replicas (such writes were acknowledged;
+    /// with W below a majority a failover may still undo them, as it may
+    /// undo their acknowledgement). `None` on any other node.
+    pub fn read_index(&self) -> Option<Seq> {
+        if !self.is_started_leader() {
+            return None;
+        }
+        let RoleState::Leader(l) = &self.role else {
+            return None;
+        };
+        let w = self.config().w as usize;
+        if w >= majority(self.peers.len() + 1) {
+            return Some(self.commit);
+        }
+        let mut held: Vec<Seq> = l.progress.values().map(|p| p.matched).collect();
+        held.push(self.log.last_index());
+        held.sort_unstable_by(|a, b| b.cmp(a));
+        Some(
+            held.get(w.saturating_sub(1))
+                .copied()
+                .unwrap_or(0)
+                .max(self.commit),
+        )
+    }
+
     /// A function giving the replicas that hold an index (leader included).
     fn holder_counts(&self) -> impl Fn(Seq) -> u32 {
         let matched: Vec<Seq> = match &self.role {

@@ -302,6 +302,30 @@ impl Log {
         undone
     }
 
+    /// What `key` held once every entry up to `index` was applied, for an
+    /// `index` at or above the settled point (entries above it keep their
+    /// undo information): the undo of the first write of `key` after
+    /// `index`, or the store's copy when there is none. `None` when `index`
+    /// is below the settled point (not known any more).
+    ///
+    /// Scans the entries above `index` (the uncommitted window at most).
+    pub fn value_as_of(&self, key: &str, index: Seq) -> Option<Option<Entry>> {
+        if index < self.settled {
+            return None;
+        }
+        let from = index
+            .saturating_sub(self.base.index)
+            .min(self.slots.len() as u64) as usize;
+        for slot in self.slots.range(from..) {
+            if let Command::Write { key: k, .. } = &slot.entry.command {
+                if k == key {
+                    return slot.undo.clone();
+                }
+            }
+        }
+        Some(self.store.get(key))
+    }
+
     /// Entries up to `index` are committed: they drop their undo information.
     pub fn settle(&mut self, index: Seq) {
         let index = index.min(self.last_index());
@@ -496,6 +520,33 @@ mod tests {
     fn sorted(mut r: Vec<Record>) -> Vec<(String, String, Version)> {
         r.sort_by(|a, b| a.key.cmp(&b.key));
         r.into_iter().map(|r| (r.key, r.value, r.version)).collect()
+    }
+
+    #[test]
+    fn a_key_as_of_an_index_ignores_the_writes_after_it() {
+        let now = Instant::now();
+        let mut log = Log::new(Store::new(), config());
+        log.append(write(1, 1, "k", "a", 1), now);
+        log.append(write(2, 1, "other", "x", 1), now);
+        log.append(write(3, 1, "k", "b", 2), now);
+        log.append(write(4, 1, "k", "c", 3), now);
+        log.settle(1);
+        let at = |i| log.value_as_of("k", i).map(|e| e.map(|e| e.value));
+        // The store holds the newest write; as of index 1 or 2 the key held "a".
+        assert_eq!(log.store().get("k").map(|e| e.value).as_deref(), Some("c"));
+        assert_eq!(at(1), Some(Some("a".into())));
+        assert_eq!(at(2), Some(Some("a".into())));
+        assert_eq!(at(3), Some(Some("b".into())));
+        assert_eq!(at(4), Some(Some("c".into())));
+        // Before its first write the key was absent; below the settled point nothing is known.
+        assert_eq!(log.value_as_of("new", 1), Some(None));
+        assert_eq!(at(0), None);
+        log.append(write(5, 1, "new", "n", 1), now);
+        assert_eq!(log.value_as_of("new", 4), Some(None));
+        assert_eq!(
+            log.value_as_of("new", 5).map(|e| e.map(|e| e.value)),
+            Some(Some("n".into()))
+        );
     }
 
     #[test]

@@ -209,6 +209,7 @@ use kv_shared::leader_follower::{
     AppendRequest, AppendResponse, LeaderFollowerStatus, SnapshotRequest, VoteRequest,
     VoteResponse, APPEND_PATH, SNAPSHOT_PATH, VOTE_PATH,
 };
+use kv_shared::replication::{LeaderRead, VersionedValue};
 use kv_shared::{ErrorBody, NodeId, Role, SetRequest, SetResponse, Term};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -415,6 +416,8 @@ impl LeaderFollower {
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             while !this.inner.stopped.load(Ordering::Relaxed) {
                 ticker.tick().await;
+                // A paused node's state machine does not run (an injected fault).
+                this.inner.cluster.faults().wait_unpaused().await;
                 this.step(|st, now| st.core.tick(now));
             }
         }))
@@ -448,6 +451,26 @@ impl LeaderFollower {
             || (!st.core.is_leader()
                 && st.core.leader().is_some()
                 && !st.core.is_in_doubt(Instant::now()))
+    }
+
+    /// This node's term, and — when it leads a started term — the key as
+    /// of its read index (see [`Core::read_index`]).
+    pub fn read_answer(&self, key: &str) -> (Term, Option<LeaderRead>) {
+        let st = self.lock();
+        let term = st.core.term();
+        let leader_read = st.core.read_index().and_then(|index| {
+            st.core
+                .log()
+                .value_as_of(key, index)
+                .map(|copy| LeaderRead {
+                    term,
+                    found: copy.map(|e| VersionedValue {
+                        value: e.value,
+                        version: e.version,
+                    }),
+                })
+        });
+        (term, leader_read)
     }
 
     /// Whether this node's copy counts towards R (it is not catching up).

@@ -20,8 +20,9 @@
 //! both sides apply by version.
 
 use super::merkle::{bucket_of_key, reconcile, Descent, DescentStep, Leaves, MerkleTree};
-use super::runtime::{wall_ms, Leaderless, WRITE_PATH};
+use super::runtime::{Leaderless, WRITE_PATH};
 use crate::error::AppError;
+use crate::events::wall_ms;
 use crate::store::Store;
 use crate::transport::TransportError;
 use kv_shared::leaderless::{
@@ -266,6 +267,7 @@ pub async fn run(ll: Leaderless) {
     let mut rng = Rng::seeded(ll.cluster().node_id());
     while !ll.is_stopped() {
         tokio::time::sleep(rng.jitter(period)).await;
+        ll.cluster().faults().wait_unpaused().await;
         let peers = ll.cluster().peers();
         let up: Vec<NodeId> = peers
             .ids()
@@ -375,7 +377,7 @@ async fn compare(
 async fn pull(ll: &Leaderless, peer: NodeId, keys: Vec<String>) -> Result<u64, TransportError> {
     let cluster = ll.cluster();
     let mut changed = 0;
-    let (wall, offset) = (crate::events::wall_ms(), ll.max_clock_offset_ms());
+    let (wall, offset) = (ll.wall_ms(), ll.max_clock_offset_ms());
     let mut todo: std::collections::VecDeque<String> = keys.into();
     // Each answer is bounded in bytes; what it left out is asked again
     // (bounded: an answer carries at least one record, or leaves none out).

@@ -4,7 +4,6 @@
 use super::anti_entropy;
 use super::runtime::Leaderless;
 use crate::error::{ApiJson, AppError};
-use crate::events::wall_ms;
 use crate::server::AppState;
 use crate::validate;
 use axum::extract::State;
@@ -51,7 +50,10 @@ pub fn check_records(
     clock: Option<Version>,
     records: &[Record],
 ) -> Result<(), AppError> {
-    let (wall, offset) = (wall_ms(), state.config.max_clock_offset_ms);
+    let (wall, offset) = (
+        state.cluster.faults().wall_ms(),
+        state.config.max_clock_offset_ms,
+    );
     if let Some(c) = clock {
         validate::clock("clock", c, wall, offset)?;
     }

@@ -24,7 +24,7 @@ use kv_shared::{ErrorBody, NodeId, SetRequest, SetResponse, Version, WriteStatus
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -33,13 +33,6 @@ const TICK: Duration = Duration::from_millis(20);
 
 /// Path of the replication endpoint.
 pub const WRITE_PATH: &str = "/internal/ll/write";
-
-/// The wall clock in ms since the Unix epoch.
-pub fn wall_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
 
 /// A client's answer: the version its write got, and how it ended.
 type Reply = (Version, Result<u32, QuorumFailure>);
@@ -223,7 +216,8 @@ impl Leaderless {
     /// Whether a peer's clock reading is within the offset limit (logs it if not).
     fn clock_ok(&self, clock: Version) -> bool {
         let offset = self.inner.max_clock_offset_ms;
-        match crate::validate::clock("clock", clock, wall_ms(), offset) {
+        let wall = self.inner.cluster.faults().wall_ms();
+        match crate::validate::clock("clock", clock, wall, offset) {
             Ok(()) => true,
             Err(e) => {
                 tracing::warn!("ignored a peer's clock reading: {}", e.body.error);
@@ -235,6 +229,12 @@ impl Leaderless {
     /// `--max-clock-offset-ms`.
     pub fn max_clock_offset_ms(&self) -> u64 {
         self.inner.max_clock_offset_ms
+    }
+
+    /// This node's clock as its versions read it (ms since the Unix epoch;
+    /// shifted by an injected skew).
+    pub fn wall_ms(&self) -> u64 {
+        self.inner.cluster.faults().wall_ms()
     }
 
     fn message(&self, kind: WriteKind, records: Vec<Record>) -> LlWrite {
@@ -346,7 +346,7 @@ impl Leaderless {
             value: req.value.clone(),
             local,
             w,
-            wall_ms: wall_ms(),
+            wall_ms: cluster.faults().wall_ms(),
         };
         let net = {
             let mut st = self.lock();
@@ -449,6 +449,7 @@ impl Leaderless {
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             while !this.is_stopped() {
                 ticker.tick().await;
+                this.inner.cluster.faults().wait_unpaused().await;
                 this.tick();
             }
         });

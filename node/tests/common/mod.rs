@@ -379,6 +379,18 @@ impl Cluster {
         req.send().await.unwrap()
     }
 
+    /// `POST /admin/faults` on node `id` with the cluster's admin token.
+    pub async fn fault(&self, id: NodeId, body: serde_json::Value) -> reqwest::Response {
+        let mut req = self
+            .client
+            .post(format!("{}{}", self.url(id), kv_shared::admin::FAULTS_PATH))
+            .json(&body);
+        if let Some(t) = &self.configs[0].admin_token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.unwrap()
+    }
+
     /// `POST {path}` on node `id` as another member would send it (signed
     /// with the cluster secret).
     pub async fn post_internal(

@@ -1,5 +1,5 @@
 output "nodes" {
-  description = "Every node: id, role (leader, follower or peer), bind, port, url and args (its kv-node flags)."
+  description = "Every node: id, role (leader, follower or peer), host (its index in hosts), bind, port, url and args (its kv-node flags)."
   value       = local.nodes
 }
 

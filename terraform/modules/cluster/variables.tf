@@ -26,12 +26,13 @@ variable "base_port" {
 }
 
 variable "bind_address" {
-  description = "Address every node binds."
+  description = "Address every node binds; null: the address of the node's own host (hosts[...], which must then be IP addresses)."
   type        = string
+  default     = null
 }
 
 variable "hosts" {
-  description = "Hosts in the nodes' URLs: node i is reached at hosts[(i - 1) % length(hosts)]."
+  description = "Hosts in the nodes' URLs: node i runs on, and is reached at, hosts[(i - 1) % length(hosts)]."
   type        = list(string)
 }
 

@@ -30,6 +30,7 @@ pub fn kind_name(k: &NodeEventKind) -> &'static str {
         NodeEventKind::RolledBack { .. } => "rolled-back",
         NodeEventKind::CaughtUp { .. } => "caught-up",
         NodeEventKind::ConfigInForce { .. } => "config",
+        NodeEventKind::Fault { .. } => "fault",
     }
 }
 
@@ -78,6 +79,7 @@ pub fn describe(e: &NodeEvent) -> String {
         NodeEventKind::ConfigInForce { config } => {
             format!("node {n} runs W={} R={}", config.w, config.r)
         }
+        NodeEventKind::Fault { description } => format!("node {n}: {description}"),
     }
 }
 
