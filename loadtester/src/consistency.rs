@@ -196,6 +196,10 @@ pub struct Consistency {
     pub overlapping_old: u64,
     /// t-visibility in the bands starting at [`T_VISIBILITY_MS`].
     pub t_visibility: Vec<VisibilityAt>,
+    /// The t-visibility curve: P(fresh) per log-spaced bin of time since the
+    /// latest 201, as (bin middle in ms, P) for the bins with reads.
+    #[serde(default)]
+    pub visibility_curve: Vec<(f64, f64)>,
     /// Stale-after-ack reads 1, 2, 3 and ≥ 4 acknowledged versions behind.
     pub versions_behind: [u64; 4],
     /// The faults the nemesis injected.
@@ -239,6 +243,7 @@ pub fn not_checked(promise: Promise, why: &str, faults: Vec<FaultRecord>, ops: u
         overlapping: 0,
         overlapping_old: 0,
         t_visibility: Vec::new(),
+        visibility_curve: Vec::new(),
         versions_behind: [0; 4],
         faults,
         violations: Vec::new(),
@@ -332,6 +337,7 @@ pub fn evaluate(
         overlapping: t.overlapping,
         overlapping_old: t.overlapping_old,
         t_visibility,
+        visibility_curve: curve(&staleness.t_visibility),
         versions_behind: [b.one, b.two, b.three, b.four_or_more],
         faults,
         violations: check
@@ -348,6 +354,28 @@ pub fn evaluate(
         staleness: Some(staleness),
         history,
     }
+}
+
+/// Fewest reads behind a point of a t-visibility curve (fewer make noise).
+pub const MIN_READS_PER_POINT: u64 = 5;
+
+/// (bin middle in ms, P(fresh)) for every bin of `v` with at least
+/// [`MIN_READS_PER_POINT`] reads; the middle is geometric (the bins are
+/// log-spaced), half the upper edge for the first.
+pub fn curve(v: &pbs::Visibility) -> Vec<(f64, f64)> {
+    v.bins
+        .iter()
+        .filter(|b| b.fresh.of >= MIN_READS_PER_POINT)
+        .filter_map(|b| {
+            let p = b.fresh.p?;
+            let mid = match b.to_ms {
+                Some(to) if b.from_ms > 0.0 => (b.from_ms * to).sqrt(),
+                Some(to) => to / 2.0,
+                None => b.from_ms * 2.0,
+            };
+            Some((mid, p))
+        })
+        .collect()
 }
 
 /// The bands of [`T_VISIBILITY_MS`] from the cumulative P(fresh | Δ ≤ t)
@@ -396,7 +424,24 @@ pub fn write_files(dir: &Path, e: &Evaluation) -> Result<()> {
     }
     if let Some(s) = &e.staleness {
         crate::output::write_json(&dir.join("staleness.json"), s)?;
+        let mut curves = vec![("all reads".to_string(), curve(&s.t_visibility))];
+        curves.extend(s.per_node.iter().map(|n| {
+            let label = n
+                .node
+                .map_or("node unknown".into(), |id| format!("node {id}"));
+            (label, curve(&n.visibility))
+        }));
+        crate::plot_consistency::visibility_plot(
+            &dir.join("t-visibility"),
+            "t-visibility: reads that returned the latest acknowledged write or newer",
+            &curves,
+        )?;
     }
+    crate::plot_consistency::timeline_plot(
+        &dir.join("timeline"),
+        "operations over the run, and the faults injected",
+        &e.history,
+    )?;
     Ok(())
 }
 

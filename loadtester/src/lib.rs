@@ -34,6 +34,7 @@
 //! - [`stats`]: HDR histograms, error and stale counters, the JSON summary type.
 //! - [`output`]: the terminal summary, JSON summary and CSV of raw samples.
 //! - [`plot`]: latency and read-after-write interval plots (SVG and PNG).
+//! - [`plot_consistency`]: t-visibility curves and the run's timeline with its faults.
 //! - [`cluster`]: local `kv-node` clusters on free 127.0.0.1 ports: start,
 //!   kill, pause, resume, restart.
 //! - [`report`]: the assignment's matrix (configurations × write ratios) and
@@ -64,6 +65,7 @@ pub mod nemesis;
 pub mod output;
 pub mod pbs;
 pub mod plot;
+pub mod plot_consistency;
 pub mod report;
 pub mod runner;
 pub mod stale;

@@ -484,6 +484,17 @@ impl Nemesis {
             .map(|s| s.node_id)
     }
 
+    /// The leader, asked every 100 ms for up to 3 s (an election may be on).
+    async fn wait_for_leader(&self) -> Option<NodeId> {
+        for _ in 0..30 {
+            if let Some(id) = self.leader().await {
+                return Some(id);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    }
+
     fn url(&self, id: NodeId) -> Option<&str> {
         self.nodes
             .iter()
@@ -534,7 +545,7 @@ impl Nemesis {
         }
         let id = match step.target {
             Target::Node(id) => id,
-            Target::Leader => match self.leader().await {
+            Target::Leader => match self.wait_for_leader().await {
                 Some(id) => id,
                 None => {
                     let r = self.record(

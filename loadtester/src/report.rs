@@ -480,7 +480,20 @@ fn comparison_plots(
         &format!("Write → next read of the key — {title}"),
         &gaps,
     )?;
+    let curves: Vec<crate::plot_consistency::Curve> = ok
+        .iter()
+        .filter_map(|(l, r)| {
+            let c = r.summary.consistency.as_ref()?;
+            (!c.visibility_curve.is_empty()).then(|| (l.clone(), c.visibility_curve.clone()))
+        })
+        .collect();
+    crate::plot_consistency::visibility_plot(
+        &out.join(&rel).join("t-visibility"),
+        &format!("t-visibility — {title}"),
+        &curves,
+    )?;
     Ok(vec![
+        ("t-visibility".into(), rel.join("t-visibility")),
         ("read latency".into(), rel.join("reads")),
         ("write latency".into(), rel.join("writes")),
         (

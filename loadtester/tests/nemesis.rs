@@ -104,6 +104,11 @@ async fn w3r3_under_partition_kill_and_pause_keeps_every_promise() {
         assert_eq!(h.ops.len() as u64, c.ops);
         assert_eq!(h.faults, c.faults);
         assert!(out.join("check.json").is_file() && out.join("staleness.json").is_file());
+        // The timeline draws every fault; the t-visibility plot has a line per node.
+        let timeline = std::fs::read_to_string(out.join("timeline.svg")).unwrap();
+        assert!(timeline.contains("cut from every peer") && timeline.contains("killed"), "faults drawn");
+        let vis = std::fs::read_to_string(out.join("t-visibility.svg")).unwrap();
+        assert!(vis.contains("all reads") && vis.contains("node 2"), "a line per node");
     })
     .await;
 }
