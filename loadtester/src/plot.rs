@@ -22,14 +22,14 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 /// Width and height of the PNG, pixels.
-const PNG_SIZE: (u32, u32) = (1400, 560);
+pub(crate) const PNG_SIZE: (u32, u32) = (1400, 560);
 /// Width and height of the SVG, user units.
-const SVG_SIZE: (u32, u32) = (1200, 480);
+pub(crate) const SVG_SIZE: (u32, u32) = (1200, 480);
 /// Histogram bins per decade of latency.
 const BINS_PER_DECADE: f64 = 10.0;
 
 /// Series colours, in order.
-const PALETTE: [RGBColor; 8] = [
+pub(crate) const PALETTE: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -54,6 +54,32 @@ pub fn ensure_font() -> Result<()> {
     .clone()
     .map_err(Error::Plot)
 }
+
+/// Runs `|root, scale| body` twice — on an SVG backend (`STEM.svg`, scale 1)
+/// and on a bitmap backend (`STEM.png`, scaled to its size) — and maps
+/// drawing errors to [`Error::Plot`] naming the file. plotters' backends are
+/// different types and a closure cannot be generic, hence a macro.
+macro_rules! svg_and_png {
+    ($stem:expr, |$root:ident, $scale:ident| $body:expr) => {{
+        $crate::plot::ensure_font()?;
+        let svg = $stem.with_extension("svg");
+        {
+            let $root = plotters::prelude::SVGBackend::new(&svg, $crate::plot::SVG_SIZE)
+                .into_drawing_area();
+            let $scale = 1.0;
+            $body.map_err(|e| $crate::error::Error::Plot(format!("{}: {e}", svg.display())))?;
+        }
+        let png = $stem.with_extension("png");
+        {
+            let $root = plotters::prelude::BitMapBackend::new(&png, $crate::plot::PNG_SIZE)
+                .into_drawing_area();
+            let $scale = f64::from($crate::plot::PNG_SIZE.0) / f64::from($crate::plot::SVG_SIZE.0);
+            $body.map_err(|e| $crate::error::Error::Plot(format!("{}: {e}", png.display())))?;
+        }
+        Ok(())
+    }};
+}
+pub(crate) use svg_and_png;
 
 /// One line on a plot: a label and a histogram of µs values.
 pub type Series<'a> = (&'a str, &'a Histogram<u64>);
@@ -96,7 +122,6 @@ fn plot(
     (x_label, share_label): (&str, &str),
     series: &[Series<'_>],
 ) -> Result<()> {
-    ensure_font()?;
     let spec = Spec {
         title,
         x_label,
@@ -107,22 +132,7 @@ fn plot(
             .filter(|(_, h)| !h.is_empty())
             .collect(),
     };
-    let svg = stem.with_extension("svg");
-    draw(
-        SVGBackend::new(&svg, SVG_SIZE).into_drawing_area(),
-        &spec,
-        1.0,
-    )
-    .map_err(|e| Error::Plot(format!("{}: {e}", svg.display())))?;
-    let png = stem.with_extension("png");
-    let scale = f64::from(PNG_SIZE.0) / f64::from(SVG_SIZE.0);
-    draw(
-        BitMapBackend::new(&png, PNG_SIZE).into_drawing_area(),
-        &spec,
-        scale,
-    )
-    .map_err(|e| Error::Plot(format!("{}: {e}", png.display())))?;
-    Ok(())
+    svg_and_png!(stem, |root, scale| draw(root, &spec, scale))
 }
 
 type DrawResult = std::result::Result<(), String>;

@@ -7,26 +7,16 @@
 //!   indeterminate, over the run, with every nemesis fault as a shaded band
 //!   labelled with what it did.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::history::{FaultRecord, History, Outcome};
-use crate::plot::ensure_font;
+use crate::plot::{svg_and_png, PALETTE};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
 
-const PNG_SIZE: (u32, u32) = (1400, 560);
-const SVG_SIZE: (u32, u32) = (1200, 480);
 /// Timeline bucket, µs.
 const BUCKET_US: u64 = 250_000;
-
-const PALETTE: [RGBColor; 6] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-];
 
 /// One t-visibility line: a label and (t in ms, P(fresh) in 0..=1) points,
 /// t ascending.
@@ -39,24 +29,7 @@ type DrawResult = std::result::Result<(), String>;
 /// # Errors
 /// A file that cannot be written.
 pub fn visibility_plot(stem: &Path, title: &str, curves: &[Curve]) -> Result<()> {
-    ensure_font()?;
-    let svg = stem.with_extension("svg");
-    visibility(
-        SVGBackend::new(&svg, SVG_SIZE).into_drawing_area(),
-        title,
-        curves,
-        1.0,
-    )
-    .map_err(|e| Error::Plot(format!("{}: {e}", svg.display())))?;
-    let png = stem.with_extension("png");
-    let scale = f64::from(PNG_SIZE.0) / f64::from(SVG_SIZE.0);
-    visibility(
-        BitMapBackend::new(&png, PNG_SIZE).into_drawing_area(),
-        title,
-        curves,
-        scale,
-    )
-    .map_err(|e| Error::Plot(format!("{}: {e}", png.display())))
+    svg_and_png!(stem, |root, scale| visibility(root, title, curves, scale))
 }
 
 fn visibility<DB: DrawingBackend>(
@@ -123,14 +96,7 @@ fn visibility<DB: DrawingBackend>(
             )
             .map_err(|e| e.to_string())?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", px(13.0)))
-        .draw()
-        .map_err(|e| e.to_string())?;
+    series_legend(&mut chart, SeriesLabelPosition::LowerRight, &px)?;
     root.present().map_err(|e| e.to_string())
 }
 
@@ -139,24 +105,7 @@ fn visibility<DB: DrawingBackend>(
 /// # Errors
 /// A file that cannot be written.
 pub fn timeline_plot(stem: &Path, title: &str, history: &History) -> Result<()> {
-    ensure_font()?;
-    let svg = stem.with_extension("svg");
-    timeline(
-        SVGBackend::new(&svg, SVG_SIZE).into_drawing_area(),
-        title,
-        history,
-        1.0,
-    )
-    .map_err(|e| Error::Plot(format!("{}: {e}", svg.display())))?;
-    let png = stem.with_extension("png");
-    let scale = f64::from(PNG_SIZE.0) / f64::from(SVG_SIZE.0);
-    timeline(
-        BitMapBackend::new(&png, PNG_SIZE).into_drawing_area(),
-        title,
-        history,
-        scale,
-    )
-    .map_err(|e| Error::Plot(format!("{}: {e}", png.display())))
+    svg_and_png!(stem, |root, scale| timeline(root, title, history, scale))
 }
 
 /// Operations completed per bucket: (ok, failed, indeterminate).
@@ -230,15 +179,24 @@ fn timeline<DB: DrawingBackend>(
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
             });
     }
+    series_legend(&mut chart, SeriesLabelPosition::UpperRight, &px)?;
+    root.present().map_err(|e| e.to_string())
+}
+
+/// The legend of the labelled series, in a white box at `position`.
+fn series_legend<'a, DB: DrawingBackend + 'a>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<impl Ranged<ValueType = f64>, RangedCoordf64>>,
+    position: SeriesLabelPosition,
+    px: &dyn Fn(f64) -> i32,
+) -> DrawResult {
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
+        .position(position)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .label_font(("sans-serif", px(13.0)))
         .draw()
-        .map_err(|e| e.to_string())?;
-    root.present().map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// A fault as a shaded band from its start to its end (or the end of the

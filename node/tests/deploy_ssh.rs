@@ -571,14 +571,13 @@ impl SshDeployment {
     }
 
     fn terraform<S: AsRef<OsStr>>(&self, args: &[S]) -> Output {
-        let mut cmd = Command::new(&self.terraform);
-        cmd.args(args)
-            .current_dir(&self.dir)
-            .env("TF_IN_AUTOMATION", "1");
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        run_bounded(cmd, TERRAFORM_TIMEOUT)
+        tf_support::run_terraform(
+            &self.terraform,
+            &self.env,
+            &self.dir,
+            args,
+            TERRAFORM_TIMEOUT,
+        )
     }
 
     fn args(&self, command: &str, preset: &str, extra: &[&str]) -> Vec<String> {

@@ -20,8 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 use tf_support::{
-    copy_sources, local_value, repo_root, run_bounded, text, toolchain, wait_until,
-    write_when_ready, Http, Turn,
+    copy_sources, local_value, repo_root, text, toolchain, wait_until, write_when_ready, Http, Turn,
 };
 
 /// Nodes per deployment (every preset has N = 5).
@@ -292,14 +291,13 @@ impl Deployment {
 
     /// Runs terraform in this deployment's directory, bounded by [`TERRAFORM_TIMEOUT`].
     fn terraform<S: AsRef<OsStr>>(&self, args: &[S]) -> Output {
-        let mut cmd = Command::new(&self.terraform);
-        cmd.args(args)
-            .current_dir(&self.dir)
-            .env("TF_IN_AUTOMATION", "1");
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        run_bounded(cmd, TERRAFORM_TIMEOUT)
+        tf_support::run_terraform(
+            &self.terraform,
+            &self.env,
+            &self.dir,
+            args,
+            TERRAFORM_TIMEOUT,
+        )
     }
 
     /// `COMMAND -input=false -no-color -var-file=presets/PRESET.tfvars` plus this deployment's

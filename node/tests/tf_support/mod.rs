@@ -48,7 +48,18 @@ pub fn static_kv_node() -> PathBuf {
 /// Runs `terraform ARGS` in `dir` with the toolchain's environment, bounded by `timeout`.
 pub fn terraform<S: AsRef<OsStr>>(dir: &Path, args: &[S], timeout: Duration) -> Output {
     let (terraform, env) = toolchain();
-    let mut cmd = Command::new(terraform);
+    run_terraform(&terraform, &env, dir, args, timeout)
+}
+
+/// Runs the `bin` terraform with `ARGS` in `dir`, with `env` set, bounded by `timeout`.
+pub fn run_terraform<S: AsRef<OsStr>>(
+    bin: &Path,
+    env: &[(String, String)],
+    dir: &Path,
+    args: &[S],
+    timeout: Duration,
+) -> Output {
+    let mut cmd = Command::new(bin);
     cmd.args(args).current_dir(dir).env("TF_IN_AUTOMATION", "1");
     for (k, v) in env {
         cmd.env(k, v);
