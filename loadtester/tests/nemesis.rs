@@ -157,19 +157,32 @@ async fn w1_local_reads_with_slow_followers_show_the_stale_reads_they_may_have()
             "some reads within 100 ms are stale: {:?}",
             c.t_visibility
         );
+        // Whichever node won the first election.
+        let leader_url = r.summary.leader.clone().expect("a leader");
+        let leader_id = r
+            .summary
+            .nodes
+            .iter()
+            .find(|n| n.url == leader_url)
+            .and_then(|n| n.id);
+        let leader = format!("node {}", leader_id.expect("the leader's id"));
         let leader_stale = r
             .summary
             .stale
             .by_node
             .iter()
-            .find(|n| n.node == "node 1")
+            .find(|n| n.node == leader)
             .map(|n| n.stale);
-        assert_eq!(
-            leader_stale,
-            Some(0),
-            "the leader's own copy is never stale: {:?}",
-            r.summary.stale.by_node
-        );
+        // (A 300 ms delay can cost the leader its term; then its old reads
+        // were stale like a follower's and only the curve above is checked.)
+        if r.summary.leader_switches == 0 {
+            assert_eq!(
+                leader_stale,
+                Some(0),
+                "the leader's own copy is never stale: {:?}",
+                r.summary.stale.by_node
+            );
+        }
         // Each violation has its timeline page.
         let pages = std::fs::read_dir(out.join("violations")).unwrap().count();
         assert!(pages >= 1);
