@@ -242,3 +242,37 @@ async fn leaderless_w3r3_under_partition_pause_and_loss_never_reads_stale_after_
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn w3r3_under_one_way_cut_delay_and_message_loss_keeps_every_promise() {
+    within(Duration::from_secs(120), async {
+        let out = temp_dir("nemesis-w3r3-messages");
+        let r = run_lf(
+            3,
+            3,
+            false,
+            "--duration 12 --concurrency 8 --keys 16 --key-dist uniform --write-ratio 0.5 --timeout-ms 2000 \
+             --nemesis oneway:leader@2s+2s,delay:leader=200ms@5s+2s,drop:leader=0.5@8s+2s",
+            &out,
+        )
+        .await;
+        let c = consistency(&r);
+        eprintln!("{}", kv_loadtester::output::render_summary(&r.summary));
+        let kinds: Vec<&str> = c.faults.iter().map(|f| f.kind.as_str()).collect();
+        assert_eq!(kinds, ["oneway", "delay", "drop"], "{:?}", c.faults);
+        assert!(
+            c.faults.iter().all(|f| f.until_us.is_some() && !f.detail.contains("failed")),
+            "{:?}",
+            c.faults
+        );
+        assert!(c.promise.linearizable, "{:?}", c.promise);
+        assert!(c.ops > 1000 && c.reads - c.unchecked_reads > 300, "{c:?}");
+        assert_eq!(c.linearizable, Verdict::Pass, "{:?}", c.violations);
+        assert_eq!(c.read_your_writes, Verdict::Pass, "{:?}", c.violations);
+        assert_eq!(c.monotonic_reads, Verdict::Pass, "{:?}", c.violations);
+        assert_eq!(c.stale_after_ack, 0);
+        assert!(c.broken.is_empty(), "{:?}", c.broken);
+        assert_eq!(r.summary.verification.as_ref().map(|v| v.lost), Some(0));
+    })
+    .await;
+}
