@@ -41,7 +41,7 @@ log "building the dashboard (trunk build --release)"
 trunk build --release --offline
 if ((static)); then
     rustup target list --installed 2>/dev/null | grep -qx "$STATIC_TARGET" ||
-        die "the Rust target $STATIC_TARGET is missing: rustup target add $STATIC_TARGET (scripts/setup.sh does)"
+        die "the Rust target $STATIC_TARGET is missing: rustup target add $STATIC_TARGET (scripts/setup.sh --tests does)"
     bin="$target_dir/$STATIC_TARGET/release/kv-node"
     mkdir -p "$(dirname "$bin")"
     embed_fresh_dashboard "$bin" --target "$STATIC_TARGET"

@@ -7,6 +7,33 @@ cd "$ROOT" || exit 1
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
+# apt_install_without_services UNITS PKG...: installs Debian packages whose own services must
+# not run (the project starts the daemons itself, on 127.0.0.1 and free ports): no service starts
+# during the install (policy-rc.d, unless the machine has its own), and the comma-separated
+# systemd UNITS are disabled at boot afterwards.
+apt_install_without_services() {
+  local units=$1; shift
+  log "installing $* (Debian)"
+  local sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  local policy_rc=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy_rc=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy_rc" >/dev/null
+    $sudo chmod 0755 "$policy_rc"
+  fi
+  local installed=1
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null || installed=0
+  [[ -z $policy_rc ]] || $sudo rm -f "$policy_rc"
+  ((installed)) || die "apt-get install $* failed"
+  if [[ -n $policy_rc ]] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    local unit
+    for unit in ${units//,/ }; do
+      $sudo systemctl disable --quiet "$unit" 2>/dev/null || true
+    done
+  fi
+}
+
 # Installs the Terraform toolchain if missing, exports its environment, defines
 # `tf` (terraform in $TF_DIR) and `color` (-no-color when stderr is no
 # terminal), and runs `terraform init`. Used by deploy.sh and destroy.sh.

@@ -4,45 +4,39 @@
 #   - the wasm32-unknown-unknown Rust target
 #   - trunk 0.21.14 (builds the dashboard)
 #   - wasm-bindgen-cli at exactly the version of wasm-bindgen in Cargo.lock
+#   - Terraform (scripts/install-terraform.sh)
+# With --tests (scripts/test.sh), also what only the tests need:
 #   - Chromium and ChromeDriver from Debian (browser tests)
 #   - openssh-server, iproute2 and podman from Debian (the SSH deployment test runs sshd in
 #     network namespaces; the container test builds the image with podman)
 #   - the x86_64-unknown-linux-musl Rust target (the static kv-node: scripts/build.sh --static)
+#
+# Usage: scripts/setup.sh [--tests]
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
 
 TRUNK_VERSION=0.21.14
 
+for_tests=0
+case "${1:-}" in
+  "") ;;
+  --tests) for_tests=1 ;;
+  -h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) die "unknown option $1 (scripts/setup.sh --help)" ;;
+esac
+
 need_apt=()
-command -v chromium >/dev/null || need_apt+=(chromium)
-command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
-[ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
-[ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || need_apt+=(iproute2)
-command -v podman >/dev/null || need_apt+=(podman)
-if ((${#need_apt[@]})); then
-  log "installing ${need_apt[*]} (Debian)"
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq
-  # The tests start sshd themselves, in network namespaces: the package's own service (an
-  # sshd on port 22 of every interface) is kept from starting during the install (policy-rc.d,
-  # unless the machine has its own) and from starting at boot.
-  policy_rc=""
-  if [[ " ${need_apt[*]} " == *" openssh-server "* && ! -e /usr/sbin/policy-rc.d ]]; then
-    policy_rc=/usr/sbin/policy-rc.d
-    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy_rc" >/dev/null
-    $SUDO chmod 0755 "$policy_rc"
-  fi
-  installed=1
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null || installed=0
-  [[ -z $policy_rc ]] || $SUDO rm -f "$policy_rc"
-  ((installed)) || die "apt-get install ${need_apt[*]} failed"
-  if [[ -n $policy_rc ]]; then
-    if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-      $SUDO systemctl disable --quiet ssh.service ssh.socket 2>/dev/null || true
-    fi
-  fi
+if ((for_tests)); then
+  command -v chromium >/dev/null || need_apt+=(chromium)
+  command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
+  [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+  [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || need_apt+=(iproute2)
+  command -v podman >/dev/null || need_apt+=(podman)
 fi
+# The tests start sshd themselves, in network namespaces: the package's own service (an sshd on
+# port 22 of every interface) must not run.
+((${#need_apt[@]})) && apt_install_without_services ssh.service,ssh.socket "${need_apt[@]}"
 
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
   log "adding the wasm32-unknown-unknown target"
@@ -51,7 +45,7 @@ fi
 
 # The static kv-node (scripts/build.sh --static): Rust's musl target ships its own C library
 # and start files, so no musl-gcc is needed (the node has no C dependency).
-if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
+if ((for_tests)) && ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
   log "adding the x86_64-unknown-linux-musl target"
   rustup target add x86_64-unknown-linux-musl
 fi

@@ -4,7 +4,7 @@
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
-scripts/setup.sh
+scripts/setup.sh --tests
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

@@ -74,6 +74,13 @@ pub enum Command {
     /// each kill (writes every 10 ms, round-robin over the survivors);
     /// print every time, the median, p90 and max.
     Failover(FailoverArgs),
+    /// Benchmark side by side, on 127.0.0.1 only: one kv-node; leader-follower
+    /// N=5 at W1, W3, W5; leaderless N=5 at W3 and W5; a 5-member etcd
+    /// (--unsafe-no-fsync); Redis with 4 replicas (SET, and SET + WAIT 2).
+    /// A write-heavy and a read-heavy workload, each closed loop for the peak
+    /// and open loop at half the peak for latency; one table with ratios to
+    /// one node, etcd and Redis. Everything started is stopped.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// How the cluster replicates, which decides where requests go.
@@ -239,6 +246,15 @@ pub struct RunArgs {
     /// Directory for summary.json, samples.csv and the plots.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// What to load: kv (kv-node), or etcd (v3 JSON gateway client URLs in
+    /// --nodes) or redis (the primary as redis://HOST:PORT in --nodes) with
+    /// the same workload, measured the same way (throughput and latency
+    /// only: no stale-read tracking, history check or read-back).
+    #[arg(long, value_enum, default_value_t = crate::peers::Target::Kv)]
+    pub target: crate::peers::Target,
+    /// --target redis: after each SET, WAIT for this many replicas (W − 1).
+    #[arg(long, default_value_t = 0)]
+    pub redis_wait: u32,
     /// Workload flags.
     #[command(flatten)]
     pub workload: WorkloadArgs,

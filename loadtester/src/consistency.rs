@@ -24,18 +24,26 @@
 //! overlap), so their session checks pass trivially; closed-loop clients
 //! are sessions.
 //!
+//! Next to the measured t-visibility, [`predict`] gives the curve the PBS
+//! paper's WARS model predicts by Monte Carlo from the delays of the same
+//! run: the W and A legs per replica from the write traces the nodes
+//! published ([`crate::traces`], [`pbs::write_legs_from_traces`]), the R and
+//! S legs each half of the client's read latency (the nodes time no read
+//! legs), and the read targets of the configuration ([`read_model`]).
+//!
 //! Keys that already held data from before the run (a read returned a
 //! value no write of this run wrote, and the value does not carry this
 //! run's tag) are left out of the check and counted in
 //! [`Consistency::excluded_keys`].
 
 use crate::checker::{self, CheckOptions, CheckReport, Verdict, Violation, ViolationCounts};
-use crate::cli::ReadEndpoint;
+use crate::cli::{ReadEndpoint, ReadFrom};
 use crate::error::Result;
 use crate::history::{FaultRecord, History, Outcome};
 use crate::pbs::{self, Staleness};
 use crate::workload::OpKind;
 use kv_shared::cluster::ClusterConfig;
+use kv_shared::events::WriteTrace;
 use kv_shared::Mode;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -202,6 +210,9 @@ pub struct Consistency {
     pub visibility_curve: Vec<(f64, f64)>,
     /// Stale-after-ack reads 1, 2, 3 and ≥ 4 acknowledged versions behind.
     pub versions_behind: [u64; 4],
+    /// The t-visibility the WARS model predicts from this run's delays.
+    #[serde(default)]
+    pub wars: Option<WarsCurve>,
     /// The faults the nemesis injected.
     pub faults: Vec<FaultRecord>,
     /// The first violations (all of them are in `check.json`).
@@ -245,6 +256,7 @@ pub fn not_checked(promise: Promise, why: &str, faults: Vec<FaultRecord>, ops: u
         t_visibility: Vec::new(),
         visibility_curve: Vec::new(),
         versions_behind: [0; 4],
+        wars: None,
         faults,
         violations: Vec::new(),
         broken: Vec::new(),
@@ -339,6 +351,7 @@ pub fn evaluate(
         t_visibility,
         visibility_curve: curve(&staleness.t_visibility),
         versions_behind: [b.one, b.two, b.three, b.four_or_more],
+        wars: None,
         faults,
         violations: check
             .violations
@@ -356,6 +369,217 @@ pub fn evaluate(
     }
 }
 
+/// Where the WARS curve is predicted: ms after the write committed.
+pub const PREDICT_AT_MS: [u64; 24] = [
+    0, 1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 400, 500, 700, 1000, 1500, 2000,
+    3000, 5000,
+];
+/// Monte Carlo trials of a run's WARS prediction.
+pub const WARS_TRIALS: u32 = 20_000;
+/// Most read latencies the R and S legs are drawn from (evenly picked).
+const MAX_READ_SAMPLES: usize = 20_000;
+
+/// The WARS-predicted t-visibility of a run (`summary.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WarsCurve {
+    /// Which replicas answer a read in the model, for people.
+    pub reads: String,
+    /// Write traces the W and A legs come from.
+    pub traces: u64,
+    /// Reads the R and S legs come from.
+    pub reads_sampled: u64,
+    /// Mean W, A, R and S legs over all replicas, ms.
+    pub mean_legs_ms: [f64; 4],
+    /// (t ms after the commit, predicted P(fresh)), t from [`PREDICT_AT_MS`].
+    pub points: Vec<(f64, f64)>,
+    /// The predicted share of fresh reads among this run's checked reads in
+    /// each band of [`T_VISIBILITY_MS`] (each read weighted by the
+    /// prediction at its own time since the 201): what the measured bands
+    /// compare with. `None` for a band without reads.
+    #[serde(default)]
+    pub bands: Vec<Option<f64>>,
+    /// Why there is no curve, when there is none.
+    pub not_predicted: Option<String>,
+}
+
+impl WarsCurve {
+    fn not(why: impl Into<String>) -> Self {
+        WarsCurve {
+            reads: String::new(),
+            traces: 0,
+            reads_sampled: 0,
+            mean_legs_ms: [0.0; 4],
+            points: Vec::new(),
+            bands: Vec::new(),
+            not_predicted: Some(why.into()),
+        }
+    }
+
+    /// The predicted P(fresh) at `t_ms`, if predicted there.
+    pub fn at(&self, t_ms: u64) -> Option<f64> {
+        self.points
+            .iter()
+            .find(|(t, _)| *t == t_ms as f64)
+            .map(|(_, p)| *p)
+    }
+
+    /// The predicted P(fresh) at any `t_ms` ≥ 0: linear between the
+    /// predicted points, the last one beyond them.
+    pub fn interpolate(&self, t_ms: f64) -> Option<f64> {
+        let after = self.points.iter().position(|(t, _)| *t >= t_ms);
+        match after {
+            None => self.points.last().map(|(_, p)| *p),
+            Some(0) => self.points.first().map(|(_, p)| *p),
+            Some(i) => {
+                let ((t0, p0), (t1, p1)) = (self.points[i - 1], self.points[i]);
+                Some(p0 + (p1 - p0) * (t_ms - t0) / (t1 - t0))
+            }
+        }
+    }
+
+    /// [`WarsCurve::bands`] for the reads of `measured`: each bin's reads
+    /// weighted by the prediction at the bin's middle.
+    fn weigh_bands(&self, measured: &pbs::Visibility) -> Vec<Option<f64>> {
+        let mut sums = [(0.0, 0u64); T_VISIBILITY_MS.len()];
+        for bin in &measured.bins {
+            let mid = bin_middle(bin);
+            let Some(p) = self.interpolate(mid) else {
+                continue;
+            };
+            let band = T_VISIBILITY_MS
+                .iter()
+                .rposition(|&t| mid >= t as f64)
+                .unwrap_or(0);
+            sums[band].0 += p * bin.fresh.of as f64;
+            sums[band].1 += bin.fresh.of;
+        }
+        sums.iter()
+            .map(|&(sum, of)| (of > 0).then(|| sum / of as f64))
+            .collect()
+    }
+}
+
+/// How the WARS model picks the replicas of a read in a configuration, and
+/// how many: leader-follower `/get` with R ≥ 2 (or any read at the leader)
+/// is answered by the leader's copy; other leader-follower reads by one
+/// node's own copy (a random node, or a random follower with `--read-from
+/// followers`); a leaderless `/get` by R random replicas (the node asked and
+/// R − 1 peers), a `/local_read` by one random node. Index 0 of the legs is
+/// the coordinator of the writes (the leader).
+pub fn read_model(
+    mode: Mode,
+    config: ClusterConfig,
+    endpoint: ReadEndpoint,
+    read_from: ReadFrom,
+) -> (pbs::ReadTargets, u32, &'static str) {
+    use pbs::ReadTargets::{Coordinator, RandomR, RandomRNotCoordinator};
+    let get = endpoint == ReadEndpoint::Get;
+    match mode {
+        Mode::LeaderFollower if read_from == ReadFrom::Leader || (get && config.r >= 2) => {
+            (Coordinator, 1, "the leader's copy")
+        }
+        Mode::LeaderFollower if read_from == ReadFrom::Followers => {
+            (RandomRNotCoordinator, 1, "one random follower's copy")
+        }
+        Mode::LeaderFollower | Mode::Standalone => (RandomR, 1, "one random node's copy"),
+        Mode::Leaderless if get => (
+            RandomR,
+            config.r,
+            "R random replicas (the node asked and R − 1 peers)",
+        ),
+        Mode::Leaderless => (RandomR, 1, "one random node's copy"),
+    }
+}
+
+/// What a run loaded: the cluster's mode and quorums (from `/status`) and
+/// where its reads went.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunShape {
+    /// The replication mode, when `/status` told it.
+    pub mode: Option<Mode>,
+    /// N/W/R and the delay profile, when `/status` told them.
+    pub config: Option<ClusterConfig>,
+    /// `/get` or `/local_read`.
+    pub endpoint: ReadEndpoint,
+    /// Which nodes served reads.
+    pub read_from: ReadFrom,
+}
+
+/// What the WARS model predicts for a run of `shape`, from the write
+/// `traces` the nodes published and the read latencies of `history`, with
+/// the bands weighted by the `measured` reads; seeded, so one run always
+/// gives one curve.
+pub fn predict(
+    shape: RunShape,
+    traces: &[WriteTrace],
+    history: &History,
+    measured: Option<&pbs::Visibility>,
+    seed: u64,
+) -> WarsCurve {
+    let RunShape {
+        mode,
+        config,
+        endpoint,
+        read_from,
+    } = shape;
+    let (Some(mode), Some(config)) = (mode, config) else {
+        return WarsCurve::not("the cluster's mode and N/W/R are unknown (no /status)");
+    };
+    if mode == Mode::Standalone {
+        return WarsCurve::not("one node: nothing is replicated");
+    }
+    let apply_delay = f64::from(config.delay_profile.ack_ms);
+    let Some((w, a)) = pbs::write_legs_from_traces(traces, apply_delay) else {
+        return WarsCurve::not("no write trace was acknowledged by every replica");
+    };
+    let reads: Vec<f64> = history
+        .ops
+        .iter()
+        .filter(|o| o.kind == OpKind::Read && o.outcome == Outcome::Ok)
+        .map(|o| o.complete_us.saturating_sub(o.invoke_us) as f64 / 2000.0)
+        .collect();
+    if reads.is_empty() {
+        return WarsCurve::not("no read was answered");
+    }
+    let stride = reads.len().div_ceil(MAX_READ_SAMPLES);
+    let half_reads: Vec<f64> = reads.iter().step_by(stride).copied().collect();
+    let legs = pbs::Legs {
+        w,
+        a,
+        r: pbs::Leg::Shared(half_reads.clone()),
+        s: pbs::Leg::Shared(half_reads),
+    };
+    if let Err(e) = legs.validate(config.n) {
+        return WarsCurve::not(format!("the traces do not cover N = {}: {e}", config.n));
+    }
+    let (targets, r, described) = read_model(mode, config, endpoint, read_from);
+    let model = pbs::Wars {
+        reads: targets,
+        ..pbs::Wars::new(config.n, config.w, r)
+    };
+    let prediction = model.predict(&legs, &PREDICT_AT_MS, WARS_TRIALS, seed);
+    let n = config.n as usize;
+    let mean = |leg: &pbs::Leg| leg.mean(n);
+    let mut curve = WarsCurve {
+        reads: described.into(),
+        traces: traces.iter().filter(|t| t.fully_acked()).count() as u64,
+        reads_sampled: reads.len() as u64,
+        mean_legs_ms: [mean(&legs.w), mean(&legs.a), mean(&legs.r), mean(&legs.s)],
+        points: prediction
+            .points
+            .iter()
+            .filter_map(|p| Some((p.t_ms as f64, p.p_fresh?)))
+            .collect(),
+        bands: Vec::new(),
+        not_predicted: (prediction.completed == 0)
+            .then(|| "no trial committed its writes".to_string()),
+    };
+    if let Some(m) = measured {
+        curve.bands = curve.weigh_bands(m);
+    }
+    curve
+}
+
 /// Fewest reads behind a point of a t-visibility curve (fewer make noise).
 pub const MIN_READS_PER_POINT: u64 = 5;
 
@@ -366,16 +590,18 @@ pub fn curve(v: &pbs::Visibility) -> Vec<(f64, f64)> {
     v.bins
         .iter()
         .filter(|b| b.fresh.of >= MIN_READS_PER_POINT)
-        .filter_map(|b| {
-            let p = b.fresh.p?;
-            let mid = match b.to_ms {
-                Some(to) if b.from_ms > 0.0 => (b.from_ms * to).sqrt(),
-                Some(to) => to / 2.0,
-                None => b.from_ms * 2.0,
-            };
-            Some((mid, p))
-        })
+        .filter_map(|b| Some((bin_middle(b), b.fresh.p?)))
         .collect()
+}
+
+/// The middle of a log-spaced bin: geometric, half the upper edge for the
+/// first, twice the lower edge for the open last one.
+fn bin_middle(b: &pbs::VisibilityBin) -> f64 {
+    match b.to_ms {
+        Some(to) if b.from_ms > 0.0 => (b.from_ms * to).sqrt(),
+        Some(to) => to / 2.0,
+        None => b.from_ms * 2.0,
+    }
 }
 
 /// The bands of [`T_VISIBILITY_MS`] from the cumulative P(fresh | Δ ≤ t)
@@ -431,10 +657,23 @@ pub fn write_files(dir: &Path, e: &Evaluation) -> Result<()> {
                 .map_or("node unknown".into(), |id| format!("node {id}"));
             (label, curve(&n.visibility))
         }));
+        let predicted: Vec<(usize, crate::plot_consistency::Curve)> = e
+            .summary
+            .wars
+            .iter()
+            .filter(|w| !w.points.is_empty())
+            .map(|w| {
+                (
+                    0,
+                    ("all reads, WARS-predicted".to_string(), w.points.clone()),
+                )
+            })
+            .collect();
         crate::plot_consistency::visibility_plot(
             &dir.join("t-visibility"),
             "t-visibility: reads that returned the latest acknowledged write or newer",
             &curves,
+            &predicted,
         )?;
     }
     crate::plot_consistency::timeline_plot(
@@ -467,6 +706,219 @@ mod tests {
             nodes: vec![1],
             detail: String::new(),
         }
+    }
+
+    fn shape(
+        mode: Option<Mode>,
+        config: Option<ClusterConfig>,
+        endpoint: ReadEndpoint,
+        read_from: ReadFrom,
+    ) -> RunShape {
+        RunShape {
+            mode,
+            config,
+            endpoint,
+            read_from,
+        }
+    }
+
+    /// A write of `id` coordinated by node 1 at 0 ms, replica i (2..=n)
+    /// sent at 0 and acknowledged after `rtt_ms * (i - 1)`.
+    fn trace(id: u64, n: u32, rtt_ms: u64) -> WriteTrace {
+        WriteTrace {
+            id,
+            seq: Some(id),
+            key: "k".into(),
+            version: id,
+            coordinator: 1,
+            w: 1,
+            started_at_ms: 1_000,
+            committed_at_ms: Some(1_000),
+            replicas: (2..=n)
+                .map(|i| kv_shared::events::ReplicaTrace {
+                    id: i,
+                    sent_at_ms: Some(1_000),
+                    acked_at_ms: Some(1_000 + rtt_ms * u64::from(i - 1)),
+                })
+                .collect(),
+            at_ms: 1_000,
+        }
+    }
+
+    /// A history of `reads` answered reads of 2 ms each.
+    fn reads(reads: u64) -> History {
+        History {
+            ops: (0..reads)
+                .map(|i| HistoryOp {
+                    id: i,
+                    session: 0,
+                    kind: OpKind::Read,
+                    key: "k".into(),
+                    node: Some(1),
+                    invoke_us: i * 10_000,
+                    complete_us: i * 10_000 + 2_000,
+                    outcome: Outcome::Ok,
+                    value: None,
+                    version: None,
+                })
+                .collect(),
+            faults: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_wars_curve_follows_the_traced_legs_and_the_read_targets() {
+        // N = 3, W = 1: follower 2 applies 50 ms after the commit, follower
+        // 3 100 ms after (half of 100 and 200 ms round trips); a read takes
+        // 1 ms to reach its replica.
+        let traces: Vec<WriteTrace> = (1..=20).map(|id| trace(id, 3, 100)).collect();
+        let h = reads(50);
+        let lf = Some(Mode::LeaderFollower);
+        let local = ReadEndpoint::LocalRead;
+        let any = predict(
+            shape(lf, config(3, 1, 1), local, ReadFrom::All),
+            &traces,
+            &h,
+            None,
+            1,
+        );
+        assert_eq!(any.not_predicted, None);
+        assert_eq!((any.traces, any.reads_sampled), (20, 50));
+        assert_eq!(any.mean_legs_ms, [50.0, 50.0, 1.0, 1.0]);
+        // Right after the commit only the leader is fresh; after 49 ms
+        // follower 2 too; after 100 ms everyone.
+        let at = |c: &WarsCurve, t| c.at(t).expect("predicted");
+        assert!((at(&any, 0) - 1.0 / 3.0).abs() < 0.02, "{any:?}");
+        assert!((at(&any, 50) - 2.0 / 3.0).abs() < 0.02, "{any:?}");
+        assert_eq!(at(&any, 100), 1.0);
+        let followers = predict(
+            shape(lf, config(3, 1, 1), local, ReadFrom::Followers),
+            &traces,
+            &h,
+            None,
+            1,
+        );
+        assert_eq!(at(&followers, 0), 0.0);
+        assert!((at(&followers, 50) - 0.5).abs() < 0.02, "{followers:?}");
+        // Leader-follower /get with R = 2 is answered by the leader.
+        let get = predict(
+            shape(lf, config(3, 1, 2), ReadEndpoint::Get, ReadFrom::All),
+            &traces,
+            &h,
+            None,
+            1,
+        );
+        assert_eq!(
+            (at(&get, 0), get.reads.as_str()),
+            (1.0, "the leader's copy")
+        );
+        // Leaderless R = 3 of N = 3 always meets the coordinator's copy.
+        let ll = predict(
+            shape(
+                Some(Mode::Leaderless),
+                config(3, 1, 3),
+                ReadEndpoint::Get,
+                ReadFrom::All,
+            ),
+            &traces,
+            &h,
+            None,
+            1,
+        );
+        assert_eq!(at(&ll, 0), 1.0);
+    }
+
+    #[test]
+    fn predicted_bands_weigh_each_read_by_the_prediction_at_its_time() {
+        let curve = WarsCurve {
+            points: vec![(0.0, 0.2), (100.0, 0.6), (1000.0, 1.0)],
+            ..WarsCurve::not("")
+        };
+        assert_eq!(curve.interpolate(50.0), Some(0.4));
+        assert_eq!(curve.interpolate(5000.0), Some(1.0));
+        let bin = |from_ms: f64, to_ms: Option<f64>, of: u64| pbs::VisibilityBin {
+            from_ms,
+            to_ms,
+            fresh: pbs::Fraction::new(0, of),
+        };
+        // 10 reads around 50 ms, 30 around 10 ms (geometric middles),
+        // nothing in 100–1000 ms, 5 beyond.
+        let measured = pbs::Visibility {
+            fresh: pbs::Fraction::new(0, 45),
+            within: Vec::new(),
+            bins: vec![
+                bin(25.0, Some(100.0), 10),
+                bin(5.0, Some(20.0), 30),
+                bin(2000.0, None, 5),
+            ],
+        };
+        let bands = curve.weigh_bands(&measured);
+        let first = (10.0 * 0.4 + 30.0 * (0.2 + 0.4 * 10.0 / 100.0)) / 40.0;
+        assert!((bands[0].unwrap() - first).abs() < 1e-9, "{bands:?}");
+        assert_eq!(&bands[1..], [None, None, Some(1.0)]);
+    }
+
+    #[test]
+    fn no_wars_curve_is_made_up() {
+        let lf = Some(Mode::LeaderFollower);
+        let (local, all) = (ReadEndpoint::LocalRead, ReadFrom::All);
+        let traces = vec![trace(1, 3, 10)];
+        let why = |c: WarsCurve| {
+            assert!(c.points.is_empty());
+            c.not_predicted.expect("a reason")
+        };
+        assert!(why(predict(
+            shape(lf, config(3, 1, 1), local, all),
+            &[],
+            &reads(5),
+            None,
+            1
+        ))
+        .contains("trace"));
+        assert!(why(predict(
+            shape(lf, config(3, 1, 1), local, all),
+            &traces,
+            &reads(0),
+            None,
+            1
+        ))
+        .contains("read"));
+        // Traces of a 3-node cluster do not cover 5 replicas.
+        assert!(why(predict(
+            shape(lf, config(5, 1, 1), local, all),
+            &traces,
+            &reads(5),
+            None,
+            1
+        ))
+        .contains("N = 5"));
+        assert!(why(predict(
+            shape(None, None, local, all),
+            &traces,
+            &reads(5),
+            None,
+            1
+        ))
+        .contains("unknown"));
+        assert!(why(predict(
+            shape(Some(Mode::Standalone), config(1, 1, 1), local, all),
+            &traces,
+            &reads(5),
+            None,
+            1
+        ))
+        .contains("one node"));
+        // An unfinished trace does not count.
+        let mut open = trace(1, 3, 10);
+        open.replicas[1].acked_at_ms = None;
+        assert!(why(predict(
+            shape(lf, config(3, 1, 1), local, all),
+            &[open],
+            &reads(5),
+            None,
+            1
+        ))
+        .contains("trace"));
     }
 
     #[test]

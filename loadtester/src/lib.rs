@@ -39,6 +39,10 @@
 //!   kill, pause, resume, restart.
 //! - [`report`]: the assignment's matrix (configurations × write ratios) and
 //!   its Markdown/HTML report.
+//! - [`bench`]: `kv-loadtester bench`: the store side by side with etcd and
+//!   Redis started locally, one table of peaks, latencies and ratios.
+//! - [`peers`]: etcd and Redis as load targets (`--target`), and local
+//!   clusters of them.
 //! - [`failover`]: `kv-loadtester failover`: time from a leader's crash to
 //!   the next acknowledged write, over repeated kills.
 //! - [`history`]: the record of a run (operations with invocation and
@@ -50,9 +54,12 @@
 //!   and the violation pages.
 //! - [`pbs`]: staleness as the PBS paper defines it (t-visibility,
 //!   k-staleness), the inconsistency window, and the WARS predictor.
+//! - [`traces`]: the write traces the nodes publish during a run (the WARS
+//!   predictor's write legs).
 
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod checker;
 pub mod cli;
 pub mod cluster;
@@ -64,6 +71,7 @@ pub mod keys;
 pub mod nemesis;
 pub mod output;
 pub mod pbs;
+pub mod peers;
 pub mod plot;
 pub mod plot_consistency;
 pub mod report;
@@ -71,6 +79,7 @@ pub mod runner;
 pub mod stale;
 pub mod stats;
 pub mod targets;
+pub mod traces;
 pub mod verify;
 pub mod workload;
 

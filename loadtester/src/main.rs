@@ -8,7 +8,8 @@
 //! `consistency`). A report exits with the highest status of its runs.
 
 use kv_loadtester::cli::{parse_from, Command};
-use kv_loadtester::{failover, output, report, runner};
+use kv_loadtester::peers::Target;
+use kv_loadtester::{bench, failover, output, report, runner};
 use std::process::ExitCode;
 
 /// The exit status of one run (see the crate docs): 3 for a broken
@@ -70,6 +71,29 @@ async fn main() -> ExitCode {
                     } else {
                         ExitCode::SUCCESS
                     }
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Some(Command::Bench(args)) => match bench::run_bench(&args, &argv.join(" ")).await {
+            Ok(r) => {
+                print!("{}", bench::render(&r));
+                println!("results in {}", args.out.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        None if cli.run.target != Target::Kv => {
+            match bench::measure(&cli.run, runner::Plan::from_args(&cli.run)).await {
+                Ok(m) => {
+                    println!("{}", serde_json::to_string_pretty(&m).unwrap_or_default());
+                    ExitCode::SUCCESS
                 }
                 Err(e) => {
                     eprintln!("error: {e}");

@@ -38,9 +38,9 @@
 use crate::cluster::LocalCluster;
 use crate::error::{Error, Result};
 use crate::history::{FaultRecord, Micros};
-use crate::targets::{probe_statuses, Node, Probe};
+use crate::targets::{choose_leader, probe_statuses, Node};
 use kv_shared::admin::{Direction, FaultRequest, FAULTS_PATH};
-use kv_shared::{NodeId, Role};
+use kv_shared::NodeId;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::fmt;
@@ -476,12 +476,17 @@ impl Nemesis {
     async fn leader(&self) -> Option<NodeId> {
         let urls: Vec<String> = self.nodes.iter().map(|(_, u)| u.clone()).collect();
         let probes = probe_statuses(&self.client, &urls, Duration::from_millis(500)).await;
-        probes
+        let nodes: Vec<Node> = self
+            .nodes
             .iter()
-            .filter_map(Probe::status)
-            .filter(|s| s.role == Role::Leader)
-            .max_by_key(|s| s.leader_follower.as_ref().map_or(0, |lf| lf.term))
-            .map(|s| s.node_id)
+            .map(|(id, url)| Node {
+                id: Some(*id),
+                url: url.clone(),
+                role: None,
+            })
+            .collect();
+        let choice = choose_leader(&nodes, &probes)?;
+        self.nodes.get(choice.index).map(|(id, _)| *id)
     }
 
     /// The leader, asked every 100 ms for up to 3 s (an election may be on).

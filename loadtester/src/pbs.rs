@@ -93,8 +93,9 @@
 //! - The nodes report round trips, not one-way delays (the write traces of
 //!   `/events` say when the coordinator sent a write to each replica and
 //!   when the ack came back; reads are not traced): [`write_legs_from_traces`]
-//!   and [`legs_from_round_trips`] split each round trip into two equal
-//!   halves, which assumes symmetric links. On one machine (every node on
+//!   (after taking off the wait the delay profile makes a replica do before
+//!   it applies) and [`legs_from_round_trips`] split each round trip into
+//!   two equal halves, which assumes symmetric links. On one machine (every node on
 //!   127.0.0.1) that is the honest choice; across machines it is an
 //!   approximation, and it also keeps the
 //!   paper's caveat that W and R include processing time at the replica.
@@ -702,6 +703,19 @@ impl Leg {
         Leg::Shared(vec![ms])
     }
 
+    /// The mean over the first `n` replicas' samples (each replica weighs
+    /// the same), in ms.
+    pub fn mean(&self, n: usize) -> f64 {
+        let avg = |set: &Vec<f64>| set.iter().sum::<f64>() / set.len().max(1) as f64;
+        match self {
+            Leg::Shared(set) => avg(set),
+            Leg::PerReplica(sets) => {
+                let sets = &sets[..n.min(sets.len())];
+                sets.iter().map(avg).sum::<f64>() / sets.len().max(1) as f64
+            }
+        }
+    }
+
     /// One draw for replica `i`.
     fn sample(&self, i: usize, rng: &mut ChaCha8Rng) -> f64 {
         let set = match self {
@@ -809,9 +823,12 @@ pub fn legs_from_round_trips(write_rtts_ms: &[Vec<f64>], read_rtts_ms: &[Vec<f64
 /// ([`WriteTrace`], from the `/events` stream), per replica in the order the
 /// coordinator sent to them: index 0 is the coordinator itself (it applies
 /// the write before sending, so W = A = 0), index i the i-th replica it sent
-/// to. Replica i's W is the time from the coordinator accepting the write to
-/// sending it to that replica (the delay profile's send pacing) plus half
-/// the round trip; its A is the other half. Only traces in which every
+/// to. A replica waits `apply_delay_ms` after receiving a write before it
+/// applies and acknowledges it (the delay profile's ack delay); the rest of
+/// the round trip is split in halves. So replica i's W is the time from the
+/// coordinator accepting the write to sending it to that replica (the delay
+/// profile's send pacing) plus the wait plus half the rest; its A is the
+/// other half. Only traces in which every
 /// replica acknowledged count (and those whose replica count is the most
 /// common one, so that the indices line up); `None` when there are none.
 ///
@@ -819,7 +836,7 @@ pub fn legs_from_round_trips(write_rtts_ms: &[Vec<f64>], read_rtts_ms: &[Vec<f64
 /// few ms are coarse; the read legs have no trace and come from elsewhere
 /// (e.g. [`legs_from_round_trips`] over the delay profile's remote-read
 /// delay plus a measured base).
-pub fn write_legs_from_traces(traces: &[WriteTrace]) -> Option<(Leg, Leg)> {
+pub fn write_legs_from_traces(traces: &[WriteTrace], apply_delay_ms: f64) -> Option<(Leg, Leg)> {
     let done: Vec<&WriteTrace> = traces.iter().filter(|t| t.fully_acked()).collect();
     let mut sizes: BTreeMap<usize, usize> = BTreeMap::new();
     for t in &done {
@@ -838,8 +855,10 @@ pub fn write_legs_from_traces(traces: &[WriteTrace]) -> Option<(Leg, Leg)> {
             .collect();
         sent.sort_unstable();
         for (i, (at, acked)) in sent.into_iter().enumerate() {
-            let half = acked.saturating_sub(at) as f64 / 2.0;
-            w[i + 1].push(at.saturating_sub(t.started_at_ms) as f64 + half);
+            let rtt = acked.saturating_sub(at) as f64;
+            let wait = apply_delay_ms.clamp(0.0, rtt);
+            let half = (rtt - wait) / 2.0;
+            w[i + 1].push(at.saturating_sub(t.started_at_ms) as f64 + wait + half);
             a[i + 1].push(half);
         }
     }
@@ -870,6 +889,12 @@ pub enum ReadTargets {
     /// Sent to R replicas picked at random and answered when all R replied
     /// (a client that reads one node of its choice: R = 1).
     RandomR,
+    /// As [`ReadTargets::RandomR`] among every replica but the coordinator
+    /// (index 0): reads spread over the followers only. Needs R < N.
+    RandomRNotCoordinator,
+    /// Answered by the coordinator's copy alone (index 0): the leader
+    /// answering a read, as leader-follower `/get` does.
+    Coordinator,
 }
 
 /// When the consecutive writes of the k-staleness trial are sent.
@@ -1051,6 +1076,17 @@ impl Wars {
             self.w,
             self.r
         );
+        assert!(
+            match self.reads {
+                ReadTargets::RandomRNotCoordinator => self.r < self.n,
+                ReadTargets::Coordinator => self.r == 1,
+                ReadTargets::FastestR | ReadTargets::RandomR => true,
+            },
+            "{:?} cannot read R = {} of N = {}",
+            self.reads,
+            self.r,
+            self.n
+        );
         if let Err(e) = legs.validate(self.n) {
             panic!("{e}");
         }
@@ -1172,6 +1208,16 @@ impl Wars {
         match self.reads {
             ReadTargets::FastestR => rank(&mut s.order, &s.resp, rng),
             ReadTargets::RandomR => s.order.shuffle(rng),
+            ReadTargets::RandomRNotCoordinator | ReadTargets::Coordinator => {
+                // [1..n shuffled, 0]: the coordinator last, or first.
+                s.order.sort_unstable();
+                s.order.rotate_left(1);
+                let n = s.order.len();
+                s.order[..n - 1].shuffle(rng);
+                if self.reads == ReadTargets::Coordinator {
+                    s.order.rotate_right(1);
+                }
+            }
         }
         let latency = s.order[..r].iter().map(|&i| s.resp[i]).fold(0.0, f64::max);
         latency.is_finite().then_some(latency)
@@ -1582,6 +1628,40 @@ mod tests {
     }
 
     #[test]
+    fn reads_can_skip_the_coordinator_or_ask_it_alone() {
+        // Replica 0 (the leader) is instant, followers 1 and 2 never get the
+        // write: followers-only reads are never fresh, leader reads always.
+        let legs = Legs {
+            w: Leg::PerReplica(vec![vec![0.0], vec![f64::INFINITY], vec![f64::INFINITY]]),
+            ..Legs::constant(0.5)
+        };
+        let p_fresh = |reads, r| {
+            let model = Wars {
+                reads,
+                ..Wars::new(3, 1, r)
+            };
+            let p = model.predict(&legs, &[0, 1000], 20_000, 9);
+            p.points
+                .iter()
+                .map(|pt| pt.p_fresh.unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(p_fresh(ReadTargets::RandomRNotCoordinator, 1), [0.0, 0.0]);
+        assert_eq!(p_fresh(ReadTargets::RandomRNotCoordinator, 2), [0.0, 0.0]);
+        assert_eq!(p_fresh(ReadTargets::Coordinator, 1), [1.0, 1.0]);
+    }
+
+    #[test]
+    #[should_panic(expected = "cannot read")]
+    fn followers_only_reads_need_a_follower_per_read() {
+        let model = Wars {
+            reads: ReadTargets::RandomRNotCoordinator,
+            ..Wars::new(3, 1, 3)
+        };
+        model.predict(&Legs::constant(1.0), &[0], 10, 1);
+    }
+
+    #[test]
     fn round_trips_split_into_halves() {
         // One set is shared; several are per replica; each leg is half a round trip.
         let legs = legs_from_round_trips(&[vec![2.0, 4.0]], &[vec![1.0], vec![3.0], vec![5.0]]);
@@ -1671,10 +1751,15 @@ mod tests {
                 &[(2, Some(5_000), None), (3, Some(5_200), Some(5_300))],
             ),
         ];
-        let (w, a) = write_legs_from_traces(&traces).unwrap();
+        let (w, a) = write_legs_from_traces(&traces, 0.0).unwrap();
         assert_eq!(w, Leg::PerReplica(vec![vec![0.0], vec![50.0], vec![260.0]]));
         assert_eq!(a, Leg::PerReplica(vec![vec![0.0], vec![50.0], vec![60.0]]));
-        assert_eq!(write_legs_from_traces(&traces[1..]), None);
+        assert_eq!(write_legs_from_traces(&traces[1..], 0.0), None);
+        // Replicas that wait 80 ms before applying: the write reaches their
+        // store after the wait, and only the rest of the round trip is split.
+        let (w, a) = write_legs_from_traces(&traces, 80.0).unwrap();
+        assert_eq!(w, Leg::PerReplica(vec![vec![0.0], vec![90.0], vec![300.0]]));
+        assert_eq!(a, Leg::PerReplica(vec![vec![0.0], vec![10.0], vec![20.0]]));
     }
 
     #[test]

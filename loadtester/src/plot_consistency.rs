@@ -2,7 +2,9 @@
 //! embedded font of [`crate::plot`]):
 //! - **t-visibility**: P(a read sent t after the latest 201 of its key
 //!   returns it or newer) against t on a log axis, one line per series (per
-//!   node in a run, per configuration in the report) — the PBS paper's curve;
+//!   node in a run, per configuration in the report) — the PBS paper's curve —
+//!   and, dashed in the colour of the curve it belongs to, the curve the
+//!   WARS model predicts from the same run's delays;
 //! - **timeline**: operations per 250 ms that succeeded, failed, or ended
 //!   indeterminate, over the run, with every nemesis fault as a shaded band
 //!   labelled with what it did.
@@ -24,18 +26,29 @@ pub type Curve = (String, Vec<(f64, f64)>);
 
 type DrawResult = std::result::Result<(), String>;
 
-/// The t-visibility plot of `curves` (`STEM.svg`, `STEM.png`).
+/// The t-visibility plot of the measured `curves` and the `predicted` ones
+/// (`STEM.svg`, `STEM.png`). A predicted curve `(i, curve)` is drawn dashed
+/// in the colour of measured curve `i`, over the time range the measured
+/// ones span.
 ///
 /// # Errors
 /// A file that cannot be written.
-pub fn visibility_plot(stem: &Path, title: &str, curves: &[Curve]) -> Result<()> {
-    svg_and_png!(stem, |root, scale| visibility(root, title, curves, scale))
+pub fn visibility_plot(
+    stem: &Path,
+    title: &str,
+    curves: &[Curve],
+    predicted: &[(usize, Curve)],
+) -> Result<()> {
+    svg_and_png!(stem, |root, scale| visibility(
+        root, title, curves, predicted, scale
+    ))
 }
 
 fn visibility<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     title: &str,
     curves: &[Curve],
+    predicted: &[(usize, Curve)],
     scale: f64,
 ) -> DrawResult {
     let px = |v: f64| (v * scale).round() as i32;
@@ -95,6 +108,24 @@ fn visibility<DB: DrawingBackend>(
                     .map(|p| Circle::new(p, px(3.0), color.filled())),
             )
             .map_err(|e| e.to_string())?;
+    }
+    for (i, (label, pts)) in predicted {
+        let color = PALETTE[i % PALETTE.len()];
+        let pts: Vec<(f64, f64)> = pts
+            .iter()
+            .filter(|(t, _)| (lo..=hi).contains(t))
+            .map(|(t, p)| (*t, p * 100.0))
+            .collect();
+        let dash = |style: ShapeStyle| {
+            DashedLineSeries::new(pts.clone(), px(6.0) as u32, px(4.0) as u32, style)
+        };
+        chart
+            .draw_series(dash(color.stroke_width(2)))
+            .map_err(|e| e.to_string())?
+            .label(label.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 8, y)], color.stroke_width(3))
+            });
     }
     series_legend(&mut chart, SeriesLabelPosition::LowerRight, &px)?;
     root.present().map_err(|e| e.to_string())
@@ -289,8 +320,15 @@ mod tests {
             "node 1".to_string(),
             vec![(0.5, 0.2), (5.0, 0.8), (500.0, 1.0)],
         )];
-        visibility_plot(&dir.join("vis"), "t-visibility", &curves).unwrap();
-        visibility_plot(&dir.join("empty"), "t-visibility", &[]).unwrap();
+        let predicted = vec![(
+            0,
+            (
+                "node 1, WARS".to_string(),
+                vec![(0.0, 0.1), (1.0, 0.5), (100.0, 0.9), (1e6, 1.0)],
+            ),
+        )];
+        visibility_plot(&dir.join("vis"), "t-visibility", &curves, &predicted).unwrap();
+        visibility_plot(&dir.join("empty"), "t-visibility", &[], &predicted).unwrap();
         for f in ["timeline", "vis", "empty"] {
             let svg = std::fs::read_to_string(dir.join(format!("{f}.svg"))).unwrap();
             assert!(svg.starts_with("<svg") || svg.contains("<svg"), "{f}");
@@ -301,6 +339,11 @@ mod tests {
                     > 1000
             );
         }
+        let vis = std::fs::read_to_string(dir.join("vis.svg")).unwrap();
+        assert!(
+            vis.contains("node 1, WARS") && vis.contains("node 1"),
+            "the predicted curve is in the legend"
+        );
         let svg = std::fs::read_to_string(dir.join("timeline.svg")).unwrap();
         assert!(
             svg.contains("node 2 paused") && svg.contains("&lt;&amp;&gt;"),

@@ -178,6 +178,8 @@ fn run_args(
         qps: Some(args.qps),
         requests: None,
         out: Some(out.to_owned()),
+        target: crate::peers::Target::Kv,
+        redis_wait: 0,
         workload,
     }
 }
@@ -361,22 +363,33 @@ fn share(count: u64, of: u64, none: &str) -> String {
     }
 }
 
+/// The WARS-predicted P(fresh) at the starts of the t-visibility bands, or
+/// why there is none.
+fn wars_cell(w: Option<&crate::consistency::WarsCurve>) -> String {
+    match w {
+        None => "not predicted".into(),
+        Some(w) if w.points.is_empty() => w.not_predicted.clone().unwrap_or_default(),
+        Some(w) => w
+            .bands
+            .iter()
+            .map(|p| p.map_or("–".into(), |p| format!("{:.1}", p * 100.0)))
+            .collect::<Vec<_>>()
+            .join(" / "),
+    }
+}
+
 /// The consistency columns of a run: stale after ack, inconsistency
-/// window, t-visibility, linearizability, sessions, promise.
+/// window, t-visibility (measured and WARS-predicted), linearizability,
+/// sessions, promise.
 fn consistency_cells(c: Option<&crate::consistency::Consistency>) -> Vec<String> {
     use crate::checker::Verdict;
     let Some(c) = c.filter(|c| c.not_checked.is_none()) else {
         let why = c
             .and_then(|c| c.not_checked.clone())
             .unwrap_or_else(|| "not checked".into());
-        return vec![
-            why,
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-        ];
+        let mut cells = vec![String::new(); 7];
+        cells[0] = why;
+        return cells;
     };
     let verdict = |v: Verdict| match v {
         Verdict::Pass => "pass",
@@ -397,6 +410,7 @@ fn consistency_cells(c: Option<&crate::consistency::Consistency>) -> Vec<String>
         ),
         share(c.overlapping_old, c.overlapping, "no overlapping read"),
         tvis,
+        wars_cell(c.wars.as_ref()),
         format!(
             "{}{}",
             verdict(c.linearizable),
@@ -419,7 +433,7 @@ fn consistency_cells(c: Option<&crate::consistency::Consistency>) -> Vec<String>
     ]
 }
 
-const HEADERS: [&str; 15] = [
+const HEADERS: [&str; 16] = [
     "configuration",
     "writes",
     "read p50 ms",
@@ -429,6 +443,7 @@ const HEADERS: [&str; 15] = [
     "stale after ack / checked reads",
     "inconsistency window: old / overlapping reads",
     "P(fresh) % for reads 0–100 / 100–500 / 500–1000 / >1000 ms after the 201",
+    "WARS-predicted P(fresh) % for the same reads",
     "linearizable",
     "read-your-writes / monotonic",
     "promise",
@@ -487,10 +502,20 @@ fn comparison_plots(
             (!c.visibility_curve.is_empty()).then(|| (l.clone(), c.visibility_curve.clone()))
         })
         .collect();
+    let predicted: Vec<(usize, crate::plot_consistency::Curve)> = curves
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (label, _))| {
+            let (_, r) = ok.iter().find(|(l, _)| l == label)?;
+            let w = r.summary.consistency.as_ref()?.wars.as_ref()?;
+            (!w.points.is_empty()).then(|| (i, (format!("{label}, WARS"), w.points.clone())))
+        })
+        .collect();
     crate::plot_consistency::visibility_plot(
         &out.join(&rel).join("t-visibility"),
-        &format!("t-visibility — {title}"),
+        &format!("t-visibility — {title} (dashed: WARS-predicted)"),
         &curves,
+        &predicted,
     )?;
     Ok(vec![
         ("t-visibility".into(), rel.join("t-visibility")),

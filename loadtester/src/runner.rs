@@ -29,6 +29,7 @@ use crate::output;
 use crate::stale::Acked;
 use crate::stats::{LatencySummary, Settings, Stats, Summary, Throughput};
 use crate::targets::Targets;
+use crate::traces::TraceCollector;
 use crate::workload::{KvWorkload, Sample, Verification, Workload};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -537,6 +538,11 @@ pub async fn run_with(
             Some((nemesis, schedule))
         }
     };
+    // The nodes trace writes while watched: the WARS prediction's write legs.
+    let tracer = (!args.workload.no_check).then(|| {
+        let urls: Vec<String> = targets.nodes.iter().map(|n| n.url.clone()).collect();
+        TraceCollector::start(&client, &urls)
+    });
     let workload = Arc::new(KvWorkload::new(client, targets, args)?);
     workload.prepare().await?;
     let csv = match &args.out {
@@ -565,6 +571,7 @@ pub async fn run_with(
         .clone()
         .map(|(n, schedule)| tokio::spawn(n.run(schedule, stopped)));
     let driven = drive_from(start, workload.clone(), plan, tx, live.clone()).await;
+    let traces = tracer.map(TraceCollector::finish).unwrap_or_default();
     let _ = stop_nemesis.send(true);
     let faults = match nemesis_task {
         Some(task) => task.await.unwrap_or_default(),
@@ -609,9 +616,26 @@ pub async fn run_with(
         let limit = Duration::from_secs_f64(args.workload.check_time_limit);
         let tag = workload.run_tag().to_string();
         let promise = promise.clone();
+        let (mode, config) = (targets.cluster_mode, targets.config);
+        let (endpoint, read_from) = (args.workload.read_endpoint, args.workload.read_from);
+        let seed = args.workload.seed;
         Some(
             tokio::task::spawn_blocking(move || {
-                consistency::evaluate(history, promise, &tag, limit)
+                let mut e = consistency::evaluate(history, promise, &tag, limit);
+                let shape = consistency::RunShape {
+                    mode,
+                    config,
+                    endpoint,
+                    read_from,
+                };
+                e.summary.wars = Some(consistency::predict(
+                    shape,
+                    &traces.finished,
+                    &e.history,
+                    e.staleness.as_ref().map(|s| &s.t_visibility),
+                    seed,
+                ));
+                e
             })
             .await
             .map_err(|e| Error::Config(format!("checker task: {e}")))?,
@@ -655,6 +679,27 @@ pub async fn run_with(
         }
     }
     Ok(result)
+}
+
+/// Drives `w` as `plan` says and keeps only the statistics (no history,
+/// no read-back, no files): `--target etcd|redis` and `kv-loadtester bench`.
+///
+/// # Errors
+/// `prepare` failed.
+pub async fn run_plain<W: Workload>(w: Arc<W>, plan: Plan, quiet: bool) -> Result<(Stats, Driven)> {
+    w.prepare().await?;
+    let live = Arc::new(Live::default());
+    let (tx, rx) = mpsc::channel(4096);
+    let collector = tokio::spawn(collect(rx, live.clone(), None, Recorder::default()));
+    let pb = progress_bar(plan.duration, quiet);
+    let ticker = tokio::spawn(tick_progress(pb.clone(), live.clone()));
+    let driven = drive(w, plan, tx, live).await;
+    ticker.abort();
+    pb.finish_and_clear();
+    let (stats, _) = collector
+        .await
+        .map_err(|e| Error::Config(format!("collector task: {e}")))??;
+    Ok((stats, driven))
 }
 
 /// Writes `summary.json` and the plots of one run into `dir`.

@@ -15,7 +15,7 @@
 //! write's answer is reported back to it), reads judged by the
 //! [`crate::stale`] tracker.
 
-use crate::cli::{KeyDist, ReadEndpoint, RunArgs};
+use crate::cli::{KeyDist, ReadEndpoint, RunArgs, WorkloadArgs};
 use crate::error::{Error, Result};
 use crate::keys::{key_name, KeyGenerator, LocalInTime, Uniform, Zipfian};
 use crate::stale::{judge, Acked, ReadAnswer, StaleTracker};
@@ -144,6 +144,23 @@ pub struct KvWorkload {
     run_tag: String,
 }
 
+/// The key generator the flags describe.
+///
+/// # Errors
+/// An invalid key distribution (zipf theta outside (0, 1)).
+pub fn key_generator(w: &WorkloadArgs) -> Result<Box<dyn KeyGenerator>> {
+    Ok(match w.key_dist {
+        KeyDist::Local => Box::new(LocalInTime::new(
+            w.keys,
+            w.hot_keys,
+            w.window_step,
+            w.hot_fraction,
+        )),
+        KeyDist::Uniform => Box::new(Uniform::new(w.keys)),
+        KeyDist::Zipfian => Box::new(Zipfian::new(w.keys, w.zipf_theta).map_err(Error::Config)?),
+    })
+}
+
 impl KvWorkload {
     /// The workload the flags describe, over `targets`.
     ///
@@ -151,18 +168,7 @@ impl KvWorkload {
     /// An invalid key distribution (zipf theta outside (0, 1)).
     pub fn new(client: reqwest::Client, targets: Targets, args: &RunArgs) -> Result<Self> {
         let w = &args.workload;
-        let keys: Box<dyn KeyGenerator> = match w.key_dist {
-            KeyDist::Local => Box::new(LocalInTime::new(
-                w.keys,
-                w.hot_keys,
-                w.window_step,
-                w.hot_fraction,
-            )),
-            KeyDist::Uniform => Box::new(Uniform::new(w.keys)),
-            KeyDist::Zipfian => {
-                Box::new(Zipfian::new(w.keys, w.zipf_theta).map_err(Error::Config)?)
-            }
-        };
+        let keys = key_generator(w)?;
         Ok(Self {
             client,
             targets,

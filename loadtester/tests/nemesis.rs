@@ -109,6 +109,11 @@ async fn w3r3_under_partition_kill_and_pause_keeps_every_promise() {
         assert!(timeline.contains("cut from every peer") && timeline.contains("killed"), "faults drawn");
         let vis = std::fs::read_to_string(out.join("t-visibility.svg")).unwrap();
         assert!(vis.contains("all reads") && vis.contains("node 2"), "a line per node");
+        // The WARS model, fed this run's traces, has the leader answer every read.
+        let wars = c.wars.as_ref().expect("a WARS prediction");
+        assert_eq!(wars.not_predicted, None, "{wars:?}");
+        assert!(wars.traces > 0 && wars.reads.contains("leader"), "{wars:?}");
+        assert_eq!(wars.at(0), Some(1.0), "{wars:?}");
     })
     .await;
 }
@@ -186,6 +191,28 @@ async fn w1_local_reads_with_slow_followers_show_the_stale_reads_they_may_have()
         // Each violation has its timeline page.
         let pages = std::fs::read_dir(out.join("violations")).unwrap().count();
         assert!(pages >= 1);
+        // The WARS model, fed the legs the nodes traced in this run,
+        // predicts stale reads right after a commit that fade with time —
+        // drawn dashed next to the measured curve.
+        let wars = c.wars.as_ref().expect("a WARS prediction");
+        eprintln!("WARS: {wars:?}");
+        assert_eq!(wars.not_predicted, None, "{wars:?}");
+        assert!(wars.traces > 0 && wars.reads_sampled > 0, "{wars:?}");
+        let p0 = wars.at(0).expect("P at 0 ms");
+        let p5000 = wars.at(5000).expect("P at 5 s");
+        assert!(p0 < 1.0 && p0 < p5000, "{wars:?}");
+        assert!(
+            wars.mean_legs_ms[0] >= 100.0,
+            "followers apply 100 ms late: {wars:?}"
+        );
+        // The prediction for the same reads, band by band, as the report shows it.
+        assert_eq!(wars.bands.len(), c.t_visibility.len());
+        assert!(wars.bands[0].is_some_and(|p| p < 1.0), "{wars:?}");
+        let vis = std::fs::read_to_string(out.join("t-visibility.svg")).unwrap();
+        assert!(
+            vis.contains("WARS-predicted"),
+            "the predicted curve is drawn"
+        );
     })
     .await;
 }

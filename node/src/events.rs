@@ -40,8 +40,8 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream::{self, Stream, StreamExt};
 use kv_shared::cluster::{Seq, StatusResponse};
 use kv_shared::events::{
-    ClusterEvent, ClusterView, NodeEvent, NodeEventKind, ReplicaTrace, ReplicaView, WallMs,
-    WriteTrace,
+    ClusterEvent, ClusterView, NodeEvent, NodeEventKind, ReplicaTrace, ReplicaView, SseReader,
+    WallMs, WriteTrace, EVENTS_PATH, OWN_TRACES_QUERY,
 };
 use kv_shared::{NodeId, Role, Term, Version};
 use serde::Deserialize;
@@ -398,7 +398,10 @@ impl EventHub {
     /// Follows a peer's own traces and events and republishes them here, reconnecting
     /// after [`RELAY_RETRY`]; runs until the aggregator aborts it.
     async fn relay(self, client: reqwest::Client, peer_url: String) {
-        let url = format!("{}/events?only=own-traces", peer_url.trim_end_matches('/'));
+        let url = format!(
+            "{}{EVENTS_PATH}?{OWN_TRACES_QUERY}",
+            peer_url.trim_end_matches('/')
+        );
         loop {
             if let Err(e) = self.relay_once(&client, &url).await {
                 tracing::debug!("trace relay from {url}: {e}");
@@ -413,7 +416,7 @@ impl EventHub {
         if !resp.status().is_success() {
             return Err(format!("answered {}", resp.status()));
         }
-        let mut buf: Vec<u8> = Vec::new();
+        let mut reader = SseReader::default();
         loop {
             let chunk = match tokio::time::timeout(RELAY_CHECK, resp.chunk()).await {
                 Err(_) => continue,
@@ -421,32 +424,14 @@ impl EventHub {
                 Ok(Ok(None)) => return Ok(()),
                 Ok(Err(e)) => return Err(e.to_string()),
             };
-            buf.extend_from_slice(&chunk);
-            for event in take_events(&mut buf) {
-                self.publish(&event, false);
+            // Snapshots are not relayed: each node builds its own.
+            for event in reader.push(&chunk) {
+                if !matches!(event, ClusterEvent::Status(_)) {
+                    self.publish(&event, false);
+                }
             }
         }
     }
-}
-
-/// Removes the complete SSE messages from the front of `buf` and returns the
-/// traces and node events they carry (a partial message stays in `buf` for
-/// the next chunk; snapshots are not relayed).
-fn take_events(buf: &mut Vec<u8>) -> Vec<ClusterEvent> {
-    let mut events = Vec::new();
-    while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
-        let message: Vec<u8> = buf.drain(..end + 2).collect();
-        for line in String::from_utf8_lossy(&message).lines() {
-            let Some(data) = line.strip_prefix("data:") else {
-                continue;
-            };
-            match serde_json::from_str(data.trim_start()) {
-                Ok(e @ (ClusterEvent::Trace(_) | ClusterEvent::Node(_))) => events.push(e),
-                Ok(ClusterEvent::Status(_)) | Err(_) => {}
-            }
-        }
-    }
-    events
 }
 
 /// This node's `/status` plus every peer's, as one [`ClusterView`].
@@ -753,43 +738,5 @@ mod tests {
             hub.trace_write(1, id, Some(id), "k", id, 1, &[2]);
         }
         assert_eq!(hub.lock_book().traces.len(), MAX_TRACED);
-    }
-
-    #[test]
-    fn relayed_sse_messages_are_cut_at_blank_lines() {
-        let trace = WriteTrace {
-            id: 3,
-            seq: Some(3),
-            key: "k".into(),
-            version: 1,
-            coordinator: 2,
-            w: 1,
-            started_at_ms: 1,
-            committed_at_ms: None,
-            replicas: vec![],
-            at_ms: 1,
-        };
-        let t = ClusterEvent::Trace(trace);
-        let json = serde_json::to_string(&t).unwrap();
-        let vote = ClusterEvent::Node(NodeEvent {
-            node: 2,
-            at_ms: 2,
-            term: 3,
-            kind: NodeEventKind::Voted { candidate: 1 },
-        });
-        let vote_json = serde_json::to_string(&vote).unwrap();
-        let stream =
-            format!("retry: 1000\n: hello\n\ndata: {json}\n\ndata: {vote_json}\n\ndata: {json}");
-        let (head, tail) = stream.as_bytes().split_at(stream.len() - 10);
-        let mut buf = head.to_vec();
-        assert_eq!(take_events(&mut buf), vec![t.clone(), vote]);
-        buf.extend_from_slice(tail);
-        assert!(
-            take_events(&mut buf).is_empty(),
-            "the last message is not complete yet"
-        );
-        buf.extend_from_slice(b"\n\n");
-        assert_eq!(take_events(&mut buf), vec![t]);
-        assert!(buf.is_empty());
     }
 }

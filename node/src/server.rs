@@ -137,7 +137,7 @@ fn client_routes() -> Router<AppState> {
         .route("/health", get(api::health))
         .route("/status", get(api::status))
         .route("/config", get(api::get_config).post(api::post_config))
-        .route("/events", get(events::events))
+        .route(kv_shared::events::EVENTS_PATH, get(events::events))
         .route(FAULTS_PATH, get(api::get_faults).post(api::post_faults))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES as usize))
         .layer(axum::middleware::from_fn_with_state(

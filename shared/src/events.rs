@@ -234,6 +234,63 @@ impl WriteTrace {
     }
 }
 
+/// The path of the live feed.
+pub const EVENTS_PATH: &str = "/events";
+
+/// The query of a stream with only the serving node's own traces and node
+/// events (what peers relay, and what the load tester follows).
+pub const OWN_TRACES_QUERY: &str = "only=own-traces";
+
+/// Most bytes an [`SseReader`] holds for one unfinished message; a longer one
+/// is dropped (no event this store sends comes near it).
+pub const MAX_SSE_MESSAGE_BYTES: usize = 1 << 20;
+
+/// Reads [`ClusterEvent`]s out of an `/events` byte stream that arrives in
+/// chunks cut anywhere: a message ends at a blank line, its `data:` lines
+/// carry the JSON. Lines that are not `data:` (comments, `retry:`) and data
+/// that is not a [`ClusterEvent`] are skipped; an unfinished message longer
+/// than [`MAX_SSE_MESSAGE_BYTES`] is dropped, so memory stays bounded
+/// whatever the peer sends.
+#[derive(Debug, Default)]
+pub struct SseReader {
+    buf: Vec<u8>,
+    /// Bytes at the front of `buf` already searched for a blank line.
+    searched: usize,
+}
+
+impl SseReader {
+    /// Adds `chunk` and returns the events of every message it completed.
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<ClusterEvent> {
+        self.buf.extend_from_slice(chunk);
+        let mut events = Vec::new();
+        loop {
+            let from = self.searched.saturating_sub(1);
+            let Some(end) = self.buf[from..]
+                .windows(2)
+                .position(|w| w == b"\n\n")
+                .map(|i| i + from)
+            else {
+                break;
+            };
+            let message: Vec<u8> = self.buf.drain(..end + 2).collect();
+            self.searched = 0;
+            for line in String::from_utf8_lossy(&message).lines() {
+                if let Some(data) = line.strip_prefix("data:") {
+                    if let Ok(event) = serde_json::from_str(data.trim_start()) {
+                        events.push(event);
+                    }
+                }
+            }
+        }
+        self.searched = self.buf.len();
+        if self.buf.len() > MAX_SSE_MESSAGE_BYTES {
+            self.buf.clear();
+            self.searched = 0;
+        }
+        events
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,5 +346,66 @@ mod tests {
             r#"{"type":"node","node":2,"at_ms":9,"term":4,"kind":"voted","candidate":3}"#
         );
         assert_eq!(serde_json::from_str::<ClusterEvent>(&json).unwrap(), e);
+    }
+
+    #[test]
+    fn sse_messages_are_cut_at_blank_lines_whatever_the_chunks() {
+        let trace = WriteTrace {
+            id: 3,
+            seq: Some(3),
+            key: "k".into(),
+            version: 1,
+            coordinator: 2,
+            w: 1,
+            started_at_ms: 1,
+            committed_at_ms: None,
+            replicas: vec![],
+            at_ms: 1,
+        };
+        let t = ClusterEvent::Trace(trace);
+        let json = serde_json::to_string(&t).unwrap();
+        let vote = ClusterEvent::Node(NodeEvent {
+            node: 2,
+            at_ms: 2,
+            term: 3,
+            kind: NodeEventKind::Voted { candidate: 1 },
+        });
+        let vote_json = serde_json::to_string(&vote).unwrap();
+        let stream =
+            format!("retry: 1000\n: hello\n\ndata: {json}\n\ndata: {vote_json}\n\ndata: {json}");
+        let (head, tail) = stream.as_bytes().split_at(stream.len() - 10);
+        let mut reader = SseReader::default();
+        assert_eq!(reader.push(head), vec![t.clone(), vote.clone()]);
+        assert!(
+            reader.push(tail).is_empty(),
+            "the last message is not complete yet"
+        );
+        assert_eq!(reader.push(b"\n\n"), vec![t.clone()]);
+        assert!(reader.buf.is_empty());
+        // One byte at a time, the blank line split across chunks.
+        let mut reader = SseReader::default();
+        let whole = format!("data: {json}\n\ndata: {vote_json}\n\n");
+        let got: Vec<ClusterEvent> = whole.bytes().flat_map(|b| reader.push(&[b])).collect();
+        assert_eq!(got, vec![t, vote]);
+    }
+
+    #[test]
+    fn an_endless_sse_message_is_dropped_not_buffered() {
+        let mut reader = SseReader::default();
+        let junk = vec![b'x'; 64 * 1024];
+        for _ in 0..(MAX_SSE_MESSAGE_BYTES / junk.len() + 2) {
+            assert!(reader.push(&junk).is_empty());
+            assert!(reader.buf.len() <= MAX_SSE_MESSAGE_BYTES);
+        }
+        let vote = ClusterEvent::Node(NodeEvent {
+            node: 1,
+            at_ms: 1,
+            term: 1,
+            kind: NodeEventKind::PreVote,
+        });
+        let json = serde_json::to_string(&vote).unwrap();
+        // After a drop the reader finds the next whole message again.
+        let got = reader.push(format!("\n\ndata: {json}\n\n").as_bytes());
+        assert_eq!(got, vec![vote]);
     }
 }

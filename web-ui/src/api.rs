@@ -242,7 +242,8 @@ impl EventFeed {
         on_event: Callback<(ClusterEvent, f64)>,
         on_closed: Callback<String>,
     ) -> Result<Self, String> {
-        let mut source = EventSource::new("/events").map_err(|e| e.to_string())?;
+        let mut source =
+            EventSource::new(kv_shared::events::EVENTS_PATH).map_err(|e| e.to_string())?;
         let mut messages = source.subscribe("message").map_err(|e| e.to_string())?;
         wasm_bindgen_futures::spawn_local(async move {
             while let Some(next) = messages.next().await {

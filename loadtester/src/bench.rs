@@ -1,0 +1,592 @@
+//! `kv-loadtester bench`: the store side by side with etcd and Redis, on
+//! 127.0.0.1 only, with one client (this tool) and one workload generator
+//! for every system.
+//!
+//! Systems ([`System`]): one `kv-node` (standalone); leader-follower N = 5 at
+//! W1R5, W3R3, W5R1 (writes to the leader, reads at the followers);
+//! leaderless N = 5 at W3R3 and W5R1 (any node); a 5-member etcd
+//! (`--unsafe-no-fsync`: no disk in the way, as the store keeps everything in
+//! memory); Redis 7 as a primary with 4 replicas, a write being `SET` alone
+//! and `SET` + `WAIT 2` (two replicas acknowledged: W = 3 of 5). Missing
+//! `etcd` or `redis-server` binaries make those rows "not run" (`scripts/bench.sh`
+//! installs them from Debian first).
+//!
+//! Workloads: **write-heavy** (100 % writes) and **read-heavy** (5 % writes,
+//! YCSB-B's mix), each measured twice: closed loop with `--concurrency`
+//! clients for the peak throughput, then open loop at half that peak for
+//! the latency percentiles (p50, p99, p99.9, from the intended send time,
+//! so queueing counts). Each system runs the write-heavy workload first, so
+//! the read-heavy one reads keys that exist.
+//!
+//! The table gives every peak as a ratio to one `kv-node`, to etcd and to
+//! Redis (`SET` alone) measured in the same run: on a shared 2-core machine
+//! the absolute figures move from run to run, the ratios much less. The
+//! client shares the cores with the system measured, so the fastest
+//! systems are client-bound; the CPU time the tool itself used per
+//! operation is printed to show how much.
+
+use crate::cli::{KeyDist, ModeArg, ReadEndpoint, ReadFrom, RunArgs, WorkloadArgs};
+use crate::cluster::{default_node_bin, ClusterKind, ClusterSpec, LocalCluster};
+use crate::error::{Error, Result};
+use crate::peers::{EtcdCluster, PeerWorkload, RedisCluster, Target};
+use crate::runner::{http_client, run_plain, Pace, Plan};
+use crate::stats::LatencySummary;
+use crate::targets::Targets;
+use crate::workload::KvWorkload;
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A system the benchmark starts and measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum System {
+    /// One kv-node, no replication.
+    Single,
+    /// Leader-follower N=5, W1R5.
+    LfW1,
+    /// Leader-follower N=5, W3R3.
+    LfW3,
+    /// Leader-follower N=5, W5R1.
+    LfW5,
+    /// Leaderless N=5, W3R3.
+    LlW3,
+    /// Leaderless N=5, W5R1.
+    LlW5,
+    /// etcd, 5 members, --unsafe-no-fsync.
+    Etcd,
+    /// Redis primary + 4 replicas, SET.
+    Redis,
+    /// Redis primary + 4 replicas, SET + WAIT 2.
+    RedisWait2,
+}
+
+impl System {
+    /// Every system, in table order.
+    pub const ALL: [System; 9] = [
+        System::Single,
+        System::LfW1,
+        System::LfW3,
+        System::LfW5,
+        System::LlW3,
+        System::LlW5,
+        System::Etcd,
+        System::Redis,
+        System::RedisWait2,
+    ];
+
+    /// Its name in the table.
+    pub fn label(self) -> &'static str {
+        match self {
+            System::Single => "one kv-node",
+            System::LfW1 => "kv LF W1R5",
+            System::LfW3 => "kv LF W3R3",
+            System::LfW5 => "kv LF W5R1",
+            System::LlW3 => "kv leaderless W3R3",
+            System::LlW5 => "kv leaderless W5R1",
+            System::Etcd => "etcd 3.4 (5 members)",
+            System::Redis => "Redis (1 + 4 replicas), SET",
+            System::RedisWait2 => "Redis (1 + 4 replicas), SET + WAIT 2",
+        }
+    }
+
+    /// The kv-node cluster it is, if it is one.
+    fn kv(self) -> Option<(ClusterKind, u32)> {
+        let lf = |w, r| ClusterKind::LeaderFollower { w, r };
+        let ll = |w, r| ClusterKind::Leaderless {
+            w: Some(w),
+            r: Some(r),
+        };
+        Some(match self {
+            System::Single => (ClusterKind::Standalone, 1),
+            System::LfW1 => (lf(1, 5), 5),
+            System::LfW3 => (lf(3, 3), 5),
+            System::LfW5 => (lf(5, 1), 5),
+            System::LlW3 => (ll(3, 3), 5),
+            System::LlW5 => (ll(5, 1), 5),
+            System::Etcd | System::Redis | System::RedisWait2 => return None,
+        })
+    }
+}
+
+/// A workload of the benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BenchWorkload {
+    /// 100 % writes.
+    WriteHeavy,
+    /// 5 % writes, 95 % reads.
+    ReadHeavy,
+}
+
+impl BenchWorkload {
+    fn write_ratio(self) -> f64 {
+        match self {
+            BenchWorkload::WriteHeavy => 1.0,
+            BenchWorkload::ReadHeavy => 0.05,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            BenchWorkload::WriteHeavy => "write-heavy (100 % writes)",
+            BenchWorkload::ReadHeavy => "read-heavy (95 % reads)",
+        }
+    }
+}
+
+/// Flags of `kv-loadtester bench`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Seconds of each measurement (peak, then half the peak).
+    #[arg(long, default_value_t = 8.0)]
+    pub seconds: f64,
+    /// Closed-loop clients for the peak (and most requests in flight at half of it).
+    #[arg(long = "clients", default_value_t = 32)]
+    pub clients: u32,
+    /// Systems to measure, comma-separated (default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub systems: Vec<System>,
+    /// Workloads, comma-separated (default: both).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub workloads: Vec<BenchWorkload>,
+    /// Distinct keys (uniform).
+    #[arg(long, default_value_t = 1000)]
+    pub keys: u64,
+    /// Bytes per value.
+    #[arg(long, default_value_t = 100)]
+    pub value_size: usize,
+    /// Skip the open-loop latency measurement at half the peak.
+    #[arg(long)]
+    pub no_latency: bool,
+    /// The kv-node binary (default: kv-node next to this executable).
+    #[arg(long)]
+    pub node_bin: Option<PathBuf>,
+    /// Directory for bench.json, bench.md and the processes' logs.
+    #[arg(long, default_value = "bench-results")]
+    pub out: PathBuf,
+}
+
+/// One measurement.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measured {
+    /// Operations answered per second (errors included).
+    pub ops_per_s: f64,
+    /// Of those, errors (timeouts, 503s, failed WAITs…).
+    pub errors: u64,
+    /// Write latency, ms.
+    pub writes: LatencySummary,
+    /// Read latency, ms.
+    pub reads: LatencySummary,
+    /// CPU time this tool used per operation, µs (client cost).
+    pub client_cpu_us_per_op: Option<f64>,
+}
+
+/// One row: a system and a workload.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// The system.
+    pub system: System,
+    /// The workload.
+    pub workload: BenchWorkload,
+    /// Closed loop.
+    pub peak: Option<Measured>,
+    /// Open loop at half the peak.
+    pub half_peak: Option<Measured>,
+    /// Why the system was not measured, when it was not.
+    pub not_run: Option<String>,
+}
+
+/// What `bench.json` holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    /// The command line.
+    pub command: String,
+    /// When it started (UTC).
+    pub started_at: String,
+    /// Every row.
+    pub rows: Vec<Row>,
+}
+
+/// Runs the benchmark, writes `bench.json` and `bench.md` into `--out`,
+/// returns the result.
+///
+/// # Errors
+/// The output directory cannot be written; a system that fails to start is
+/// a row with `not_run`, not an error.
+pub async fn run_bench(args: &BenchArgs, command: &str) -> Result<BenchResult> {
+    std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
+    let systems = if args.systems.is_empty() {
+        System::ALL.to_vec()
+    } else {
+        args.systems.clone()
+    };
+    let workloads = if args.workloads.is_empty() {
+        vec![BenchWorkload::WriteHeavy, BenchWorkload::ReadHeavy]
+    } else {
+        args.workloads.clone()
+    };
+    let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut rows = Vec::new();
+    for system in systems {
+        eprintln!("bench: {}", system.label());
+        let logs = args.out.join(format!("{system:?}").to_lowercase());
+        match measure_system(args, system, &workloads, &logs).await {
+            Ok(mut measured) => rows.append(&mut measured),
+            Err(e) => {
+                eprintln!("bench: {} not run: {e}", system.label());
+                rows.extend(workloads.iter().map(|&workload| Row {
+                    system,
+                    workload,
+                    peak: None,
+                    half_peak: None,
+                    not_run: Some(e.to_string()),
+                }));
+            }
+        }
+    }
+    let result = BenchResult {
+        command: command.into(),
+        started_at,
+        rows,
+    };
+    crate::output::write_json(&args.out.join("bench.json"), &result)?;
+    let md = render(&result);
+    std::fs::write(args.out.join("bench.md"), &md)
+        .map_err(|e| Error::io(args.out.join("bench.md"), e))?;
+    Ok(result)
+}
+
+/// The load flags of one measurement of `system`.
+fn run_args(args: &BenchArgs, system: System, workload: BenchWorkload, urls: &[String]) -> RunArgs {
+    let mut w = WorkloadArgs {
+        keys: args.keys,
+        key_dist: KeyDist::Uniform,
+        hot_keys: 32,
+        window_step: 8,
+        hot_fraction: 0.9,
+        zipf_theta: 0.99,
+        value_size: args.value_size,
+        key_prefix: "bench".into(),
+        seed: 1,
+        read_from: ReadFrom::All,
+        read_endpoint: ReadEndpoint::Get,
+        concurrency: Some(args.clients),
+        timeout_ms: 5_000,
+        no_verify: true,
+        quiet: true,
+        nemesis: None,
+        admin_token: None,
+        no_check: true,
+        history_max_ops: 0,
+        check_time_limit: 1.0,
+    };
+    if matches!(system, System::LfW1 | System::LfW3 | System::LfW5) {
+        w.read_from = ReadFrom::Followers;
+    }
+    RunArgs {
+        mode: if matches!(system, System::LlW3 | System::LlW5) {
+            ModeArg::Leaderless
+        } else {
+            ModeArg::Leader
+        },
+        nodes: urls.to_vec(),
+        discover: None,
+        single_node: false,
+        write_ratio: workload.write_ratio(),
+        duration: args.seconds,
+        qps: None,
+        requests: None,
+        out: None,
+        target: match system {
+            System::Etcd => Target::Etcd,
+            System::Redis | System::RedisWait2 => Target::Redis,
+            _ => Target::Kv,
+        },
+        redis_wait: if system == System::RedisWait2 { 2 } else { 0 },
+        workload: w,
+    }
+}
+
+/// Starts `system`, measures every workload on it, stops it.
+async fn measure_system(
+    args: &BenchArgs,
+    system: System,
+    workloads: &[BenchWorkload],
+    logs: &Path,
+) -> Result<Vec<Row>> {
+    enum Running {
+        Kv(LocalCluster),
+        Etcd(EtcdCluster),
+        Redis(RedisCluster),
+    }
+    let running = match system.kv() {
+        Some((kind, n)) => {
+            let spec = ClusterSpec {
+                kind,
+                n,
+                delay_profile: false,
+                node_bin: args.node_bin.clone().unwrap_or_else(default_node_bin),
+                log_dir: Some(logs.to_owned()),
+                extra_args: Vec::new(),
+                env: Vec::new(),
+            };
+            std::fs::create_dir_all(logs).map_err(|e| Error::io(logs, e))?;
+            let cluster = LocalCluster::start(&spec).await?;
+            cluster.wait_ready(Duration::from_secs(30)).await?;
+            Running::Kv(cluster)
+        }
+        None if system == System::Etcd => Running::Etcd(EtcdCluster::start(5, logs).await?),
+        None => Running::Redis(RedisCluster::start(4, logs).await?),
+    };
+    let urls = match &running {
+        Running::Kv(c) => c.urls.clone(),
+        Running::Etcd(c) => c.urls.clone(),
+        Running::Redis(c) => vec![c.primary.clone()],
+    };
+    let mut rows = Vec::new();
+    let mut failure = None;
+    for &workload in workloads {
+        let run = run_args(args, system, workload, &urls);
+        match measure_workload(args, &run).await {
+            Ok((peak, half_peak)) => rows.push(Row {
+                system,
+                workload,
+                peak: Some(peak),
+                half_peak,
+                not_run: None,
+            }),
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    match running {
+        Running::Kv(c) => c.stop().await,
+        Running::Etcd(c) => c.stop().await,
+        Running::Redis(c) => c.stop().await,
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(rows),
+    }
+}
+
+/// The peak (closed loop) and, unless `--no-latency`, the latency at half of it (open loop).
+async fn measure_workload(args: &BenchArgs, run: &RunArgs) -> Result<(Measured, Option<Measured>)> {
+    let closed = Plan {
+        pace: Pace::Closed {
+            clients: args.clients.max(1),
+        },
+        duration: Duration::from_secs_f64(args.seconds),
+        max_requests: None,
+        drain: Duration::from_secs(6),
+    };
+    let peak = measure(run, closed).await?;
+    if args.no_latency || peak.ops_per_s < 2.0 {
+        return Ok((peak, None));
+    }
+    let open = Plan {
+        pace: Pace::Open {
+            qps: peak.ops_per_s / 2.0,
+            max_in_flight: args.clients.max(1) * 4,
+        },
+        ..closed
+    };
+    let half = measure(run, open).await?;
+    Ok((peak, Some(half)))
+}
+
+/// One measurement of `run` (its target) paced by `plan`.
+pub async fn measure(run: &RunArgs, plan: Plan) -> Result<Measured> {
+    let cpu_before = process_cpu();
+    let (stats, driven) = match run.target {
+        Target::Kv => {
+            let client = http_client()?;
+            let targets = Targets::resolve(
+                &client,
+                run.mode,
+                &run.nodes,
+                run.discover.as_deref(),
+                run.workload.read_from,
+                run.single_node,
+            )
+            .await?;
+            let w = Arc::new(KvWorkload::new(client, targets, run)?);
+            run_plain(w, plan, run.workload.quiet).await?
+        }
+        Target::Etcd => {
+            let w = PeerWorkload::etcd(http_client()?, &run.nodes, run).await?;
+            run_plain(Arc::new(w), plan, run.workload.quiet).await?
+        }
+        Target::Redis => {
+            let url = run.nodes.first().ok_or_else(|| {
+                Error::Config("--target redis needs --nodes redis://HOST:PORT".into())
+            })?;
+            let w = PeerWorkload::redis(url, run.redis_wait, run).await?;
+            run_plain(Arc::new(w), plan, run.workload.quiet).await?
+        }
+    };
+    let ops = stats.reads.len() + stats.writes.len() + stats.error_count();
+    let cpu = match (cpu_before, process_cpu()) {
+        (Some(a), Some(b)) if ops > 0 => Some((b - a).as_secs_f64() * 1e6 / ops as f64),
+        _ => None,
+    };
+    Ok(Measured {
+        ops_per_s: ops as f64 / driven.elapsed.as_secs_f64().max(1e-9),
+        errors: stats.error_count(),
+        writes: LatencySummary::of(&stats.writes),
+        reads: LatencySummary::of(&stats.reads),
+        client_cpu_us_per_op: cpu,
+    })
+}
+
+/// CPU time (user + system) this process used so far.
+fn process_cpu() -> Option<Duration> {
+    #[cfg(unix)]
+    {
+        // SAFETY: getrusage fills the struct we pass and touches nothing else.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+            return None;
+        }
+        let tv = |t: libc::timeval| {
+            Duration::from_secs(t.tv_sec.max(0) as u64)
+                + Duration::from_micros(t.tv_usec.max(0) as u64)
+        };
+        Some(tv(usage.ru_utime) + tv(usage.ru_stime))
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+/// The Markdown table of `r`: one row per system and workload.
+pub fn render(r: &BenchResult) -> String {
+    let peak_of = |system: System, workload: BenchWorkload| {
+        r.rows
+            .iter()
+            .find(|row| row.system == system && row.workload == workload)
+            .and_then(|row| row.peak.as_ref())
+            .map(|m| m.ops_per_s)
+    };
+    let mut md = format!(
+        "# kv-store benchmark\n\nGenerated {} by `{}`.\n\n\
+         | system | workload | peak ops/s | × one node | × etcd | × Redis SET | p50 / p99 / p99.9 ms at half the peak | errors | client CPU µs/op |\n\
+         |---|---|---:|---:|---:|---:|---|---:|---:|\n",
+        r.started_at, r.command
+    );
+    for row in &r.rows {
+        let Some(peak) = &row.peak else {
+            let _ = writeln!(
+                md,
+                "| {} | {} | not run: {} | | | | | | |",
+                row.system.label(),
+                row.workload.label(),
+                row.not_run.as_deref().unwrap_or("")
+            );
+            continue;
+        };
+        let ratio = |other: System| {
+            peak_of(other, row.workload)
+                .filter(|o| *o > 0.0)
+                .map_or("–".into(), |o| format!("{:.2}", peak.ops_per_s / o))
+        };
+        let latency = row.half_peak.as_ref().map_or("–".into(), |h| {
+            let l = match row.workload {
+                BenchWorkload::WriteHeavy => &h.writes,
+                BenchWorkload::ReadHeavy => &h.reads,
+            };
+            format!("{:.2} / {:.2} / {:.2}", l.p50_ms, l.p99_ms, l.p999_ms)
+        });
+        let errors = peak.errors + row.half_peak.as_ref().map_or(0, |h| h.errors);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
+            row.system.label(),
+            row.workload.label(),
+            peak.ops_per_s,
+            ratio(System::Single),
+            ratio(System::Etcd),
+            ratio(System::Redis),
+            latency,
+            errors,
+            peak.client_cpu_us_per_op
+                .map_or("–".into(), |c| format!("{c:.1}"))
+        );
+    }
+    md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn measured(ops_per_s: f64) -> Measured {
+        Measured {
+            ops_per_s,
+            errors: 0,
+            writes: LatencySummary::default(),
+            reads: LatencySummary::default(),
+            client_cpu_us_per_op: Some(12.5),
+        }
+    }
+
+    #[test]
+    fn the_table_gives_ratios_to_one_node_etcd_and_redis() {
+        let row = |system, ops: Option<f64>| Row {
+            system,
+            workload: BenchWorkload::WriteHeavy,
+            peak: ops.map(measured),
+            half_peak: None,
+            not_run: ops.is_none().then(|| "etcd is missing".to_string()),
+        };
+        let r = BenchResult {
+            command: "kv-loadtester bench".into(),
+            started_at: "now".into(),
+            rows: vec![
+                row(System::Single, Some(100_000.0)),
+                row(System::LfW3, Some(60_000.0)),
+                row(System::Etcd, None),
+                row(System::Redis, Some(150_000.0)),
+            ],
+        };
+        let md = render(&r);
+        assert!(
+            md.contains("| kv LF W3R3 | write-heavy (100 % writes) | 60000 | 0.60 | – | 0.40 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| etcd 3.4 (5 members) | write-heavy (100 % writes) | not run: etcd is missing"
+            ),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn each_system_gets_its_target_and_routing() {
+        let args = crate::cli::parse_from(["kv-loadtester", "bench"]).unwrap();
+        let Some(crate::cli::Command::Bench(b)) = args.command else {
+            panic!("bench parses");
+        };
+        let urls = vec!["http://127.0.0.1:1".to_string()];
+        let lf = run_args(&b, System::LfW3, BenchWorkload::ReadHeavy, &urls);
+        assert_eq!(
+            (lf.target, lf.mode, lf.workload.read_from),
+            (Target::Kv, ModeArg::Leader, ReadFrom::Followers)
+        );
+        assert_eq!(lf.write_ratio, 0.05);
+        let ll = run_args(&b, System::LlW5, BenchWorkload::WriteHeavy, &urls);
+        assert_eq!((ll.mode, ll.write_ratio), (ModeArg::Leaderless, 1.0));
+        let wait = run_args(&b, System::RedisWait2, BenchWorkload::WriteHeavy, &urls);
+        assert_eq!((wait.target, wait.redis_wait), (Target::Redis, 2));
+        assert!(lf.workload.no_check && lf.workload.no_verify);
+        assert_eq!(b.clients, 32);
+    }
+}
