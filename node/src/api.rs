@@ -8,6 +8,7 @@ use crate::security::AdminAction;
 use crate::server::AppState;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::IntoResponse;
 use axum::Json;
 use kv_shared::admin::{FaultRequest, FaultsStatus};
 use kv_shared::api::KeyQuery;
@@ -98,12 +99,30 @@ pub async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
 /// `GET /status`: this node, its configuration, its peers and (on the
 /// leader) each follower's lag.
 pub async fn status(State(state): State<AppState>) -> Json<StatusResponse> {
+    Json(full_status(&state))
+}
+
+/// `/status`'s answer: replication, security and faults.
+fn full_status(state: &AppState) -> StatusResponse {
     let mut status = state.replication.status(&state.cluster, &state.store);
     let mut security = state.security.status();
     security.refused_event_streams = state.cluster.events().refused_streams();
     status.security = Some(security);
-    status.faults = Some(faults_status(&state));
-    Json(status)
+    status.faults = Some(faults_status(state));
+    status
+}
+
+/// `GET /metrics`: requests and the `/status` figures in the Prometheus
+/// text format (see [`crate::metrics`]).
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let body = state.metrics.render(&full_status(&state));
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
 }
 
 fn faults_status(state: &AppState) -> FaultsStatus {

@@ -24,6 +24,8 @@
 //!   clock, write coordinator, hints, Merkle anti-entropy (state machines
 //!   and their runtime).
 //! - [`replication`]: which mode a node runs; dispatches client operations.
+//! - [`metrics`]: `GET /metrics` in the Prometheus text format: requests by
+//!   route and status with latency histograms, and the `/status` figures.
 //! - [`internal`]: the thin handlers of the node-to-node endpoints.
 //! - [`error`]: `AppError`, the one error type of the HTTP boundary, and the
 //!   extractors that turn every rejection into the same JSON shape.
@@ -43,6 +45,7 @@ pub mod faults;
 pub mod internal;
 pub mod leader_follower;
 pub mod leaderless;
+pub mod metrics;
 pub mod peers;
 pub mod reads;
 pub mod replication;

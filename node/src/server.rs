@@ -11,6 +11,7 @@
 
 use crate::cluster::Cluster;
 use crate::config::Config;
+use crate::metrics::{self, Metrics};
 use crate::replication::Replication;
 use crate::security::{self, Security};
 use crate::store::Store;
@@ -64,6 +65,8 @@ pub struct Shared {
     pub replication: Replication,
     /// Who may do what: cluster secret, admin token, hosts and origins.
     pub security: Security,
+    /// Requests counted for `/metrics`.
+    pub metrics: Metrics,
     /// Background tasks started by [`run`]; aborted when it returns.
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -85,6 +88,7 @@ impl AppState {
             cluster,
             replication,
             security,
+            metrics: Metrics::default(),
             tasks: Mutex::default(),
         })))
     }
@@ -127,7 +131,7 @@ impl AppState {
 }
 
 /// The client API: what users, the dashboard and the load tester call.
-fn client_routes() -> Router<AppState> {
+fn client_routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/set", post(api::set))
         .route("/get", get(api::get_query))
@@ -139,10 +143,15 @@ fn client_routes() -> Router<AppState> {
         .route("/config", get(api::get_config).post(api::post_config))
         .route(kv_shared::events::EVENTS_PATH, get(events::events))
         .route(FAULTS_PATH, get(api::get_faults).post(api::post_faults))
+        .route(kv_shared::METRICS_PATH, get(api::metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES as usize))
         .layer(axum::middleware::from_fn_with_state(
             u64::from(MAX_BODY_BYTES),
             error::refuse_declared_over,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics::count_request,
         ))
 }
 
@@ -169,13 +178,17 @@ fn internal_routes(state: &AppState) -> Router<AppState> {
             state.security.clone(),
             security::authenticate_peer,
         ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics::count_request,
+        ))
 }
 
 /// The node's HTTP application, without a socket (tests use it with `oneshot`).
 pub fn app(state: AppState) -> Router {
     let body_timeout = Duration::from_millis(state.config.body_timeout_ms.max(1));
     Router::new()
-        .merge(client_routes())
+        .merge(client_routes(&state))
         .merge(internal_routes(&state))
         .fallback(ui::fallback)
         .method_not_allowed_fallback(error::method_not_allowed)

@@ -5,6 +5,8 @@
 //! `GET /get` answers `{"key","value","version"}`. Fields added since are
 //! optional on the wire so that the original curl examples read the same.
 
+/// The path of the node's metrics in the Prometheus text format.
+pub const METRICS_PATH: &str = "/metrics";
 use crate::ids::{Mode, NodeId, Role, Version};
 use serde::{Deserialize, Serialize};
 

@@ -33,6 +33,6 @@ pub mod leaderless;
 pub mod limits;
 pub mod replication;
 
-pub use api::{GetResponse, HealthResponse, SetRequest, SetResponse, WriteStatus};
+pub use api::{GetResponse, HealthResponse, SetRequest, SetResponse, WriteStatus, METRICS_PATH};
 pub use error::ErrorBody;
 pub use ids::{Mode, NodeId, Role, Term, Version};
