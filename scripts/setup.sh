@@ -4,7 +4,8 @@
 #   - the wasm32-unknown-unknown Rust target
 #   - trunk 0.21.14 (builds the dashboard)
 #   - wasm-bindgen-cli at exactly the version of wasm-bindgen in Cargo.lock
-#   - Chromium and ChromeDriver from Debian (browser tests)
+#   - Chromium and ChromeDriver from Debian (browser tests), brotli (scripts/build.sh compresses
+#     the dashboard with it)
 #   - openssh-server, iproute2 and podman from Debian (the SSH deployment test runs sshd in
 #     network namespaces; the container test builds the image with podman)
 #   - the x86_64-unknown-linux-musl Rust target (the static kv-node: scripts/build.sh --static)
@@ -17,6 +18,7 @@ TRUNK_VERSION=0.21.14
 need_apt=()
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
+command -v brotli >/dev/null || need_apt+=(brotli)
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
 [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || need_apt+=(iproute2)
 command -v podman >/dev/null || need_apt+=(podman)

@@ -29,6 +29,7 @@ pub fn app() -> Html {
     // Bumped to reopen the live feed after the browser closed it.
     let feed_generation = use_state(|| 0u32);
 
+    use_first_render_mark();
     use_health(state.dispatcher());
     use_clock(state.dispatcher());
     use_feed(state.dispatcher(), feed_generation);
@@ -100,6 +101,18 @@ pub fn app() -> Html {
         </footer>
         </>
     }
+}
+
+/// Marks the first render in the browser's performance timeline
+/// (`dashboard-rendered`), so that tests and people can read the time from
+/// navigation to a drawn page.
+#[hook]
+fn use_first_render_mark() {
+    use_effect_with((), |_| {
+        if let Some(p) = web_sys::window().and_then(|w| w.performance()) {
+            let _ = p.mark("dashboard-rendered");
+        }
+    });
 }
 
 /// Asks `/health` now and every [`HEALTH_EVERY_MS`].
