@@ -299,6 +299,7 @@ mod tests {
                     pending_hints: None,
                     config: None,
                     error: None,
+                    faults: Vec::new(),
                 })
                 .collect(),
         }
