@@ -77,7 +77,8 @@ async fn holds_requests(url: &str) -> bool {
 /// requests until its heal; a one-way cut of node 3 from node 1 cuts only
 /// what node 3 sends; a delay and a message loss of node 2 are listed with
 /// their values; each is drawn on the lag chart and listed in the panel;
-/// "heal all" clears every node; the token is kept for the tab's session;
+/// "heal all" clears every node; the token, typed once, is kept for the
+/// tab's session and serves the controls too;
 /// a clock skew is not offered in this mode.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_fault_button_takes_effect_and_heal_all_heals_every_node() {
@@ -201,6 +202,14 @@ async fn each_fault_button_takes_effect_and_heal_all_heals_every_node() {
     b.client.goto(&page).await.unwrap();
     let field = b.wait_for("#fault-token", PAGE, "the token field").await;
     assert_eq!(field.prop("value").await.unwrap().as_deref(), Some(TOKEN));
+    let controls = b
+        .wait_for("#cfg-token", PAGE, "the controls' token field")
+        .await;
+    assert_eq!(
+        controls.prop("value").await.unwrap().as_deref(),
+        Some(TOKEN),
+        "one token for the page: the controls have it too"
+    );
     b.close().await;
     cluster.stop().await;
 }

@@ -61,6 +61,15 @@ pub fn app() -> Html {
         })
     };
 
+    // The admin token: typed once (in either panel), kept for the tab's session.
+    let token = use_state(api::session_token);
+    let on_token = {
+        let token = token.clone();
+        Callback::from(move |t: String| {
+            api::keep_session_token(t.trim());
+            token.set(t);
+        })
+    };
     let fault_outcome = use_state(|| None::<FetchState<Vec<FaultOutcome>>>);
     let on_fault = use_fault_orders(state.view.clone(), fault_outcome.clone());
 
@@ -107,10 +116,11 @@ pub fn app() -> Html {
                 <Ops targets={targets.clone()} default_node={view.as_ref().map(|v| v.observer)}
                     result={state.op.clone()} on_run={on_run} />
                 <Controls config={view.as_ref().map(|v| v.config)} change={state.config_change.clone()}
-                    on_change={on_config} />
+                    on_change={on_config} token={(*token).clone()} on_token={on_token.clone()} />
                 <Faults replicas={view.as_ref().map(|v| v.replicas.clone()).unwrap_or_default()}
                     leaderless={view.as_ref().is_some_and(|v| v.mode == Mode::Leaderless)}
-                    outcome={(*fault_outcome).clone()} token={api::session_token()} on_order={on_fault} />
+                    outcome={(*fault_outcome).clone()} token={(*token).clone()} on_token={on_token}
+                    on_order={on_fault} />
                 <Lag lag={state.lag.clone()} faults={fault_marks}
                     replicas={targets.iter().map(|t| (t.id, t.role)).collect::<Vec<_>>()} />
             </div>
@@ -125,15 +135,13 @@ pub fn app() -> Html {
 }
 
 /// Sends each fault order to its nodes at once (each at the URL the
-/// cluster snapshot gives for it), keeps the token for the tab's session,
-/// and shows every node's answer.
+/// cluster snapshot gives for it) and shows every node's answer.
 #[hook]
 fn use_fault_orders(
     view: Option<kv_shared::events::ClusterView>,
     outcome: UseStateHandle<Option<FetchState<Vec<FaultOutcome>>>>,
 ) -> Callback<FaultOrder> {
     Callback::from(move |order: FaultOrder| {
-        api::keep_session_token(order.token.trim());
         outcome.set(Some(FetchState::Loading));
         let bases: Vec<_> = order
             .nodes

@@ -178,8 +178,11 @@ pub struct FaultsProps {
     pub leaderless: bool,
     /// The answers to the last order, per node.
     pub outcome: Option<FetchState<Vec<FaultOutcome>>>,
-    /// The admin token kept for the session, to start the token field with.
+    /// The admin token typed so far (shared with the controls; kept for
+    /// the tab's session).
     pub token: String,
+    /// Called with the token as the user types it.
+    pub on_token: Callback<String>,
     /// Called with each order.
     pub on_order: Callback<FaultOrder>,
 }
@@ -202,7 +205,6 @@ pub fn faults(props: &FaultsProps) -> Html {
         percent: "50".into(),
         ..Form::default()
     });
-    let token = use_state(|| props.token.clone());
     let invalid = use_state(|| None::<String>);
     let ids: Vec<NodeId> = props.replicas.iter().map(|r| r.id).collect();
     let Some(&first) = ids.first() else {
@@ -222,11 +224,11 @@ pub fn faults(props: &FaultsProps) -> Html {
     };
 
     let order = {
-        let token = token.clone();
+        let token = props.token.clone();
         move |nodes: Vec<NodeId>, request: FaultRequest| FaultOrder {
             nodes,
             request,
-            token: (*token).clone(),
+            token: token.clone(),
         }
     };
     let inject = {
@@ -288,8 +290,8 @@ pub fn faults(props: &FaultsProps) -> Html {
         })
     };
     let on_token = {
-        let token = token.clone();
-        Callback::from(move |e: InputEvent| token.set(value_of_input(&e)))
+        let on_token = props.on_token.clone();
+        Callback::from(move |e: InputEvent| on_token.emit(value_of_input(&e)))
     };
     let peer_boxes = ids.iter().filter(|&&p| p != target).map(|&p| {
         let form = form.clone();
@@ -325,7 +327,7 @@ pub fn faults(props: &FaultsProps) -> Html {
             <h2>{ "Faults" }<span class="muted small">{ " · injected into a node's own transport (/admin/faults)" }</span></h2>
             <div class="row">
                 <label class="grow">{ "admin token" }
-                    <input id="fault-token" type="password" value={(*token).clone()} oninput={on_token}
+                    <input id="fault-token" type="password" value={props.token.clone()} oninput={on_token}
                         placeholder="printed by scripts/deploy.sh; kept for this tab" autocomplete="off" />
                 </label>
             </div>
