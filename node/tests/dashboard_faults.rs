@@ -286,12 +286,14 @@ async fn a_leaderless_clock_skew_from_the_page_and_its_heal() {
     }
 }
 
-/// A crash from the page ends node 3's process (exit status 137, as
-/// `/admin/faults` promises); the page shows it down and marks the crash;
-/// "heal all" then heals the nodes that answer and names the one that
-/// cannot. Real `kv-node` processes: a crash ends the whole process.
+/// A restart from the page starts node 2 again, empty, in the same process
+/// (its fault counter is back at 0, the page shows it up); a crash ends
+/// node 3's process (exit status 137, as `/admin/faults` promises); the
+/// page shows it down and marks the crash; "heal all" then heals the nodes
+/// that answer and names the one that cannot. Real `kv-node` processes: a
+/// crash ends the whole process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_crash_from_the_page_ends_the_nodes_process() {
+async fn a_restart_and_a_crash_from_the_page() {
     use kv_loadtester::cluster::{ClusterKind, ClusterSpec, LocalCluster};
     assert!(kv_node::ui::is_built(), "web-ui/dist is missing");
     let spec = ClusterSpec {
@@ -313,6 +315,30 @@ async fn a_crash_from_the_page_ends_the_nodes_process() {
     b.wait_for("#replica-3[data-up='true']", PAGE, "three replicas")
         .await;
     b.fill("#fault-token", TOKEN).await;
+    let client = reqwest::Client::new();
+
+    let pid = cluster.pid(2).expect("node 2 runs");
+    choose(&b, 2, "restart").await;
+    send(&b, "#fault-inject", true).await;
+    let status_of_2 = format!("{}/status", cluster.urls[1]);
+    wait_until("node 2 answers as a fresh run", PAGE, || async {
+        let Ok(resp) = client.get(&status_of_2).send().await else {
+            return false;
+        };
+        let s: kv_shared::cluster::StatusResponse = resp.json().await.unwrap();
+        s.faults.is_some_and(|f| f.injected == 0)
+    })
+    .await;
+    assert_eq!(cluster.pid(2), Some(pid), "the same process, started again");
+    b.wait_for(
+        "#lag-2 .fault-mark.own",
+        PAGE,
+        "the restart on node 2's chart",
+    )
+    .await;
+    b.wait_for("#replica-2[data-up='true']", PAGE, "node 2 up again")
+        .await;
+
     choose(&b, 3, "crash").await;
     send(&b, "#fault-inject", true).await;
     let status = cluster
@@ -336,7 +362,6 @@ async fn a_crash_from_the_page_ends_the_nodes_process() {
     )
     .await;
     b.screenshot("faults-5-crashed").await;
-    let client = reqwest::Client::new();
     wait_until("node 1 still serves writes", PAGE, || async {
         client
             .post(format!("{}/set", cluster.urls[0]))

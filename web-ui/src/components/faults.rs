@@ -1,13 +1,14 @@
 //! The fault panel: injects a fault into one node through its
-//! `/admin/faults` (pause, crash, a partition from chosen peers — one way or
-//! both —, message delay or loss, and in leaderless mode a clock skew), heals
+//! `/admin/faults` (pause, crash, restart empty, a partition from chosen
+//! peers — one way or both —, message delay or loss, and in leaderless mode
+//! a clock skew), heals
 //! one node or every node, and lists each node's faults in force as the live
 //! feed reports them. Every call needs the admin token, typed once and kept
 //! for the tab's session.
 //!
-//! There is no restart: a crashed node's process is gone, and only what
-//! started it can start it again (`scripts/deploy.sh` re-deploys a node that
-//! does not answer).
+//! A crashed node's process is gone, and only what started it can start it
+//! again (`scripts/deploy.sh` re-deploys a node that does not answer); a
+//! restart is a fault of its own: the node re-executes itself, empty.
 
 use crate::api::{FaultOutcome, FetchState};
 use kv_shared::admin::{Direction, FaultRequest, MAX_FAULT_MS, MAX_SKEW_MS};
@@ -35,6 +36,8 @@ pub enum Kind {
     Pause,
     /// Exit the process.
     Crash,
+    /// Start again at once, empty (the process re-executes itself).
+    Restart,
     /// Lose every message to and/or from the chosen peers.
     Cut,
     /// Delay the messages with the chosen peers.
@@ -47,9 +50,10 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the order the panel offers them.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Pause,
         Kind::Crash,
+        Kind::Restart,
         Kind::Cut,
         Kind::Delay,
         Kind::Drop,
@@ -61,6 +65,7 @@ impl Kind {
         match self {
             Kind::Pause => "pause",
             Kind::Crash => "crash",
+            Kind::Restart => "restart",
             Kind::Cut => "cut",
             Kind::Delay => "delay",
             Kind::Drop => "drop",
@@ -72,6 +77,7 @@ impl Kind {
         match self {
             Kind::Pause => "pause",
             Kind::Crash => "crash (exit)",
+            Kind::Restart => "restart (empty)",
             Kind::Cut => "partition (cut)",
             Kind::Delay => "message delay",
             Kind::Drop => "message loss",
@@ -143,6 +149,7 @@ pub fn request(kind: Kind, node: NodeId, form: &Form) -> Result<FaultRequest, St
             duration_ms: within(ms()?, 1, max)?.unsigned_abs(),
         },
         Kind::Crash => FaultRequest::Crash,
+        Kind::Restart => FaultRequest::Restart,
         Kind::Cut => FaultRequest::Cut { peers, direction },
         Kind::Delay => FaultRequest::Delay {
             peers,
@@ -370,8 +377,8 @@ pub fn faults(props: &FaultsProps) -> Html {
             } else {
                 { outcome_view(props.outcome.as_ref()) }
             }
-            <p class="muted small">{ "No restart: a crashed node stays down until what started it starts it again \
-                (scripts/deploy.sh re-deploys a node that does not answer)." }</p>
+            <p class="muted small">{ "A crashed node stays down until what started it starts it again \
+                (scripts/deploy.sh re-deploys a node that does not answer); \"restart\" makes a node start again at once, empty." }</p>
         </section>
     }
 }
@@ -477,6 +484,7 @@ mod tests {
             Ok(FaultRequest::Skew { ms: -300 })
         );
         assert_eq!(request(Kind::Crash, 2, &f), Ok(FaultRequest::Crash));
+        assert_eq!(request(Kind::Restart, 2, &f), Ok(FaultRequest::Restart));
     }
 
     #[test]
