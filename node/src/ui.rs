@@ -38,7 +38,7 @@ The API is available: try <a href=\"/health\">/health</a>.</p></body></html>";
 const FAVICON_SVG: &[u8] = include_bytes!("../../web-ui/favicon.svg");
 
 /// The longest `Accept-Encoding` header read; the rest is ignored.
-const MAX_ACCEPT_ENCODING_BYTES: usize = 512;
+pub const MAX_ACCEPT_ENCODING_BYTES: usize = 512;
 
 /// Whether a UI build is available to serve.
 pub fn is_built() -> bool {
