@@ -139,6 +139,12 @@ async fn each_fault_button_takes_effect_and_heal_all_heals_every_node() {
     assert!(faults.cuts_to(1) && !faults.cuts_from(1), "one way only");
     b.wait_for("#fault-active-3", PAGE, "node 3's cut listed in the panel")
         .await;
+    b.wait_for(
+        "#replica-3[data-faults='1']",
+        PAGE,
+        "node 3's cut on its box",
+    )
+    .await;
     b.wait_for("#lag-3 .fault-mark.own", PAGE, "the cut on node 3's chart")
         .await;
 
@@ -192,6 +198,12 @@ async fn each_fault_button_takes_effect_and_heal_all_heals_every_node() {
         "#fault-active[data-count='0']",
         PAGE,
         "the panel shows none",
+    )
+    .await;
+    b.wait_for(
+        "#replica-2[data-faults='0']",
+        PAGE,
+        "node 2's box without faults",
     )
     .await;
     b.wait_for("#lag-2 .fault-mark.own.heal", PAGE, "the heal on the chart")
