@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Builds the dashboard (trunk, release) and then the release binaries, which embed it.
+# Builds the dashboard (trunk, release), writes a brotli (.br) and a gzip (.gz) copy of each of
+# its files (the node serves them to browsers that accept them), then builds the release
+# binaries, which embed it.
 #
 # Usage:
 #   scripts/build.sh           kv-node and kv-loadtester for this machine (target/release/)
@@ -36,9 +38,22 @@ embed_fresh_dashboard() {
     echo "$now" >"$stamp.next"
 }
 
+# Writes FILE.br (brotli, quality 11) and FILE.gz (gzip -9) beside each file of web-ui/dist;
+# trunk empties web-ui/dist on every build, so none is stale.
+precompress_dashboard() {
+    command -v brotli >/dev/null || die "brotli is missing: apt-get install brotli (scripts/setup.sh does)"
+    local f
+    while IFS= read -r -d '' f; do
+        brotli --force --quality=11 --keep --output="$f.br" -- "$f"
+        gzip --force --best --no-name --keep -- "$f"
+    done < <(find web-ui/dist -type f ! -name '*.br' ! -name '*.gz' -print0)
+    log "dashboard: $(du -cb web-ui/dist/*.wasm | tail -1 | cut -f1) bytes of wasm, $(du -cb web-ui/dist/*.wasm.br | tail -1 | cut -f1) brotli, $(du -cb web-ui/dist/*.wasm.gz | tail -1 | cut -f1) gzip"
+}
+
 target_dir="${CARGO_TARGET_DIR:-target}"
 log "building the dashboard (trunk build --release)"
 trunk build --release --offline
+precompress_dashboard
 if ((static)); then
     rustup target list --installed 2>/dev/null | grep -qx "$STATIC_TARGET" ||
         die "the Rust target $STATIC_TARGET is missing: rustup target add $STATIC_TARGET (scripts/setup.sh --tests does)"

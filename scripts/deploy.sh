@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
 # Deploys a cluster of kv-node processes on this machine (or, with KV_TARGET=ssh, on hosts
 # over SSH) through Terraform (terraform/), waits until every node answers /health, and prints
-# the dashboard URL. Idempotent: run it again and nothing changes; run it with another preset
-# (or other -var values) and the cluster is re-deployed. Stop it with scripts/destroy.sh.
+# the dashboard URL and the admin token. Idempotent: run it again and nothing changes; run it
+# with another preset (or other -var values) and the cluster is re-deployed. Stop it with
+# scripts/destroy.sh.
+#
+# The admin token: every node is started with one, needed for its admin calls (W/R, the delay
+# profile, fault injection; the dashboard asks for it once). Unless KV_ADMIN_TOKEN gives it, a
+# random one is generated on the first deployment into terraform/.run/admin-token (mode 0600) and
+# reused by every later one, so re-deploying keeps it (delete the file for a new one). It reaches
+# the nodes through their environment, never a command line, and is printed at the end.
 #
 # Usage: scripts/deploy.sh [PRESET] [terraform apply options, e.g. -var base_port=9000]
 #   PRESET  lf-w3r3 (default: leader-follower N=5 W=3 R=3), lf-w5r1, lf-w1r5, leaderless
@@ -16,6 +23,8 @@
 #                 KV_TARGET=ssh: the static .../x86_64-unknown-linux-musl/release/kv-node)
 #   KV_BASE_PORT  port of node 1 (default 8080); node i listens on KV_BASE_PORT + i - 1
 #                 (over SSH: the k-th node of a host on KV_BASE_PORT + k - 1)
+#   KV_ADMIN_TOKEN  the nodes' admin token (default: the one in terraform/.run/admin-token,
+#                 generated there when missing); `-var admin_token=...` wins over both
 #   KV_TF_HOME, KV_TERRAFORM   where the Terraform toolchain is, which terraform to run
 #                              (see scripts/install-terraform.sh)
 set -euo pipefail
@@ -58,6 +67,22 @@ esac
 [[ -x $KV_NODE_BIN ]] ||
     die "no kv-node executable at $KV_NODE_BIN; build it ($build) or set KV_NODE_BIN"
 
+# The admin token: given, or this deployment's own (generated once, then reused). Terraform
+# reads it from its environment (TF_VAR_), which other users cannot see.
+token_file="$TF_DIR/.run/admin-token"
+if [[ -z ${KV_ADMIN_TOKEN:-} ]]; then
+    if [[ ! -s $token_file ]]; then
+        mkdir -p "$(dirname "$token_file")"
+        (umask 077 && head -c 24 /dev/urandom | base64 | tr '+/' '-_' | tr -d '\n=' >"$token_file.new" &&
+            mv "$token_file.new" "$token_file")
+        log "generated an admin token in $token_file"
+    fi
+    KV_ADMIN_TOKEN=$(head -n 1 "$token_file")
+fi
+[[ $KV_ADMIN_TOKEN =~ ^[A-Za-z0-9._~+/=-]{16,256}$ ]] ||
+    die "the admin token must be 16 to 256 characters of A-Z a-z 0-9 . _ ~ + / = - (got ${#KV_ADMIN_TOKEN} characters; see $token_file)"
+export TF_VAR_admin_token=$KV_ADMIN_TOKEN
+
 terraform_init
 
 log "deploying preset $preset ($target) with $KV_NODE_BIN"
@@ -97,3 +122,5 @@ else
     tf output -json log_files | tr -d '{}"' | tr ',' '\n' | sed '/^$/d; s/^/  node /'
 fi
 echo "Dashboard: $(tf output -raw dashboard_url)"
+# The token in force (a -var admin_token=... on the command line wins over the generated one).
+echo "Admin token: $(tf output -raw admin_token)   (the dashboard asks for it: faults, delays, W/R; kept in $token_file)"

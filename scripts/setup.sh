@@ -5,6 +5,7 @@
 #   - trunk 0.21.14 (builds the dashboard)
 #   - wasm-bindgen-cli at exactly the version of wasm-bindgen in Cargo.lock
 #   - Terraform (scripts/install-terraform.sh)
+#   - brotli from Debian (scripts/build.sh compresses the dashboard with it)
 # With --tests (scripts/test.sh), also what only the tests need:
 #   - Chromium and ChromeDriver from Debian (browser tests)
 #   - openssh-server, iproute2 and podman from Debian (the SSH deployment test runs sshd in
@@ -22,11 +23,12 @@ for_tests=0
 case "${1:-}" in
   "") ;;
   --tests) for_tests=1 ;;
-  -h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) die "unknown option $1 (scripts/setup.sh --help)" ;;
 esac
 
 need_apt=()
+command -v brotli >/dev/null || need_apt+=(brotli)
 if ((for_tests)); then
   command -v chromium >/dev/null || need_apt+=(chromium)
   command -v chromedriver >/dev/null || need_apt+=(chromium-driver)

@@ -37,3 +37,9 @@ output "log_files" {
   description = "Each node's log, by node id: a path on this machine (target \"local\"), or USER@HOST:PATH (target \"ssh\"; a relative PATH is in the user's home)."
   value       = var.target == "local" ? module.local[0].log_files : module.ssh[0].log_files
 }
+
+output "admin_token" {
+  description = "The nodes' admin token (`Authorization: Bearer ...`), empty when they have none; scripts/deploy.sh prints it with the dashboard URL."
+  value       = var.admin_token
+  sensitive   = true
+}

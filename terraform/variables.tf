@@ -127,7 +127,7 @@ variable "cluster_secret" {
 }
 
 variable "admin_token" {
-  description = "Bearer token for the nodes' admin calls (W/R and delay-profile changes). Empty: nodes bound to loopback allow W/R changes and refuse the rest; nodes bound elsewhere refuse every admin call."
+  description = "Bearer token for the nodes' admin calls (W/R and delay-profile changes, fault injection). scripts/deploy.sh always sets one (generated once into .run/admin-token). Empty: nodes bound to loopback allow W/R changes and refuse the rest; nodes bound elsewhere refuse every admin call."
   type        = string
   default     = ""
   sensitive   = true

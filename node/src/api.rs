@@ -147,17 +147,26 @@ pub async fn get_faults(
 }
 
 /// `POST /admin/faults`: injects a fault or heals them all (see
-/// [`crate::faults`]); `crash` answers 202 and exits the process.
+/// [`crate::faults`]); `crash` answers 202 and exits the process, `restart`
+/// answers 202 and replaces it by a fresh run of itself.
 ///
 /// # Errors
 /// 401/403 without the admin token; 400 for an unknown peer or a value out
-/// of range.
+/// of range, or a `restart` of a node that is not the `kv-node` executable.
 pub async fn post_faults(
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiJson(req): ApiJson<FaultRequest>,
 ) -> Result<(StatusCode, Json<FaultsStatus>), AppError> {
     state.security.authorize(&headers, AdminAction::Faults)?;
+    if req == FaultRequest::Restart
+        && !(state.config.self_restart && std::path::Path::new(SELF_EXE).exists())
+    {
+        return Err(AppError::bad_request(
+            "this node cannot restart itself: it does not run as the kv-node executable \
+             (a node served inside another program, or a system without /proc/self/exe)",
+        ));
+    }
     let cluster = &state.cluster;
     let peers = cluster.peers().ids();
     let leaderless = state.replication.leaderless().is_some();
@@ -186,7 +195,34 @@ pub async fn post_faults(
         });
         return Ok((StatusCode::ACCEPTED, Json(faults_status(&state))));
     }
+    if req == FaultRequest::Restart {
+        tokio::spawn(async {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            restart_empty();
+        });
+        return Ok((StatusCode::ACCEPTED, Json(faults_status(&state))));
+    }
     Ok((StatusCode::OK, Json(faults_status(&state))))
+}
+
+/// The running executable (even when its file was replaced or deleted).
+const SELF_EXE: &str = "/proc/self/exe";
+
+/// Replaces this process by a fresh run of its own executable, with the
+/// same arguments and environment: everything in memory is lost, the pid
+/// stays. Its sockets close on exec (Rust opens them close-on-exec), so the
+/// new run can bind the same port. Exits like a crash when the exec fails.
+fn restart_empty() {
+    use std::os::unix::process::CommandExt;
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_else(|| "kv-node".into());
+    tracing::warn!("restarting empty: re-executing {SELF_EXE} with the same arguments");
+    let err = std::process::Command::new(SELF_EXE)
+        .arg0(arg0)
+        .args(args)
+        .exec();
+    tracing::error!("restart failed ({err}); exiting as a crash");
+    std::process::exit(CRASH_EXIT_CODE);
 }
 
 /// The exit status of a crash injected through `/admin/faults`.

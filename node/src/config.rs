@@ -218,6 +218,12 @@ pub struct Config {
     /// Leaderless mode: most hints (distinct keys) a node keeps per peer.
     #[arg(long, env = "MAX_HINTS_PER_PEER", default_value_t = 100_000)]
     pub max_hints_per_peer: u32,
+    /// Whether this process is the `kv-node` executable, which a `restart`
+    /// fault may replace by a fresh run of itself (set by `main`, never a
+    /// flag: a node served inside another program, such as a test, must not
+    /// re-execute that program).
+    #[arg(skip)]
+    pub self_restart: bool,
 }
 
 /// The cluster secret of [`Config::for_tests`].

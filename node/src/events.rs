@@ -478,6 +478,15 @@ fn short_error(e: &reqwest::Error) -> String {
     }
 }
 
+/// The faults in force that `status` lists.
+fn active_faults(status: &StatusResponse) -> Vec<kv_shared::admin::ActiveFault> {
+    status
+        .faults
+        .as_ref()
+        .map(|f| f.active.clone())
+        .unwrap_or_default()
+}
+
 /// Merges this node's status with its peers' answers (pure, for tests).
 pub fn assemble(
     own: &StatusResponse,
@@ -508,6 +517,7 @@ pub fn assemble(
         pending_hints: None,
         config: None,
         error: None,
+        faults: active_faults(own),
     }];
     for p in &own.peers {
         let answer = answers.get(&p.id);
@@ -533,6 +543,7 @@ pub fn assemble(
                 None => Some("not asked".into()),
                 Some(Ok(_)) => None,
             },
+            faults: theirs.map(active_faults).unwrap_or_default(),
         });
     }
     replicas.sort_by_key(|r| r.id);

@@ -129,7 +129,7 @@ impl Faults {
         self.inner.links.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Applies `req` (all but `crash`, which the caller carries out) and
+    /// Applies `req` (all but `crash` and `restart`, which the caller carries out) and
     /// returns a description of it, for the log and the dashboard.
     /// `peers` are the node's peers; `skew_allowed` whether this mode reads
     /// the skewed clock.
@@ -163,6 +163,7 @@ impl Faults {
                 format!("paused for {duration_ms} ms")
             }
             FaultRequest::Crash => "crashing".to_owned(),
+            FaultRequest::Restart => "restarting empty".to_owned(),
             FaultRequest::Cut {
                 peers: p,
                 direction,

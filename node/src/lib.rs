@@ -32,7 +32,8 @@
 //! - [`api`]: the thin HTTP handlers of the client API.
 //! - [`events`]: the dashboard's live feed (`GET /events`, Server-Sent Events):
 //!   cluster snapshots gathered from the peers, and write traces.
-//! - [`ui`]: serves the dashboard built by trunk (embedded in release builds).
+//! - [`ui`]: serves the dashboard built by trunk (embedded in release builds),
+//!   brotli- or gzip-compressed to browsers that take it, and its favicon.
 //! - [`server`]: the router, the shared state and `run(listener, shutdown)`
 //!   (its connections bounded in number and in time).
 

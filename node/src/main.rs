@@ -10,7 +10,8 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let matches = Config::command().get_matches();
-    let config = Config::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let mut config = Config::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    config.self_restart = true;
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(config.log_level.clone()));
     tracing_subscriber::fmt().with_env_filter(filter).init();

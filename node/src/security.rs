@@ -32,7 +32,9 @@
 //!   `/health`) answer cross-origin requests only from this node's and its
 //!   peers' origins (the dashboard served by one replica calls the others)
 //!   and `--allow-origin`; a cross-origin `POST /set` from any other origin
-//!   is refused (403), not only hidden from the page.
+//!   is refused (403), not only hidden from the page. `/admin/faults`
+//!   answers the same origins (the dashboard's fault panel), and still
+//!   needs the admin token.
 
 use crate::config::{ClusterSpec, Config};
 use crate::error::AppError;
@@ -530,10 +532,15 @@ impl Policy {
     }
 }
 
-/// Whether cross-origin calls may reach `path` at all: the data operations only.
+/// Whether cross-origin calls may reach `path` at all: the data operations,
+/// and fault injection (the dashboard served by one replica injects faults
+/// into the others; it needs the admin token, which a page of an origin
+/// that is not the cluster's cannot send, as CORS refuses it the header).
 pub fn cross_origin_path(path: &str) -> bool {
-    matches!(path, "/set" | "/get" | "/local_read" | "/health")
-        || path.starts_with("/get/")
+    matches!(
+        path,
+        "/set" | "/get" | "/local_read" | "/health" | kv_shared::admin::FAULTS_PATH
+    ) || path.starts_with("/get/")
         || path.starts_with("/local_read/")
 }
 
@@ -897,7 +904,23 @@ mod tests {
                 );
             }
         }
+        // The fault panel of a page served by a peer: allowed, with the token header.
+        let faults = Request::options("/admin/faults")
+            .header("origin", "http://localhost:0")
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type",
+            )
+            .body(Body::empty())
+            .unwrap();
+        let resp = app.clone().oneshot(faults).await.unwrap();
+        assert_eq!(
+            resp.headers()["access-control-allow-origin"],
+            "http://localhost:0"
+        );
         for (path, origin) in [
+            ("/admin/faults", "http://evil.example"),
             ("/config", "http://127.0.0.1:0"),
             ("/status", "http://127.0.0.1:0"),
             ("/internal/read", "http://127.0.0.1:0"),

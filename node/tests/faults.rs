@@ -70,6 +70,8 @@ async fn faults_need_the_admin_token_and_valid_values() {
         json!({"kind": "drop", "peers": [2], "probability": 2.0}),
         json!({"kind": "skew", "ms": 300}),
         json!({"kind": "explode"}),
+        // Served inside the test program, which a restart must not re-execute.
+        json!({"kind": "restart"}),
     ] {
         let r = c.fault(1, bad.clone()).await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
@@ -303,5 +305,72 @@ async fn a_crash_ends_the_process_and_the_restarted_node_catches_up() {
     let got: serde_json::Value =
         common::get_json(&client, &format!("{}/local_read/before", url(2))).await;
     assert_eq!(got["value"], "v", "the restarted node caught up");
+    cluster.stop().await;
+}
+
+/// A restart replaces node 2's process by a fresh run of the same
+/// executable: the same pid, nothing of the old memory (its fault counter
+/// starts again at 0), and it catches up from the leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_starts_the_node_again_empty_in_the_same_process() {
+    use kv_loadtester::cluster::{process_state, ClusterKind, ClusterSpec, LocalCluster};
+    let spec = ClusterSpec {
+        kind: ClusterKind::LeaderFollower { w: 2, r: 2 },
+        n: 3,
+        delay_profile: false,
+        node_bin: std::path::PathBuf::from(env!("CARGO_BIN_EXE_kv-node")),
+        log_dir: None,
+        extra_args: Vec::new(),
+        env: vec![("ADMIN_TOKEN".into(), TOKEN.into())],
+    };
+    let cluster = LocalCluster::start(&spec).await.expect("cluster starts");
+    let client = reqwest::Client::new();
+    let url = |id: NodeId| cluster.url(id).to_owned();
+    let r = client
+        .post(format!("{}/set", url(1)))
+        .json(&json!({"key": "before", "value": "v"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let pid = cluster.pid(2).expect("node 2 runs");
+    let r = client
+        .post(format!("{}/admin/faults", url(2)))
+        .bearer_auth(TOKEN)
+        .json(&json!({"kind": "restart"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let body: FaultsStatus = r.json().await.unwrap();
+    assert_eq!(body.injected, 1, "the restart is counted by the old run");
+    let fresh = |c: reqwest::Client, u: String| async move {
+        let Ok(resp) = c.get(format!("{u}/status")).send().await else {
+            return false;
+        };
+        let s: kv_shared::cluster::StatusResponse = resp.json().await.unwrap();
+        s.faults.is_some_and(|f| f.injected == 0)
+    };
+    wait_until(
+        "node 2 answers as a fresh run",
+        Duration::from_secs(20),
+        || fresh(client.clone(), url(2)),
+    )
+    .await;
+    assert_eq!(cluster.pid(2), Some(pid), "the same process");
+    assert!(
+        process_state(pid).is_some_and(|s| s != 'Z'),
+        "still running after the restart"
+    );
+    wait_until("node 2 caught up", Duration::from_secs(20), || {
+        let (c, u) = (client.clone(), url(2));
+        async move {
+            let Ok(resp) = c.get(format!("{u}/local_read/before")).send().await else {
+                return false;
+            };
+            resp.status() == StatusCode::OK
+        }
+    })
+    .await;
     cluster.stop().await;
 }

@@ -20,7 +20,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 use tf_support::{
-    copy_sources, local_value, repo_root, text, toolchain, wait_until, write_when_ready, Http, Turn,
+    copy_sources, free_port_range, local_value, repo_root, text, toolchain, wait_until,
+    write_when_ready, Http, Turn,
 };
 
 /// Nodes per deployment (every preset has N = 5).
@@ -481,22 +482,4 @@ fn assert_all_gone(nodes: &[(u32, String)]) {
         let running = fields.len() > 19 && fields[0] != "Z" && fields[19] == start;
         assert!(!running, "node process {pid} is still running");
     }
-}
-
-/// A base port such that `count` consecutive ports from it are free on 127.0.0.1, below the
-/// ephemeral range so that outgoing connections do not take them meanwhile.
-fn free_port_range(count: u16) -> u16 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let seed = u64::from(std::process::id()) ^ u64::from(nanos);
-    for attempt in 0..200u64 {
-        let base = 20_000 + ((seed.wrapping_mul(7919) + attempt * 211) % 10_000) as u16;
-        let free = (base..base + count).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok());
-        if free {
-            return base;
-        }
-    }
-    panic!("no {count} consecutive free ports between 20000 and 30000");
 }

@@ -2,7 +2,7 @@
 //!
 //! | endpoint | body | answer |
 //! | --- | --- | --- |
-//! | `POST /admin/faults` | [`FaultRequest`] | 200 [`FaultsStatus`] (for `crash`: 202, then the process exits) |
+//! | `POST /admin/faults` | [`FaultRequest`] | 200 [`FaultsStatus`] (for `crash`: 202, then the process exits; for `restart`: 202, then it starts again, empty) |
 //! | `GET /admin/faults` | — | 200 [`FaultsStatus`] |
 //!
 //! Faults act inside the node — in its own transport and request handling —
@@ -66,6 +66,12 @@ pub enum FaultRequest {
     /// Exit the process at once, losing everything in memory (a supervisor
     /// or the load tester may start it again, empty).
     Crash,
+    /// Exit and start again at once, empty: the process replaces itself by
+    /// a fresh run of its own executable with the same arguments and
+    /// environment (the same pid, so whatever supervises it still knows
+    /// it). Only a node running as the `kv-node` executable can (400
+    /// otherwise).
+    Restart,
     /// Lose every message to and/or from `peers` (a partition; one-way with
     /// a direction).
     Cut {

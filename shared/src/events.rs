@@ -184,6 +184,10 @@ pub struct ReplicaView {
     /// Why the replica is shown down, when it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The faults injected into the replica and in force (its `/status`
+    /// `faults.active`; empty when none, or when it did not answer).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<crate::admin::ActiveFault>,
 }
 
 /// One write and its way through the replicas.

@@ -2,12 +2,13 @@
 //! requests themselves: they call these functions and dispatch what comes back.
 //!
 //! The page talks to the node that served it (relative URLs, so `trunk serve`
-//! can proxy them) and, for the operations panel only, to the replica the user
-//! picks, at the URL the cluster snapshot gives for it.
+//! can proxy them) and, for the operations and fault panels only, to the
+//! replica the user picks, at the URL the cluster snapshot gives for it.
 
 use futures_util::StreamExt;
 use gloo_net::eventsource::futures::EventSource;
 use gloo_net::http::{Request, Response};
+use kv_shared::admin::{FaultRequest, FaultsStatus, FAULTS_PATH};
 use kv_shared::cluster::{ClusterConfig, ConfigUpdate};
 use kv_shared::events::{ClusterEvent, ClusterView};
 use kv_shared::{ErrorBody, GetResponse, HealthResponse, NodeId, SetRequest, SetResponse};
@@ -222,6 +223,68 @@ pub async fn change_config(
         )),
         Err(e) => FetchState::Failed(format!("node unreachable: {e}")),
     }
+}
+
+/// Where the page keeps the admin token for the tab's session
+/// (`sessionStorage`): typed once, forgotten when the tab closes.
+const TOKEN_KEY: &str = "kv-admin-token";
+
+fn session_storage() -> Option<web_sys::Storage> {
+    web_sys::window().and_then(|w| w.session_storage().ok().flatten())
+}
+
+/// The admin token kept for this tab's session (empty if none).
+pub fn session_token() -> String {
+    session_storage()
+        .and_then(|s| s.get_item(TOKEN_KEY).ok().flatten())
+        .unwrap_or_default()
+}
+
+/// Keeps `token` for this tab's session (an empty one is forgotten).
+pub fn keep_session_token(token: &str) {
+    if let Some(s) = session_storage() {
+        let _ = if token.is_empty() {
+            s.remove_item(TOKEN_KEY)
+        } else {
+            s.set_item(TOKEN_KEY, token)
+        };
+    }
+}
+
+/// What one node answered to a fault request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaultOutcome {
+    /// The node asked.
+    pub node: NodeId,
+    /// Its faults in force afterwards, or why it refused or did not answer.
+    pub result: Result<FaultsStatus, String>,
+}
+
+/// `POST /admin/faults` with `request` on node `node` at `base`, with the
+/// admin token.
+pub async fn post_fault(
+    base: &str,
+    node: NodeId,
+    token: &str,
+    request: &FaultRequest,
+) -> FaultOutcome {
+    let sent = match Request::post(&format!("{base}{FAULTS_PATH}"))
+        .header("Authorization", &format!("Bearer {}", token.trim()))
+        .json(request)
+    {
+        Ok(r) => r.send().await,
+        Err(e) => Err(e),
+    };
+    let result = match sent {
+        Ok(resp) if resp.ok() => success(&resp).await,
+        Ok(resp) => Err(format!(
+            "{}: {}",
+            resp.status(),
+            error_body(&resp).await.error
+        )),
+        Err(e) => Err(format!("unreachable: {e}")),
+    };
+    FaultOutcome { node, result }
 }
 
 /// The live feed: `GET /events` as Server-Sent Events. Dropping it closes

@@ -2,16 +2,19 @@
 //! animation clock, runs the API calls the panels ask for, and lays the
 //! panels out.
 
-use crate::api::{self, EventFeed, OpRequest};
+use crate::api::{self, EventFeed, FaultOutcome, FetchState, OpRequest};
 use crate::components::controls::{ConfigRequest, Controls};
 use crate::components::events::Events;
+use crate::components::faults::{FaultOrder, Faults};
 use crate::components::header::Header;
-use crate::components::lag::Lag;
+use crate::components::lag::{FaultMark, Lag};
 use crate::components::ops::{Ops, Target};
 use crate::components::topology::Topology;
 use crate::components::writes::Writes;
 use crate::state::{Action, Link, State};
 use gloo_timers::callback::{Interval, Timeout};
+use kv_shared::events::NodeEventKind;
+use kv_shared::Mode;
 use std::collections::BTreeMap;
 use yew::prelude::*;
 
@@ -29,6 +32,7 @@ pub fn app() -> Html {
     // Bumped to reopen the live feed after the browser closed it.
     let feed_generation = use_state(|| 0u32);
 
+    use_first_render_mark();
     use_health(state.dispatcher());
     use_clock(state.dispatcher());
     use_feed(state.dispatcher(), feed_generation);
@@ -57,7 +61,31 @@ pub fn app() -> Html {
         })
     };
 
+    // The admin token: typed once (in either panel), kept for the tab's session.
+    let token = use_state(api::session_token);
+    let on_token = {
+        let token = token.clone();
+        Callback::from(move |t: String| {
+            api::keep_session_token(t.trim());
+            token.set(t);
+        })
+    };
+    let fault_outcome = use_state(|| None::<FetchState<Vec<FaultOutcome>>>);
+    let on_fault = use_fault_orders(state.view.clone(), fault_outcome.clone());
+
     let view = state.view.clone();
+    let fault_marks: Vec<FaultMark> = state
+        .node_events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            NodeEventKind::Fault { description } => Some(FaultMark {
+                node: e.node,
+                at_ms: e.at_ms,
+                description: description.clone(),
+            }),
+            _ => None,
+        })
+        .collect();
     let targets: Vec<Target> = view
         .iter()
         .flat_map(|v| v.replicas.iter())
@@ -88,8 +116,12 @@ pub fn app() -> Html {
                 <Ops targets={targets.clone()} default_node={view.as_ref().map(|v| v.observer)}
                     result={state.op.clone()} on_run={on_run} />
                 <Controls config={view.as_ref().map(|v| v.config)} change={state.config_change.clone()}
-                    on_change={on_config} />
-                <Lag lag={state.lag.clone()}
+                    on_change={on_config} token={(*token).clone()} on_token={on_token.clone()} />
+                <Faults replicas={view.as_ref().map(|v| v.replicas.clone()).unwrap_or_default()}
+                    leaderless={view.as_ref().is_some_and(|v| v.mode == Mode::Leaderless)}
+                    outcome={(*fault_outcome).clone()} token={(*token).clone()} on_token={on_token}
+                    on_order={on_fault} />
+                <Lag lag={state.lag.clone()} faults={fault_marks}
                     replicas={targets.iter().map(|t| (t.id, t.role)).collect::<Vec<_>>()} />
             </div>
         </main>
@@ -100,6 +132,43 @@ pub fn app() -> Html {
         </footer>
         </>
     }
+}
+
+/// Sends each fault order to its nodes at once (each at the URL the
+/// cluster snapshot gives for it) and shows every node's answer.
+#[hook]
+fn use_fault_orders(
+    view: Option<kv_shared::events::ClusterView>,
+    outcome: UseStateHandle<Option<FetchState<Vec<FaultOutcome>>>>,
+) -> Callback<FaultOrder> {
+    Callback::from(move |order: FaultOrder| {
+        outcome.set(Some(FetchState::Loading));
+        let bases: Vec<_> = order
+            .nodes
+            .iter()
+            .map(|&n| (n, api::base_url(view.as_ref(), n)))
+            .collect();
+        let outcome = outcome.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            let calls = bases
+                .iter()
+                .map(|(n, base)| api::post_fault(base, *n, &order.token, &order.request));
+            let answers = futures_util::future::join_all(calls).await;
+            outcome.set(Some(FetchState::Ready(answers)));
+        });
+    })
+}
+
+/// Marks the first render in the browser's performance timeline
+/// (`dashboard-rendered`), so that tests and people can read the time from
+/// navigation to a drawn page.
+#[hook]
+fn use_first_render_mark() {
+    use_effect_with((), |_| {
+        if let Some(p) = web_sys::window().and_then(|w| w.performance()) {
+            let _ = p.mark("dashboard-rendered");
+        }
+    });
 }
 
 /// Asks `/health` now and every [`HEALTH_EVERY_MS`].

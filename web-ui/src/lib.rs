@@ -2,8 +2,10 @@
 //!
 //! One page, served by every node at `/`: the cluster's topology with each
 //! replica's role, health, position and lag; an operations panel (set, get,
-//! local_read against any replica); the W/R and delay-profile controls; and
-//! each write drawn as it travels to the replicas, timed by the cluster.
+//! local_read against any replica); the W/R and delay-profile controls; a
+//! fault panel (pause, crash, restart, partitions, delay, loss, clock skew,
+//! heal) behind the admin token; and each write drawn as it travels to the
+//! replicas, timed by the cluster.
 //! Live data comes from the serving node's `/events` stream; the browser never
 //! polls the replicas itself.
 //!

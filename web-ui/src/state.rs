@@ -516,6 +516,7 @@ mod tests {
             pending_hints: None,
             config: None,
             error: (!up).then(|| "connection refused".into()),
+            faults: Vec::new(),
         }
     }
 

@@ -267,6 +267,26 @@ impl Http {
         })
     }
 
+    /// `POST url` with a JSON body and `Authorization: Bearer token`: status and body as JSON.
+    pub fn post_as(&self, url: &str, body: &Value, token: &str) -> (u16, Value) {
+        self.rt.block_on(async {
+            let resp = self
+                .client
+                .post(url)
+                .bearer_auth(token)
+                .json(body)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap();
+            (
+                status,
+                serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            )
+        })
+    }
+
     /// `POST url` with a JSON body: status and body as JSON.
     pub fn post(&self, url: &str, body: &Value) -> (u16, Value) {
         self.rt.block_on(async {
@@ -329,4 +349,23 @@ impl Drop for Turn {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A base port such that `count` consecutive ports from it are free on 127.0.0.1, below the
+/// ephemeral range so that outgoing connections do not take them meanwhile.
+pub fn free_port_range(count: u16) -> u16 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let seed = u64::from(std::process::id()) ^ u64::from(nanos);
+    for attempt in 0..200u64 {
+        let base = 20_000 + ((seed.wrapping_mul(7919) + attempt * 211) % 10_000) as u16;
+        let free =
+            (base..base + count).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
+        if free {
+            return base;
+        }
+    }
+    panic!("no {count} consecutive free ports between 20000 and 30000");
 }

@@ -197,6 +197,14 @@ impl Browser {
         e.click().await.unwrap();
     }
 
+    /// Runs `script` (a function body; `return` gives the value) in the page.
+    pub async fn js(&self, script: &str) -> serde_json::Value {
+        self.client
+            .execute(script, Vec::new())
+            .await
+            .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
+    }
+
     /// Ends the session, then chromedriver and every browser process it started.
     pub async fn close(self) {
         let _ = self.client.clone().close().await;

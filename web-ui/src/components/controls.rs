@@ -25,6 +25,10 @@ pub struct ControlsProps {
     pub change: Option<FetchState<ClusterConfig>>,
     /// Called when the user asks for a change.
     pub on_change: Callback<ConfigRequest>,
+    /// The admin token typed so far (shared with the fault panel).
+    pub token: String,
+    /// Called with the token as the user types it.
+    pub on_token: Callback<String>,
 }
 
 /// The W/R and delay-profile controls.
@@ -32,7 +36,6 @@ pub struct ControlsProps {
 pub fn controls(props: &ControlsProps) -> Html {
     let w = use_state(|| None::<u32>);
     let r = use_state(|| None::<u32>);
-    let token = use_state(String::new);
     let Some(config) = props.config else {
         return html! {
             <section class="card"><h2>{ "Quorums & delays" }</h2><p class="muted">{ "…" }</p></section>
@@ -56,6 +59,7 @@ pub fn controls(props: &ControlsProps) -> Html {
             )
             .collect::<Html>()
     };
+    let token = props.token.clone();
     let apply = {
         let (on_change, w, r, token) =
             (props.on_change.clone(), w.clone(), r.clone(), token.clone());
@@ -67,7 +71,7 @@ pub fn controls(props: &ControlsProps) -> Html {
                     r: Some(cur_r),
                     delay_profile: None,
                 },
-                token: Some((*token).clone()),
+                token: Some(token.clone()),
             });
             w.set(None);
             r.set(None);
@@ -86,14 +90,14 @@ pub fn controls(props: &ControlsProps) -> Html {
                     }),
                     ..Default::default()
                 },
-                token: Some((*token).clone()),
+                token: Some(token.clone()),
             })
         })
     };
     let on_token = {
-        let token = token.clone();
+        let on_token = props.on_token.clone();
         Callback::from(move |e: InputEvent| {
-            token.set(e.target_unchecked_into::<HtmlInputElement>().value())
+            on_token.emit(e.target_unchecked_into::<HtmlInputElement>().value())
         })
     };
     let d = config.delay_profile;
@@ -123,7 +127,7 @@ pub fn controls(props: &ControlsProps) -> Html {
             </div>
             <div class="row">
                 <label class="grow">{ "admin token" }
-                    <input id="cfg-token" type="password" value={(*token).clone()} oninput={on_token}
+                    <input id="cfg-token" type="password" value={token.clone()} oninput={on_token}
                         placeholder="for the delay profile (and W/R if the node has one)" autocomplete="off" />
                 </label>
                 <button id="cfg-delays" type="button" onclick={toggle}>

@@ -1,6 +1,8 @@
 //! Each replica's lag over the last minute, as inline SVG sparklines: entries
 //! behind the leader (filled) and the age of the oldest unacknowledged entry
-//! in ms (line). A stretch where the replica was down is marked red.
+//! in ms (line). A stretch where the replica was down is marked red; each
+//! fault injected or healed is a vertical mark (the node's own: solid; the
+//! other nodes': faint), its description in the mark's tooltip.
 
 use crate::state::{LagSample, LAG_WINDOW_MS};
 use kv_shared::{NodeId, Role};
@@ -19,6 +21,20 @@ pub struct LagProps {
     pub lag: BTreeMap<NodeId, VecDeque<LagSample>>,
     /// The replicas to chart (not the leader), with their roles.
     pub replicas: Vec<(NodeId, Role)>,
+    /// Faults injected or healed, on any node.
+    #[prop_or_default]
+    pub faults: Vec<FaultMark>,
+}
+
+/// A fault injected into (or healed on) a node, as its event reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaultMark {
+    /// The node.
+    pub node: NodeId,
+    /// When (that node's clock, ms).
+    pub at_ms: u64,
+    /// What: `cut from 1 (outgoing)`, `healed`…
+    pub description: String,
 }
 
 /// The stretch of cluster time the charts cover: the last minute, or since
@@ -129,7 +145,7 @@ pub fn lag(props: &LagProps) -> Html {
         .replicas
         .iter()
         .filter(|(_, role)| *role != Role::Leader)
-        .map(|&(id, role)| chart(id, role, props.lag.get(&id), window));
+        .map(|&(id, role)| chart(id, role, props.lag.get(&id), window, &props.faults));
     html! {
         <section class="card lag">
             <h2>{ "Replication lag" }<span class="muted small">{ label }</span></h2>
@@ -137,13 +153,41 @@ pub fn lag(props: &LagProps) -> Html {
                 <span><i class="swatch entries"></i>{ "entries behind" }</span>
                 <span><i class="swatch ms"></i>{ "oldest unacked (ms)" }</span>
                 <span><i class="swatch downs"></i>{ "down" }</span>
+                <span><i class="swatch fault"></i>{ "fault / heal" }</span>
             </div>
             { for rows }
         </section>
     }
 }
 
-fn chart(id: NodeId, role: Role, samples: Option<&VecDeque<LagSample>>, window: Window) -> Html {
+/// The marks of `faults` within `window` for the chart of node `id`.
+fn fault_marks(id: NodeId, faults: &[FaultMark], window: Window) -> Html {
+    faults
+        .iter()
+        .filter(|f| f.at_ms >= window.start && f.at_ms <= window.start + window.span)
+        .map(|f| {
+            let x = format!("{:.1}", window.x(f.at_ms));
+            let class = classes!(
+                "fault-mark",
+                if f.node == id { "own" } else { "other" },
+                (f.description == "healed").then_some("heal")
+            );
+            html! {
+                <line class={class} data-node={f.node.to_string()} x1={x.clone()} x2={x} y1="0" y2={H.to_string()}>
+                    <title>{ format!("node {}: {}", f.node, f.description) }</title>
+                </line>
+            }
+        })
+        .collect()
+}
+
+fn chart(
+    id: NodeId,
+    role: Role,
+    samples: Option<&VecDeque<LagSample>>,
+    window: Window,
+    faults: &[FaultMark],
+) -> Html {
     let empty = VecDeque::new();
     let samples = samples.unwrap_or(&empty);
     let last = samples.back().copied();
@@ -173,6 +217,7 @@ fn chart(id: NodeId, role: Role, samples: Option<&VecDeque<LagSample>>, window: 
                 { for downs }
                 <path class="entries" d={area(&pe)} />
                 <path class="ms" d={path(&pm)} />
+                { fault_marks(id, faults, window) }
             </svg>
             <div class={classes!("lag-now", if !up { "bad" } else if behind { "warn" } else { "good" })}>
                 { text }

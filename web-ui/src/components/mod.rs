@@ -8,9 +8,11 @@
 //! - [`controls`]: W, R and the delay profile.
 //! - [`lag`]: each replica's lag over the last minute.
 //! - [`events`]: terms and elections: votes, leaders, step-downs, rollbacks.
+//! - [`faults`]: faults injected into a chosen node, healed one by one or all.
 
 pub mod controls;
 pub mod events;
+pub mod faults;
 pub mod header;
 pub mod lag;
 pub mod ops;

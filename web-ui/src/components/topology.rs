@@ -247,12 +247,21 @@ fn replica_view(r: &ReplicaView, (x, y): (f64, f64), lag: Option<LagSample>, fla
         .rolled_back
         .filter(|&n| n > 0)
         .map(|n| html! { <text class="state bad small" x={(2.0 * HALF_W - 10.0).to_string()} y="35" text-anchor="end">{ format!("↶{n}") }<title>{ format!("{n} writes rolled back here") }</title></text> });
+    // Faults in force (from the replica's /status): a count, described on hover.
+    let faults = (!r.faults.is_empty()).then(|| {
+        let what: Vec<&str> = r.faults.iter().map(|f| f.description.as_str()).collect();
+        html! {
+            <text class="state bad small fault-badge" x={(2.0 * HALF_W - 22.0).to_string()} y="18" text-anchor="end">
+                { format!("⚡{}", r.faults.len()) }<title>{ what.join("; ") }</title>
+            </text>
+        }
+    });
     let title = r.error.clone().unwrap_or_else(|| r.url.clone());
     html! {
         <g id={format!("replica-{}", r.id)} class={class} data-role={role_label(r.role)}
            data-up={r.up.to_string()} data-seq={seq.clone()} data-behind={behind.to_string()}
            data-term={r.term.map(|t| t.to_string()).unwrap_or_default()}
-           data-catching-up={r.catching_up.to_string()}
+           data-catching-up={r.catching_up.to_string()} data-faults={r.faults.len().to_string()}
            transform={format!("translate({:.1},{:.1})", x - HALF_W, y - HALF_H)}>
             <title>{ title }</title>
             <rect class="box" width={(2.0 * HALF_W).to_string()} height={(2.0 * HALF_H).to_string()} rx="10" />
@@ -262,6 +271,7 @@ fn replica_view(r: &ReplicaView, (x, y): (f64, f64), lag: Option<LagSample>, fla
             <text class="stats" x="10" y="52">{ stats }</text>
             <text class={state_class} x="10" y="69">{ state_text }</text>
             { for rolled }
+            { for faults }
         </g>
     }
 }
@@ -299,6 +309,7 @@ mod tests {
                     pending_hints: None,
                     config: None,
                     error: None,
+                    faults: Vec::new(),
                 })
                 .collect(),
         }
