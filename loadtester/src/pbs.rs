@@ -1652,6 +1652,7 @@ mod tests {
                     },
                 )
                 .collect(),
+            outcome: None,
             at_ms: started + 500,
         }
     }

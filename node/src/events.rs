@@ -16,6 +16,18 @@
 //!   are this node's wall clock (ms since the epoch), so the dashboard can
 //!   replay them at the pace they happened.
 //!
+//! - **Read traces.** The read coordinator ([`crate::reads`]) reports each
+//!   coordinated read once it ended, as a [`ReadTrace`]: the replicas asked,
+//!   each one's answer, the version returned and the repairs sent. At most
+//!   [`MAX_READS_PER_SECOND`] are published per second.
+//! - **What a page sees first.** A new page gets the last snapshot only if it
+//!   is fresh (built within [`FRESH_STATUS_MS`]): an older one would be drawn
+//!   as history that this page never saw. Traces of writes that started before
+//!   the stream opened (minus [`TRACE_GRACE_MS`]) are not sent to it either,
+//!   so writes left in flight while nobody watched do not reappear half done.
+//!   A write that ends without its quorum (503) is published once more with
+//!   its [`TraceOutcome`] and forgotten.
+//!
 //! - **Relay.** A write's trace is built by the node that coordinated it (the
 //!   leader, or in leaderless mode any node). So that every node's page shows
 //!   every write, the aggregator also follows each peer's
@@ -40,8 +52,8 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream::{self, Stream, StreamExt};
 use kv_shared::cluster::{Seq, StatusResponse};
 use kv_shared::events::{
-    ClusterEvent, ClusterView, NodeEvent, NodeEventKind, ReplicaTrace, ReplicaView, WallMs,
-    WriteTrace,
+    ClusterEvent, ClusterView, NodeEvent, NodeEventKind, ReadTrace, ReplicaTrace, ReplicaView,
+    TraceOutcome, WallMs, WriteTrace,
 };
 use kv_shared::{NodeId, Role, Term, Version};
 use serde::Deserialize;
@@ -67,6 +79,13 @@ const TRACE_TTL_MS: WallMs = 30_000;
 const CHANNEL_CAPACITY: usize = 256;
 /// Streams served at once unless configured (`--max-event-streams`).
 pub const DEFAULT_MAX_STREAMS: usize = 64;
+/// Most read traces published per second (a load test reads a lot).
+pub const MAX_READS_PER_SECOND: u32 = 20;
+/// A cached snapshot older than this is not sent to a new page, in ms.
+pub const FRESH_STATUS_MS: WallMs = 1_000;
+/// Traces of writes started this long before a stream opened are still sent
+/// to it (the coordinator's clock may be a little behind the server's), in ms.
+pub const TRACE_GRACE_MS: WallMs = 1_000;
 /// Reconnection delay the browser is asked to use, in ms.
 const CLIENT_RETRY: Duration = Duration::from_millis(1_000);
 /// Wait before a relay reconnects to a peer's stream.
@@ -125,9 +144,11 @@ impl TraceBook {
 #[derive(Debug)]
 struct Published {
     json: Arc<str>,
-    /// A trace of a write this node coordinated, or an event of this node's
-    /// replication (not a snapshot, not relayed).
+    /// A trace of a write or read this node coordinated, or an event of this
+    /// node's replication (not a snapshot, not relayed).
     own_trace: bool,
+    /// For a write trace: when the write started (streams opened later skip it).
+    write_started_at_ms: Option<WallMs>,
 }
 
 #[derive(Debug)]
@@ -136,8 +157,13 @@ struct Inner {
     tx: broadcast::Sender<Arc<Published>>,
     /// Open full streams (snapshots + traces): the aggregator runs while > 0.
     watchers: AtomicUsize,
-    /// The last snapshot, sent first to a new subscriber.
-    latest_status: Mutex<Option<Arc<str>>>,
+    /// The last snapshot and when it was built, sent first to a new
+    /// subscriber while fresh.
+    latest_status: Mutex<Option<(WallMs, Arc<str>)>>,
+    /// Read traces published in the current second: (second, count).
+    reads_this_second: Mutex<(u64, u32)>,
+    /// The id of the next coordinated read.
+    next_read: AtomicU64,
     aggregator_running: AtomicBool,
     /// Locked for microseconds, also while a trace is published (so that
     /// copies of one trace leave in order); never held across `.await`.
@@ -171,6 +197,8 @@ impl EventHub {
                 tx: broadcast::channel(CHANNEL_CAPACITY).0,
                 watchers: AtomicUsize::new(0),
                 latest_status: Mutex::new(None),
+                reads_this_second: Mutex::new((0, 0)),
+                next_read: AtomicU64::new(1),
                 aggregator_running: AtomicBool::new(false),
                 book: Mutex::new(TraceBook::default()),
                 closed: watch::channel(false).0,
@@ -206,16 +234,24 @@ impl EventHub {
         match serde_json::to_string(event) {
             Ok(json) => {
                 let json: Arc<str> = json.into();
-                if matches!(event, ClusterEvent::Status(_)) {
-                    *self.lock_status() = Some(json.clone());
+                if let ClusterEvent::Status(v) = event {
+                    *self.lock_status() = Some((v.at_ms, json.clone()));
                 }
-                let _ = self.inner.tx.send(Arc::new(Published { json, own_trace }));
+                let write_started_at_ms = match event {
+                    ClusterEvent::Trace(t) => Some(t.started_at_ms),
+                    _ => None,
+                };
+                let _ = self.inner.tx.send(Arc::new(Published {
+                    json,
+                    own_trace,
+                    write_started_at_ms,
+                }));
             }
             Err(e) => tracing::warn!("cannot serialise an event: {e}"),
         }
     }
 
-    fn lock_status(&self) -> std::sync::MutexGuard<'_, Option<Arc<str>>> {
+    fn lock_status(&self) -> std::sync::MutexGuard<'_, Option<(WallMs, Arc<str>)>> {
         self.inner
             .latest_status
             .lock()
@@ -265,6 +301,7 @@ impl EventHub {
                     acked_at_ms: None,
                 })
                 .collect(),
+            outcome: None,
             at_ms: now,
         };
         {
@@ -331,6 +368,52 @@ impl EventHub {
         let t = t.clone();
         self.publish(&ClusterEvent::Trace(t), true);
         book.prune(now);
+    }
+
+    /// Write `id` ended without its quorum (answered 503): published with its
+    /// outcome, then forgotten.
+    pub fn trace_failed(&self, id: u64, outcome: TraceOutcome) {
+        if !self.is_watched() {
+            return;
+        }
+        let now = wall_ms();
+        let mut book = self.lock_book();
+        let Some(mut t) = book.traces.remove(&id) else {
+            return;
+        };
+        t.outcome = Some(outcome);
+        t.at_ms = now;
+        self.publish(&ClusterEvent::Trace(t), true);
+        book.prune(now);
+    }
+
+    /// An id for the next coordinated read's trace.
+    pub fn next_read_id(&self) -> u64 {
+        self.inner.next_read.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A coordinated read ended: published unless [`MAX_READS_PER_SECOND`]
+    /// were already this second.
+    pub fn trace_read(&self, trace: ReadTrace) {
+        if !self.is_watched() {
+            return;
+        }
+        {
+            let mut budget = self
+                .inner
+                .reads_this_second
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let second = trace.at_ms / 1_000;
+            if budget.0 != second {
+                *budget = (second, 0);
+            }
+            if budget.1 >= MAX_READS_PER_SECOND {
+                return;
+            }
+            budget.1 += 1;
+        }
+        self.publish(&ClusterEvent::Read(trace), true);
     }
 
     /// Something happened to this node's replication (an election, a vote,
@@ -441,7 +524,9 @@ fn take_events(buf: &mut Vec<u8>) -> Vec<ClusterEvent> {
                 continue;
             };
             match serde_json::from_str(data.trim_start()) {
-                Ok(e @ (ClusterEvent::Trace(_) | ClusterEvent::Node(_))) => events.push(e),
+                Ok(e @ (ClusterEvent::Trace(_) | ClusterEvent::Read(_) | ClusterEvent::Node(_))) => {
+                    events.push(e)
+                }
                 Ok(ClusterEvent::Status(_)) | Err(_) => {}
             }
         }
@@ -507,6 +592,14 @@ pub fn assemble(
     };
     let lag_of = |id: NodeId| leader_status.and_then(|s| s.peers.iter().find(|p| p.id == id));
     let lf = |s: &StatusResponse| s.leader_follower.clone();
+    // Hints every node that answered holds for `id` (leaderless).
+    let hints_for = |id: NodeId| {
+        std::iter::once(own)
+            .chain(answers.values().filter_map(|a| a.as_ref().ok()))
+            .flat_map(|s| s.peers.iter().filter(|p| p.id == id))
+            .filter_map(|p| p.pending_hints)
+            .reduce(|a, b| a + b)
+    };
     let mut replicas = vec![ReplicaView {
         id: own.node_id,
         url: own.url.clone(),
@@ -520,7 +613,7 @@ pub fn assemble(
         rolled_back: lf(own).map(|l| l.rolled_back),
         lag_entries: lag_of(own.node_id).and_then(|p| p.lag_entries),
         lag_ms: lag_of(own.node_id).and_then(|p| p.lag_ms),
-        pending_hints: None,
+        pending_hints: hints_for(own.node_id),
         config: None,
         error: None,
     }];
@@ -541,7 +634,7 @@ pub fn assemble(
             rolled_back: theirs.and_then(lf).map(|l| l.rolled_back),
             lag_entries: lag.and_then(|l| l.lag_entries),
             lag_ms: lag.and_then(|l| l.lag_ms),
-            pending_hints: p.pending_hints,
+            pending_hints: hints_for(p.id),
             config: theirs.map(|s| s.config).filter(|c| *c != own.config),
             error: match answer {
                 Some(Err(e)) => Some(e.clone()),
@@ -627,8 +720,15 @@ pub async fn events(
     } else {
         let watcher = Watcher::new(&hub);
         hub.ensure_aggregator(&state);
-        (Some(watcher), hub.lock_status().clone())
+        // Only a fresh snapshot: an old one is not this page's history.
+        let fresh = hub
+            .lock_status()
+            .clone()
+            .filter(|(at, _)| at + FRESH_STATUS_MS >= wall_ms())
+            .map(|(_, json)| json);
+        (Some(watcher), fresh)
     };
+    let opened_at = wall_ms().saturating_sub(TRACE_GRACE_MS);
     let closed = hub.inner.closed.subscribe();
     let hello = Event::default()
         .retry(CLIENT_RETRY)
@@ -646,6 +746,8 @@ pub async fn events(
                 tokio::select! {
                     msg = rx.recv() => match msg {
                         Ok(p) if own_traces_only && !p.own_trace => continue,
+                        // A write that started before this stream: not its history.
+                        Ok(p) if p.write_started_at_ms.is_some_and(|s| s < opened_at) => continue,
                         Ok(p) => return Some((Ok(Event::default().data(&*p.json)), (rx, closed, watcher))),
                         // A slow client skips what it missed; the next snapshot resets it.
                         Err(broadcast::error::RecvError::Lagged(_)) => continue,
@@ -746,6 +848,53 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_write_that_misses_its_quorum_ends_with_its_outcome_and_is_forgotten() {
+        let hub = EventHub::new(DEFAULT_MAX_STREAMS);
+        let mut rx = hub.inner.tx.subscribe();
+        hub.trace_write(1, 9, Some(9), "k", 3, 3, &[2, 3]);
+        hub.trace_sent(2, 9..=9);
+        hub.trace_acked(2, 9..=9);
+        let outcome = TraceOutcome::Failed {
+            acked: 2,
+            required: 3,
+        };
+        hub.trace_failed(9, outcome);
+        assert!(hub.lock_book().traces.is_empty());
+        let last = std::iter::from_fn(|| rx.try_recv().ok()).last().unwrap();
+        assert_eq!(last.write_started_at_ms.map(|s| s > 0), Some(true));
+        let ClusterEvent::Trace(t) = serde_json::from_str(&last.json).unwrap() else {
+            panic!("{}", last.json)
+        };
+        assert_eq!(t.outcome, Some(outcome));
+        assert_eq!(t.committed_at_ms, None);
+    }
+
+    #[tokio::test]
+    async fn read_traces_are_published_at_most_max_reads_per_second() {
+        let hub = EventHub::new(DEFAULT_MAX_STREAMS);
+        let mut rx = hub.inner.tx.subscribe();
+        let read = |at_ms| ReadTrace {
+            id: hub.next_read_id(),
+            key: "k".into(),
+            coordinator: 1,
+            r: 2,
+            started_at_ms: at_ms,
+            finished_at_ms: at_ms,
+            replicas: vec![],
+            winner: None,
+            repaired: vec![],
+            outcome: None,
+            at_ms,
+        };
+        for _ in 0..(MAX_READS_PER_SECOND + 5) {
+            hub.trace_read(read(5_000));
+        }
+        hub.trace_read(read(6_000));
+        let n = std::iter::from_fn(|| rx.try_recv().ok()).count();
+        assert_eq!(n, MAX_READS_PER_SECOND as usize + 1);
+    }
+
+    #[tokio::test]
     async fn at_most_max_traced_writes_are_followed_at_once() {
         let hub = EventHub::new(DEFAULT_MAX_STREAMS);
         let _rx = hub.inner.tx.subscribe();
@@ -767,6 +916,7 @@ mod tests {
             started_at_ms: 1,
             committed_at_ms: None,
             replicas: vec![],
+            outcome: None,
             at_ms: 1,
         };
         let t = ClusterEvent::Trace(trace);
