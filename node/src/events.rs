@@ -26,7 +26,10 @@
 //!   the stream opened (minus [`TRACE_GRACE_MS`]) are not sent to it either,
 //!   so writes left in flight while nobody watched do not reappear half done.
 //!   A write that ends without its quorum (503) is published once more with
-//!   its [`TraceOutcome`] and forgotten.
+//!   its [`TraceOutcome`] and forgotten. A new page does get the final copies
+//!   of the last [`MAX_RECENT`] writes that ended (answered and acknowledged
+//!   everywhere, or failed) within [`RECENT_MS`] while the node was watched,
+//!   so that a 503 just before it opened shows as failed, not as waiting.
 //!
 //! - **Relay.** A write's trace is built by the node that coordinated it (the
 //!   leader, or in leaderless mode any node). So that every node's page shows
@@ -86,6 +89,10 @@ pub const FRESH_STATUS_MS: WallMs = 1_000;
 /// Traces of writes started this long before a stream opened are still sent
 /// to it (the coordinator's clock may be a little behind the server's), in ms.
 pub const TRACE_GRACE_MS: WallMs = 1_000;
+/// Ended write traces kept for new pages.
+pub const MAX_RECENT: usize = 16;
+/// How long an ended write trace is replayed to new pages, in ms.
+pub const RECENT_MS: WallMs = 60_000;
 /// Reconnection delay the browser is asked to use, in ms.
 const CLIENT_RETRY: Duration = Duration::from_millis(1_000);
 /// Wait before a relay reconnects to a peer's stream.
@@ -164,6 +171,8 @@ struct Inner {
     reads_this_second: Mutex<(u64, u32)>,
     /// The id of the next coordinated read.
     next_read: AtomicU64,
+    /// The final copies of the last writes that ended: (when, JSON).
+    recent: Mutex<std::collections::VecDeque<(WallMs, Arc<str>)>>,
     aggregator_running: AtomicBool,
     /// Locked for microseconds, also while a trace is published (so that
     /// copies of one trace leave in order); never held across `.await`.
@@ -199,6 +208,7 @@ impl EventHub {
                 latest_status: Mutex::new(None),
                 reads_this_second: Mutex::new((0, 0)),
                 next_read: AtomicU64::new(1),
+                recent: Mutex::new(std::collections::VecDeque::new()),
                 aggregator_running: AtomicBool::new(false),
                 book: Mutex::new(TraceBook::default()),
                 closed: watch::channel(false).0,
@@ -241,6 +251,17 @@ impl EventHub {
                     ClusterEvent::Trace(t) => Some(t.started_at_ms),
                     _ => None,
                 };
+                if let ClusterEvent::Trace(t) = event {
+                    let ended =
+                        t.outcome.is_some() || (t.committed_at_ms.is_some() && t.fully_acked());
+                    if ended {
+                        let mut recent = self.lock_recent();
+                        recent.push_back((t.at_ms, json.clone()));
+                        while recent.len() > MAX_RECENT {
+                            recent.pop_front();
+                        }
+                    }
+                }
                 let _ = self.inner.tx.send(Arc::new(Published {
                     json,
                     own_trace,
@@ -256,6 +277,22 @@ impl EventHub {
             .latest_status
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_recent(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::VecDeque<(WallMs, Arc<str>)>> {
+        self.inner.recent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The ended traces a new page gets, oldest first.
+    fn recent_for_new_page(&self) -> Vec<Arc<str>> {
+        let horizon = wall_ms().saturating_sub(RECENT_MS);
+        self.lock_recent()
+            .iter()
+            .filter(|(at, _)| *at >= horizon)
+            .map(|(_, json)| json.clone())
+            .collect()
     }
 
     fn lock_book(&self) -> std::sync::MutexGuard<'_, TraceBook> {
@@ -524,9 +561,9 @@ fn take_events(buf: &mut Vec<u8>) -> Vec<ClusterEvent> {
                 continue;
             };
             match serde_json::from_str(data.trim_start()) {
-                Ok(e @ (ClusterEvent::Trace(_) | ClusterEvent::Read(_) | ClusterEvent::Node(_))) => {
-                    events.push(e)
-                }
+                Ok(
+                    e @ (ClusterEvent::Trace(_) | ClusterEvent::Read(_) | ClusterEvent::Node(_)),
+                ) => events.push(e),
                 Ok(ClusterEvent::Status(_)) | Err(_) => {}
             }
         }
@@ -715,8 +752,8 @@ pub async fn events(
     };
     let rx = hub.inner.tx.subscribe();
     let own_traces_only = query.only == Some(Only::OwnTraces);
-    let (watcher, first) = if own_traces_only {
-        (None, None)
+    let (watcher, first, recent) = if own_traces_only {
+        (None, None, Vec::new())
     } else {
         let watcher = Watcher::new(&hub);
         hub.ensure_aggregator(&state);
@@ -726,16 +763,20 @@ pub async fn events(
             .clone()
             .filter(|(at, _)| at + FRESH_STATUS_MS >= wall_ms())
             .map(|(_, json)| json);
-        (Some(watcher), fresh)
+        (Some(watcher), fresh, hub.recent_for_new_page())
     };
     let opened_at = wall_ms().saturating_sub(TRACE_GRACE_MS);
     let closed = hub.inner.closed.subscribe();
     let hello = Event::default()
         .retry(CLIENT_RETRY)
         .comment("kv-node events");
-    let start =
-        stream::iter(std::iter::once(hello).chain(first.map(|json| Event::default().data(&*json))))
-            .map(Ok);
+    let start = stream::iter(
+        std::iter::once(hello)
+            .chain(first.map(|json| Event::default().data(&*json)))
+            .chain(recent.iter().map(|json| Event::default().data(&**json)))
+            .collect::<Vec<_>>(),
+    )
+    .map(Ok);
     let live = stream::unfold(
         (rx, closed, (watcher, permit)),
         move |(mut rx, mut closed, watcher)| async move {
@@ -867,6 +908,11 @@ mod tests {
         };
         assert_eq!(t.outcome, Some(outcome));
         assert_eq!(t.committed_at_ms, None);
+        assert_eq!(
+            hub.recent_for_new_page().len(),
+            1,
+            "a page opened next sees it failed"
+        );
     }
 
     #[tokio::test]

@@ -25,9 +25,9 @@
 
 use crate::cluster::Cluster;
 use crate::error::AppError;
+use crate::events::wall_ms;
 use crate::store::Store;
 use axum::http::StatusCode;
-use crate::events::wall_ms;
 use kv_shared::events::{ReadAnswer, ReadReplicaTrace, ReadTrace, TraceOutcome};
 use kv_shared::replication::LeaderRead;
 use kv_shared::replication::{
@@ -132,9 +132,10 @@ impl ReadLog {
 
 /// A copy as a read answer.
 fn answer_of(v: &Option<VersionedValue>) -> ReadAnswer {
-    v.as_ref().map_or(ReadAnswer::Missing, |v| ReadAnswer::Version {
-        version: v.version,
-    })
+    v.as_ref()
+        .map_or(ReadAnswer::Missing, |v| ReadAnswer::Version {
+            version: v.version,
+        })
 }
 
 /// Percent-encodes `s` for a query string (everything but unreserved characters).

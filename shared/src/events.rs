@@ -473,11 +473,16 @@ mod tests {
             at_ms: 14,
         });
         let json = serde_json::to_string(&r).unwrap();
-        assert!(json.starts_with(r#"{"type":"read","id":1,"key":"k""#), "{json}");
+        assert!(
+            json.starts_with(r#"{"type":"read","id":1,"key":"k""#),
+            "{json}"
+        );
         assert!(json.contains(r#""answer":{"kind":"missing"}"#), "{json}");
         let back: ClusterEvent = serde_json::from_str(&json).unwrap();
         assert_eq!(back, r);
-        let ClusterEvent::Read(t) = back else { panic!() };
+        let ClusterEvent::Read(t) = back else {
+            panic!()
+        };
         assert_eq!(t.counted().map(|a| a.id).collect::<Vec<_>>(), vec![2, 3]);
     }
 }

@@ -192,7 +192,9 @@ mod tests {
                 id,
                 asked_at_ms: started,
                 answered_at_ms: Some(started + 1),
-                answer: v.map_or(ReadAnswer::Missing, |version| ReadAnswer::Version { version }),
+                answer: v.map_or(ReadAnswer::Missing, |version| ReadAnswer::Version {
+                    version,
+                }),
             })
             .collect();
         ReadTrace {
@@ -237,7 +239,10 @@ mod tests {
             quorum_picture(&traces, &early).write_set,
             Some(BTreeSet::from([1, 2]))
         );
-        assert_eq!(quorum_picture(&traces, &read("new", 400, &[(1, None)])).write_set, None);
+        assert_eq!(
+            quorum_picture(&traces, &read("new", 400, &[(1, None)])).write_set,
+            None
+        );
     }
 
     #[test]
@@ -253,7 +258,12 @@ mod tests {
         let bins = staleness(&traces, &refs);
         assert_eq!(bins.len(), STALENESS_BINS.len());
         assert_eq!(
-            (bins[0].reads, bins[0].fresh_reads, bins[0].answers, bins[0].fresh_answers),
+            (
+                bins[0].reads,
+                bins[0].fresh_reads,
+                bins[0].answers,
+                bins[0].fresh_answers
+            ),
             (2, 1, 4, 1)
         );
         assert_eq!((bins[4].reads, bins[4].fresh_reads), (1, 1));

@@ -536,7 +536,9 @@ impl State {
                 self.clock.observe(received_at, trace.at_ms);
                 if let Some(o) = trace.outcome {
                     let known = self.traces.iter().any(|t| {
-                        t.coordinator == trace.coordinator && t.id == trace.id && t.outcome.is_some()
+                        t.coordinator == trace.coordinator
+                            && t.id == trace.id
+                            && t.outcome.is_some()
                     });
                     if !known {
                         self.push_log(LogEntry {
@@ -1364,8 +1366,16 @@ mod tests {
     /// Two snapshots: the first (cached) one is shown but not recorded.
     fn opened(at_ms: u64, follower_seqs: &[(NodeId, u64, bool)]) -> Rc<State> {
         let s = Rc::new(State::default());
-        let s = event(s, ClusterEvent::Status(view(at_ms.saturating_sub(30_000), follower_seqs)), at_ms as f64);
-        event(s, ClusterEvent::Status(view(at_ms, follower_seqs)), at_ms as f64)
+        let s = event(
+            s,
+            ClusterEvent::Status(view(at_ms.saturating_sub(30_000), follower_seqs)),
+            at_ms as f64,
+        );
+        event(
+            s,
+            ClusterEvent::Status(view(at_ms, follower_seqs)),
+            at_ms as f64,
+        )
     }
 
     #[test]
@@ -1385,11 +1395,18 @@ mod tests {
         );
         assert_eq!(s.page_start_ms, Some(30_000));
         assert_eq!(s.lag[&2].len(), 1);
-        assert!(s.lag.values().all(|l| l.iter().all(|x| x.entries == 0 && x.up)));
+        assert!(s
+            .lag
+            .values()
+            .all(|l| l.iter().all(|x| x.entries == 0 && x.up)));
         assert!(s.log.is_empty(), "no outage this page saw");
         // A cached snapshot sent again after a reconnection is not history either.
         let s = reduce(s, Action::FeedOpened);
-        let s = event(s, ClusterEvent::Status(view(29_000, &[(3, 0, false)])), 31_000.0);
+        let s = event(
+            s,
+            ClusterEvent::Status(view(29_000, &[(3, 0, false)])),
+            31_000.0,
+        );
         assert_eq!(s.history.len(), 1);
         assert_eq!(s.view.as_ref().unwrap().at_ms, 30_000);
     }
@@ -1398,9 +1415,17 @@ mod tests {
     fn writes_that_will_not_complete_end_as_such() {
         let s = opened(10_000, &[(2, 10, true), (3, 10, true)]);
         // Began before the page: its ack from node 3 will never be seen.
-        let before = trace(1, 9_000, &[(2, Some(9_001), Some(9_002)), (3, Some(9_001), None)]);
+        let before = trace(
+            1,
+            9_000,
+            &[(2, Some(9_001), Some(9_002)), (3, Some(9_001), None)],
+        );
         // Answered 503 with 1 of 3.
-        let mut failed = trace(2, 10_100, &[(2, Some(10_101), None), (3, Some(10_101), None)]);
+        let mut failed = trace(
+            2,
+            10_100,
+            &[(2, Some(10_101), None), (3, Some(10_101), None)],
+        );
         failed.committed_at_ms = None;
         failed.w = 3;
         failed.outcome = Some(TraceOutcome::Failed {
@@ -1430,7 +1455,10 @@ mod tests {
         assert_eq!(waiting, vec![3], "only the open write still waits for acks");
         assert_eq!(s.log.back().unwrap().kind, "write-failed");
         // 30 s later nobody expects node 2's ack for write 3 any more.
-        let s = reduce(s, Action::Tick(10_200.0 + GIVE_UP_MS as f64 + PLAYBACK_DELAY_MS + 1.0));
+        let s = reduce(
+            s,
+            Action::Tick(10_200.0 + GIVE_UP_MS as f64 + PLAYBACK_DELAY_MS + 1.0),
+        );
         assert_eq!(s.timeline()[2].1, TraceEnd::GaveUp);
     }
 
@@ -1441,12 +1469,19 @@ mod tests {
         let t0 = s.display_ms().unwrap();
         assert_eq!(t0, 11_000.0 - PLAYBACK_DELAY_MS);
         // Time passes and a newer snapshot arrives: the picture stays.
-        let s = event(s, ClusterEvent::Status(view(11_500, &[(2, 12, true)])), 11_500.0);
+        let s = event(
+            s,
+            ClusterEvent::Status(view(11_500, &[(2, 12, true)])),
+            11_500.0,
+        );
         let s = reduce(s, Action::Tick(13_000.0));
         assert_eq!(s.display_ms(), Some(t0));
         assert_eq!(s.shown_view().unwrap().at_ms, 10_000);
         let same = reduce(s.clone(), Action::Tick(13_040.0));
-        assert!(Rc::ptr_eq(&s, &same), "a paused page does not re-render on ticks");
+        assert!(
+            Rc::ptr_eq(&s, &same),
+            "a paused page does not re-render on ticks"
+        );
         // Resume at 1/4 speed: 400 ms of real time show 100 ms of history.
         let s = reduce(s, Action::Time(TimeControl::Speed(0.25), 13_000.0));
         let s = reduce(s, Action::Time(TimeControl::Resume, 13_000.0));
@@ -1464,7 +1499,11 @@ mod tests {
     #[test]
     fn the_slider_shows_a_recorded_instant_and_its_messages() {
         let s = opened(10_000, &[(2, 10, true)]);
-        let s = event(s, ClusterEvent::Status(view(10_300, &[(2, 11, true)])), 10_300.0);
+        let s = event(
+            s,
+            ClusterEvent::Status(view(10_300, &[(2, 11, true)])),
+            10_300.0,
+        );
         let t = trace(7, 10_100, &[(2, Some(10_100), Some(10_300))]);
         let s = event(s, ClusterEvent::Trace(t), 10_300.0);
         let s = reduce(s, Action::Tick(20_000.0));
@@ -1475,7 +1514,10 @@ mod tests {
         let dots = s.dots();
         assert_eq!((dots.len(), dots[0].flight), (1, Flight::Out(0.5)));
         let (row, _) = &s.timeline()[0];
-        assert_eq!(row.replicas[0].acked_at_ms, None, "the ack had not come back yet");
+        assert_eq!(
+            row.replicas[0].acked_at_ms, None,
+            "the ack had not come back yet"
+        );
         // Before the recorded history: clamped to its start.
         let s = reduce(s, Action::Time(TimeControl::Seek(0.0), 20_000.0));
         assert_eq!(s.display_ms(), Some(10_000.0));

@@ -102,7 +102,10 @@ fn quorum_view(p: &ReadsProps) -> Html {
         }
     });
     let set = |s: &std::collections::BTreeSet<NodeId>| {
-        s.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+        s.iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     let words = match &q.write_set {
         Some(w) => format!(
@@ -139,7 +142,11 @@ fn staleness_view(p: &ReadsProps) -> Html {
         };
     }
     let bar = |fresh: u32, total: u32| {
-        let p = if total == 0 { 0.0 } else { f64::from(fresh) / f64::from(total) };
+        let p = if total == 0 {
+            0.0
+        } else {
+            f64::from(fresh) / f64::from(total)
+        };
         html! {
             <td class="pbar" title={format!("{fresh} of {total}")}>
                 <span style={format!("width:{:.0}%", p * 100.0)}></span>

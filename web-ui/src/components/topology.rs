@@ -215,7 +215,11 @@ fn dot_view(d: &Dot, at: &BTreeMap<NodeId, (f64, f64)>) -> Option<Html> {
 fn exchange_view(x: &Exchange, at: &BTreeMap<NodeId, (f64, f64)>) -> Option<Html> {
     let (from, to) = (*at.get(&x.from)?, *at.get(&x.to)?);
     let (p, q) = segment(from, to);
-    let kind = if x.anti_entropy { "anti-entropy" } else { "hints" };
+    let kind = if x.anti_entropy {
+        "anti-entropy"
+    } else {
+        "hints"
+    };
     Some(html! {
         <line class={classes!("exchange", kind)} x1={format!("{:.1}", p.0)} y1={format!("{:.1}", p.1)}
             x2={format!("{:.1}", q.0)} y2={format!("{:.1}", q.1)}
