@@ -555,7 +555,7 @@ async fn a_leaderless_read_shows_every_answer_and_repairs_the_replica_that_was_b
     // Node 1's write, relayed to node 2's page, names its coordinator; the
     // hint node 1 holds for node 3 shows on node 3's box.
     b.wait_for(
-        "tr[data-key='lab'][data-coordinator='1']",
+        "tr[data-key='lab'][data-coordinator='1'][data-outcome='open']",
         PAGE,
         "node 1's write on node 2's timeline",
     )

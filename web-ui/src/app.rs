@@ -97,6 +97,19 @@ pub fn app() -> Html {
             samples.get(i.saturating_sub(1)).map(|l| (id, *l))
         })
         .collect();
+    // The lag charts end at the drawn instant too.
+    let lag_until: BTreeMap<_, _> = state
+        .lag
+        .iter()
+        .map(|(&id, samples)| {
+            let upto: std::collections::VecDeque<_> = samples
+                .iter()
+                .filter(|s| s.at_ms <= shown_at)
+                .copied()
+                .collect();
+            (id, upto)
+        })
+        .collect();
     let reads: Vec<_> = state.reads_shown().into_iter().cloned().collect();
     let replica_ids: Vec<_> = targets.iter().map(|t| t.id).collect();
     let stale = !matches!(state.link, Link::Live);
@@ -119,7 +132,7 @@ pub fn app() -> Html {
                 </Ops>
                 <Controls config={view.as_ref().map(|v| v.config)} change={state.config_change.clone()}
                     on_change={on_config} />
-                <Lag lag={state.lag.clone()}
+                <Lag lag={lag_until}
                     replicas={targets.iter().map(|t| (t.id, t.role)).collect::<Vec<_>>()} />
             </div>
         </main>

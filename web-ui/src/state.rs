@@ -19,8 +19,8 @@
 //!
 //! History is the page's own: the first snapshot of a connection may be the
 //! serving node's cached one, so it is shown but not recorded; only newer
-//! snapshots become history, and the page's start ([`State::page_start_ms`])
-//! is its first live sample. Traces of writes that began before it, that
+//! snapshots become history. The page's start ([`State::page_start_ms`]) is
+//! the browser time of its first event, on the cluster's clock. Traces of writes that began before it, that
 //! failed (503) or that stopped getting acknowledgements are shown as ended
 //! ([`State::trace_end`]). Every buffer is bounded (`MAX_*`).
 
@@ -255,8 +255,8 @@ pub struct State {
     /// Snapshots received since the page opened, oldest first (last
     /// [`HISTORY_MS`], at most [`MAX_SNAPSHOTS`]).
     pub history: VecDeque<ClusterView>,
-    /// Cluster time of the page's first live sample.
-    pub page_start_ms: Option<u64>,
+    /// Browser time at which the page received its first event.
+    pub opened_at: Option<f64>,
     /// Recent coordinated reads, oldest first (at most [`MAX_READS`]).
     pub reads: VecDeque<ReadTrace>,
     /// The event log, oldest first (at most [`MAX_LOG`]).
@@ -288,7 +288,7 @@ impl Default for State {
             node_events: VecDeque::new(),
             rolled_back: BTreeSet::new(),
             history: VecDeque::new(),
-            page_start_ms: None,
+            opened_at: None,
             reads: VecDeque::new(),
             log: VecDeque::new(),
             time: TimeMode::Live,
@@ -415,7 +415,17 @@ impl State {
 
     /// The oldest instant the slider reaches.
     pub fn history_start_ms(&self) -> Option<u64> {
-        self.history.front().map(|v| v.at_ms).or(self.page_start_ms)
+        self.history
+            .front()
+            .map(|v| v.at_ms)
+            .or(self.page_start_ms())
+    }
+
+    /// When the page opened, on the cluster's clock (once the clock is known).
+    pub fn page_start_ms(&self) -> Option<u64> {
+        self.opened_at
+            .and_then(|b| self.clock.to_cluster(b))
+            .map(|t| t.max(0.0) as u64)
     }
 
     /// The snapshot in force at the drawn instant (the last one before it;
@@ -486,6 +496,7 @@ impl State {
                 self.last_event_at = Some(received_at);
                 self.link = Link::Live;
                 self.received += 1;
+                self.opened_at.get_or_insert(received_at);
                 self.on_event(event, received_at);
             }
             Action::FeedOpened => self.awaiting_first_status = true,
@@ -523,7 +534,6 @@ impl State {
                 // one, seconds old: shown, but neither history nor a clock sample.
                 if !first && newer {
                     self.clock.observe(received_at, view.at_ms);
-                    self.page_start_ms.get_or_insert(view.at_ms);
                     self.observe_changes(&view);
                     self.record_lag(&view);
                     self.record_snapshot(&view);
@@ -722,7 +732,7 @@ impl State {
             Some(o) if at >= t.at_ms as f64 => return TraceEnd::Failed(o),
             _ => {}
         }
-        if self.page_start_ms.is_some_and(|p| t.started_at_ms < p) {
+        if self.page_start_ms().is_some_and(|p| t.started_at_ms < p) {
             return TraceEnd::BeforePage;
         }
         let unacked = !t.fully_acked();
@@ -1386,14 +1396,18 @@ mod tests {
         let s = event(s, ClusterEvent::Status(stale), 30_000.0);
         assert!(s.view.is_some(), "shown at once");
         assert!(s.lag.is_empty() && s.history.is_empty(), "but not history");
-        assert_eq!(s.page_start_ms, None);
+        assert_eq!(s.page_start_ms(), None, "no clock sample yet");
         assert_eq!(s.clock.offset(), None, "nor a clock sample");
         let s = event(
             s,
             ClusterEvent::Status(view(30_000, &[(2, 10, true), (3, 10, true)])),
             30_010.0,
         );
-        assert_eq!(s.page_start_ms, Some(30_000));
+        assert_eq!(
+            s.page_start_ms(),
+            Some(29_990),
+            "its first event, on the cluster clock"
+        );
         assert_eq!(s.lag[&2].len(), 1);
         assert!(s
             .lag
@@ -1435,8 +1449,9 @@ mod tests {
         failed.at_ms = 12_100;
         let open = trace(3, 10_200, &[(2, Some(10_201), None)]);
         let mut s = event(s, ClusterEvent::Trace(before), 10_000.0);
-        for t in [failed, open] {
-            s = event(s, ClusterEvent::Trace(t), 10_000.0);
+        for t in [open, failed] {
+            let at = t.at_ms as f64;
+            s = event(s, ClusterEvent::Trace(t), at);
         }
         let s = reduce(s, Action::Tick(12_500.0 + PLAYBACK_DELAY_MS));
         let ends: Vec<TraceEnd> = s.timeline().into_iter().map(|(_, e)| e).collect();
