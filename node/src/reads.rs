@@ -21,7 +21,7 @@
 //! Every coordinated read is reported to the dashboard's feed as a
 //! [`ReadTrace`] once it ended ([`crate::events::EventHub::trace_read`]): who
 //! was asked when, what each answered, the version returned and the repairs
-//! sent. The trace is kept in a [`ReadLog`] while the read runs.
+//! sent. The trace is kept in a `ReadLog` while the read runs.
 
 use crate::cluster::Cluster;
 use crate::error::AppError;
