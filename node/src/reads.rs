@@ -57,6 +57,28 @@ pub struct ReadOutcome {
     pub max_term: Option<Term>,
     /// Leader-follower: the answer of a leader among the counted replicas.
     pub leader_read: Option<LeaderRead>,
+    /// The read's trace for the dashboard, not published yet: the caller
+    /// decides which copy the client gets ([`publish_read`]).
+    pub trace: Option<ReadTrace>,
+}
+
+/// Publishes a read's trace with the copy the client got (`Ok`) or the
+/// reason it got a 503 instead.
+pub fn publish_read(
+    cluster: &Cluster,
+    trace: Option<ReadTrace>,
+    answer: Result<Option<u64>, TraceOutcome>,
+) {
+    if let Some(mut t) = trace {
+        match answer {
+            Ok(version) => t.winner = version,
+            Err(o) => {
+                t.winner = None;
+                t.outcome = Some(o);
+            }
+        }
+        cluster.events().trace_read(t);
+    }
 }
 
 /// What the coordinator adds to its own copy (leader-follower: its term
@@ -102,7 +124,7 @@ impl ReadLog {
         }
     }
 
-    /// The finished trace.
+    /// The finished trace (not published).
     fn finish(
         self,
         cluster: &Cluster,
@@ -111,10 +133,13 @@ impl ReadLog {
         winner: Option<u64>,
         repaired: Vec<NodeId>,
         outcome: Option<TraceOutcome>,
-    ) {
+    ) -> Option<ReadTrace> {
         let events = cluster.events();
+        if !events.is_watched() {
+            return None;
+        }
         let now = wall_ms();
-        events.trace_read(ReadTrace {
+        Some(ReadTrace {
             id: events.next_read_id(),
             key: key.to_owned(),
             coordinator: cluster.node_id(),
@@ -126,7 +151,7 @@ impl ReadLog {
             repaired,
             outcome,
             at_ms: now,
-        });
+        })
     }
 }
 
@@ -282,7 +307,8 @@ pub async fn coordinate_read(
             acked: replies.len() as u32,
             required: r,
         };
-        log.finish(cluster, key, r, None, Vec::new(), Some(outcome));
+        let trace = log.finish(cluster, key, r, None, Vec::new(), Some(outcome));
+        publish_read(cluster, trace, Err(outcome));
         return Err(e);
     }
     let newest = replies
@@ -293,7 +319,7 @@ pub async fn coordinate_read(
         (Some(best), true) => repair(cluster, store, key, best, &replies),
         _ => Vec::new(),
     };
-    log.finish(
+    let trace = log.finish(
         cluster,
         key,
         r,
@@ -306,6 +332,7 @@ pub async fn coordinate_read(
         replied: replies.iter().map(|(id, _)| *id).collect(),
         max_term,
         leader_read,
+        trace,
     })
 }
 

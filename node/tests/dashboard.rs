@@ -84,6 +84,20 @@ async fn dashboard_follows_a_five_node_cluster() {
     assert_eq!(b.text("#op-result-value").await, "Lisbon");
     assert_eq!(b.text("#op-result-version").await, "1");
     assert_eq!(b.text("#op-result-served-by").await, "node 3");
+    // The read (R=3, coordinated by node 3, relayed to the leader's page)
+    // lists three answers, the leader's among them, all with version 1.
+    b.wait_for(
+        "#reads li[data-key='city'][data-coordinator='3'][data-answers='3']",
+        PAGE,
+        "node 3's read with three answers",
+    )
+    .await;
+    b.wait_for(
+        "#reads li[data-key='city'] .answer[data-node='1'][data-answer='version']",
+        PAGE,
+        "the leader's answer",
+    )
+    .await;
     // An error is shown as the API words it.
     b.fill("#op-key", "nowhere").await;
     b.click("#op-send").await;
@@ -504,6 +518,15 @@ const PICTURE: &str = r#"
     });
 "#;
 
+/// Moves the time slider to cluster time `at_ms`, as a user dragging it.
+async fn seek(b: &Browser, at_ms: u64) {
+    let script = format!(
+        "const s = document.querySelector('#time-slider'); s.value = '{at_ms}';
+         s.dispatchEvent(new Event('input', {{bubbles: true}})); return true;"
+    );
+    js(b, &script).await;
+}
+
 /// Events the page has received so far.
 async fn received(b: &Browser) -> u64 {
     let v = js(
@@ -641,9 +664,10 @@ async fn a_leaderless_read_shows_every_answer_and_repairs_the_replica_that_was_b
 }
 
 /// With the assignment's delays a W=1 write's acks trail for hundreds of ms.
-/// Pause freezes the dots, the boxes and the timeline together while events
-/// keep arriving (a second write, new snapshots); resume continues and shows
-/// the second write. The slider then goes back to the instant the second
+/// Paused at an instant that write is in flight, the dots, the boxes and the
+/// timeline stay frozen together while events keep arriving (a second write,
+/// new snapshots); resume continues and shows the second write; ⅒× falls
+/// behind live. The slider then goes back to the instant the second
 /// write was on its way: its messages are in flight again and the
 /// followers' boxes do not hold it yet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -662,16 +686,32 @@ async fn pause_freezes_the_picture_and_the_slider_replays_a_past_write() {
     b.wait_for("#replica-3[data-up='true']", PAGE, "three replicas")
         .await;
 
+    // A write whose acks trail; pause at an instant it is in flight (with
+    // the slider, so that the test does not race a 400 ms flight).
     assert_eq!(cluster.set(1, "first", "a").await.status(), 201);
+    let first = b
+        .wait_for(
+            "tr[data-key='first'][data-acked='2']",
+            PAGE,
+            "the first write",
+        )
+        .await;
+    let started: u64 = first
+        .attr("data-started-ms")
+        .await
+        .unwrap()
+        .unwrap()
+        .parse()
+        .unwrap();
+    seek(&b, started + 60).await;
+    b.wait_for("#time-controls[data-mode='paused']", PAGE, "paused")
+        .await;
     b.wait_for(
         "#topology .dot[data-kind='write']",
         PAGE,
         "the write in flight",
     )
     .await;
-    b.click("#time-pause").await;
-    b.wait_for("#time-controls[data-mode='paused']", PAGE, "paused")
-        .await;
     let frozen = js(&b, PICTURE).await;
     let before = received(&b).await;
     let r = cluster.set(1, "second", "b").await;
@@ -703,6 +743,22 @@ async fn pause_freezes_the_picture_and_the_slider_replays_a_past_write() {
         let css = format!("#replica-{id}[data-seq='{seq}']");
         b.wait_for(&css, PAGE, "the boxes moving on").await;
     }
+    // Slow motion from live: the page falls behind real time, then back to live.
+    b.click("#speed-10").await;
+    b.wait_for(
+        "#time-controls[data-mode='playing']",
+        PAGE,
+        "replaying at 1/10",
+    )
+    .await;
+    wait_js(
+        &b,
+        "return document.querySelector('#time-behind').textContent.includes('behind live · 1/10×');",
+        PAGE,
+        "the page behind live",
+    )
+    .await;
+    b.click("#speed-1").await;
     b.click("#time-live").await;
     b.wait_for("#time-controls[data-mode='live']", PAGE, "live again")
         .await;
@@ -723,12 +779,7 @@ async fn pause_freezes_the_picture_and_the_slider_replays_a_past_write() {
         .unwrap()
         .parse()
         .unwrap();
-    let seek = format!(
-        "const s = document.querySelector('#time-slider'); s.value = '{}';
-         s.dispatchEvent(new Event('input', {{bubbles: true}})); return true;",
-        started + 60
-    );
-    js(&b, &seek).await;
+    seek(&b, started + 60).await;
     b.wait_for(
         "#time-controls[data-mode='paused']",
         PAGE,

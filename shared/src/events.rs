@@ -260,6 +260,9 @@ pub enum TraceOutcome {
     /// Leader-follower: the leader stopped leading before the quorum was met
     /// (answered 503; the write may survive or be rolled back).
     Abandoned,
+    /// Leader-follower read: R replicas answered, but none was the leader of
+    /// the newest term among them (answered 503; a read needs the leader).
+    NoLeader,
 }
 
 /// One coordinated read (`GET /get` with R > 1), as its coordinator saw it.

@@ -941,6 +941,7 @@ pub fn outcome_words(o: TraceOutcome) -> String {
             format!("failed: {acked} of {required} replicas in time")
         }
         TraceOutcome::Abandoned => "failed: the leader stepped down first".to_owned(),
+        TraceOutcome::NoLeader => "failed: no current leader among the answers".to_owned(),
     }
 }
 
