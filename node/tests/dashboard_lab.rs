@@ -461,3 +461,63 @@ async fn a_page_opened_on_a_quiet_cluster_shows_no_lag_peak() {
     b.close().await;
     cluster.stop().await;
 }
+
+/// Leaderless, hints off (`--max-hints-per-peer 0`), anti-entropy every
+/// 300 ms: node 3 is cut off during a write and misses it; once healed, an
+/// anti-entropy round repairs the key. The event log names the round; the
+/// slider at that instant draws the exchange between the two replicas; node
+/// 3 holds the write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_anti_entropy_round_that_repairs_a_key_is_logged_and_drawn() {
+    use kv_node::config::ModeArg;
+    assert!(kv_node::ui::is_built(), "web-ui/dist is missing");
+    let cluster = Cluster::start(3, 2, 1, |c| {
+        c.mode = ModeArg::Leaderless;
+        c.role = None;
+        c.anti_entropy_ms = 300;
+        c.max_hints_per_peer = 0;
+    })
+    .await;
+    let b = Browser::start().await;
+    b.resize(1400, 1300).await;
+    b.client
+        .goto(&format!("{}/", cluster.url(1)))
+        .await
+        .unwrap();
+    b.wait_for("#feed-status[data-state='live']", PAGE, "the live feed")
+        .await;
+    cluster.isolate(3);
+    assert_eq!(cluster.set(1, "entropy", "v").await.status(), 201);
+    assert!(cluster.node(3).state.store.get("entropy").is_none());
+    cluster.heal();
+    let round = b
+        .wait_for(
+            "#node-events li[data-kind='anti-entropy']",
+            PAGE,
+            "an anti-entropy round that repaired the key",
+        )
+        .await;
+    let text = round.text().await.unwrap();
+    assert!(text.contains("1 key repaired"), "{text}");
+    let at: u64 = round
+        .attr("data-at")
+        .await
+        .unwrap()
+        .unwrap()
+        .parse()
+        .unwrap();
+    common::wait_until("node 3 holds the write", PAGE, || async {
+        cluster.node(3).state.store.get("entropy").is_some()
+    })
+    .await;
+    seek(&b, at + 100).await;
+    b.wait_for(
+        "#topology line.exchange[data-kind='anti-entropy']",
+        PAGE,
+        "the round drawn between the two replicas",
+    )
+    .await;
+    b.screenshot("dashboard-17-anti-entropy").await;
+    b.close().await;
+    cluster.stop().await;
+}

@@ -124,7 +124,7 @@ pub fn events(props: &EventsProps) -> Html {
         html! {
             <ol id="node-events" class="events log">
                 { for rows.iter().map(|e| html! {
-                    <li data-kind={e.kind.clone()}
+                    <li data-kind={e.kind.clone()} data-at={e.at_ms.to_string()}
                         data-node={e.node.map(|n| n.to_string()).unwrap_or_default()}
                         data-term={e.term.map(|t| t.to_string()).unwrap_or_default()}
                         class={classes!(e.kind.clone())}>
