@@ -853,11 +853,6 @@ impl State {
         self.traces.drain(..excess);
     }
 
-    /// The cluster time being drawn (kept for the components' wording).
-    pub fn playback_ms(&self) -> Option<f64> {
-        self.display_ms()
-    }
-
     /// The messages in flight at the drawn instant: writes and their acks
     /// (a write that ended stops waiting for the missing ones), reads and
     /// their answers, read repairs.
