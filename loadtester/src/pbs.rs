@@ -1649,6 +1649,7 @@ mod tests {
                         id,
                         sent_at_ms,
                         acked_at_ms,
+                        failed_at_ms: None,
                     },
                 )
                 .collect(),

@@ -117,7 +117,7 @@ impl TraceBook {
     /// Forgets traces that are complete or too old.
     fn prune(&mut self, now: WallMs) {
         self.traces.retain(|_, t| {
-            let done = t.committed_at_ms.is_some() && t.fully_acked();
+            let done = t.committed_at_ms.is_some() && t.settled();
             !done && t.started_at_ms + TRACE_TTL_MS > now
         });
     }
@@ -252,8 +252,7 @@ impl EventHub {
                     _ => None,
                 };
                 if let ClusterEvent::Trace(t) = event {
-                    let ended =
-                        t.outcome.is_some() || (t.committed_at_ms.is_some() && t.fully_acked());
+                    let ended = t.outcome.is_some() || (t.committed_at_ms.is_some() && t.settled());
                     if ended {
                         let mut recent = self.lock_recent();
                         recent.push_back((t.at_ms, json.clone()));
@@ -336,6 +335,7 @@ impl EventHub {
                     id,
                     sent_at_ms: None,
                     acked_at_ms: None,
+                    failed_at_ms: None,
                 })
                 .collect(),
             outcome: None,
@@ -382,6 +382,25 @@ impl EventHub {
             let first = r.acked_at_ms.is_none() && r.sent_at_ms.is_some();
             if first {
                 r.acked_at_ms = Some(now);
+            }
+            first
+        });
+        for t in changed {
+            self.publish(&ClusterEvent::Trace(t), true);
+        }
+    }
+
+    /// The coordinator gave up sending writes `ids` to replica `to`
+    /// (leaderless: it keeps hints instead).
+    pub fn trace_send_failed(&self, to: NodeId, ids: RangeInclusive<u64>) {
+        if !self.is_watched() {
+            return;
+        }
+        let mut book = self.lock_book();
+        let changed = book.update(to, ids, wall_ms(), |r, now| {
+            let first = r.acked_at_ms.is_none() && r.failed_at_ms.is_none();
+            if first {
+                r.failed_at_ms = Some(now);
             }
             first
         });

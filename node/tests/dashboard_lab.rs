@@ -125,6 +125,14 @@ async fn a_leaderless_read_shows_every_answer_and_repairs_the_replica_that_was_b
         "the hint held for node 3",
     )
     .await;
+    wait_js(
+        &b,
+        "return document.querySelector(\"tr[data-key='lab'] .outcome\").textContent
+            .includes('node 3 unreachable (hint kept)');",
+        PAGE,
+        "the send to node 3 given up, a hint kept",
+    )
+    .await;
     let shown = b.text("tr[data-key='lab'] .version").await;
     assert!(
         shown.contains(':') && !shown.contains('…') && !shown.contains(&version.to_string()),

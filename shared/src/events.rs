@@ -351,12 +351,24 @@ pub struct ReplicaTrace {
     /// When its acknowledgement reached the coordinator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acked_at_ms: Option<WallMs>,
+    /// When the coordinator gave up sending it (leaderless: the replica did
+    /// not answer; a hint is kept for it instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_at_ms: Option<WallMs>,
 }
 
 impl WriteTrace {
     /// Whether every replica acknowledged the write.
     pub fn fully_acked(&self) -> bool {
         self.replicas.iter().all(|r| r.acked_at_ms.is_some())
+    }
+
+    /// Whether every replica acknowledged the write or its send failed:
+    /// nothing more will happen to it.
+    pub fn settled(&self) -> bool {
+        self.replicas
+            .iter()
+            .all(|r| r.acked_at_ms.is_some() || r.failed_at_ms.is_some())
     }
 }
 
@@ -380,6 +392,7 @@ mod tests {
                 id: 2,
                 sent_at_ms: Some(101),
                 acked_at_ms: None,
+                failed_at_ms: None,
             }],
             outcome: None,
             at_ms: 101,

@@ -178,6 +178,7 @@ mod tests {
                     id,
                     sent_at_ms: Some(committed - 1),
                     acked_at_ms: Some(a),
+                    failed_at_ms: None,
                 })
                 .collect(),
             outcome: None,

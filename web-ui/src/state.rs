@@ -735,7 +735,7 @@ impl State {
         if self.page_start_ms().is_some_and(|p| t.started_at_ms < p) {
             return TraceEnd::BeforePage;
         }
-        let unacked = !t.fully_acked();
+        let unacked = !t.settled();
         if unacked && at - t.started_at_ms as f64 > GIVE_UP_MS as f64 {
             return TraceEnd::GaveUp;
         }
@@ -847,8 +847,7 @@ impl State {
         }
         self.traces
             .sort_by_key(|t| (t.started_at_ms, t.coordinator, t.id));
-        self.traces
-            .retain(|t| t.at_ms >= horizon || !t.fully_acked());
+        self.traces.retain(|t| t.at_ms >= horizon || !t.settled());
         let excess = self.traces.len().saturating_sub(MAX_TRACES);
         self.traces.drain(..excess);
     }
@@ -952,6 +951,7 @@ pub fn as_of(t: &WriteTrace, at: f64) -> WriteTrace {
                 id: r.id,
                 sent_at_ms: by(r.sent_at_ms),
                 acked_at_ms: by(r.acked_at_ms).filter(|_| by(r.sent_at_ms).is_some()),
+                failed_at_ms: by(r.failed_at_ms),
             })
             .collect(),
         outcome: t.outcome.filter(|_| t.at_ms as f64 <= at),
@@ -974,6 +974,7 @@ pub fn read_dots(read: &ReadTrace, t: f64) -> Vec<Dot> {
             id: r.id,
             sent_at_ms: Some(r.asked_at_ms),
             acked_at_ms: answered.or(Some(read.finished_at_ms.max(r.asked_at_ms + 1))),
+            failed_at_ms: None,
         };
         if let Some(flight) = flight(&as_write, t) {
             dots.push(Dot {
@@ -1011,6 +1012,7 @@ pub fn merge(old: &WriteTrace, new: WriteTrace) -> WriteTrace {
                 id: r.id,
                 sent_at_ms: o.sent_at_ms.or(r.sent_at_ms),
                 acked_at_ms: o.acked_at_ms.or(r.acked_at_ms),
+                failed_at_ms: o.failed_at_ms.or(r.failed_at_ms),
             },
             None => *r,
         })
@@ -1027,7 +1029,7 @@ pub fn merge(old: &WriteTrace, new: WriteTrace) -> WriteTrace {
 /// Where the message of one write to one replica is at cluster time `t`.
 pub fn flight(r: &ReplicaTrace, t: f64) -> Option<Flight> {
     let sent = r.sent_at_ms? as f64;
-    if t < sent {
+    if t < sent || r.failed_at_ms.is_some_and(|f| t >= f as f64) {
         return None;
     }
     match r.acked_at_ms.map(|a| a as f64) {
@@ -1124,6 +1126,7 @@ mod tests {
                     id,
                     sent_at_ms,
                     acked_at_ms,
+                    failed_at_ms: None,
                 })
                 .collect(),
             outcome: None,
@@ -1156,6 +1159,7 @@ mod tests {
             id: 2,
             sent_at_ms: Some(1_000),
             acked_at_ms: Some(1_400),
+            failed_at_ms: None,
         };
         assert_eq!(flight(&r, 999.0), None);
         assert_eq!(flight(&r, 1_100.0), Some(Flight::Out(0.5)));
@@ -1172,6 +1176,13 @@ mod tests {
             ..pending
         };
         assert_eq!(flight(&unsent, 9_000.0), None);
+        // A send given up on (leaderless: a hint kept instead) stops waiting.
+        let failed = ReplicaTrace {
+            failed_at_ms: Some(2_000),
+            ..pending
+        };
+        assert_eq!(flight(&failed, 1_500.0), Some(Flight::Waiting));
+        assert_eq!(flight(&failed, 2_000.0), None);
     }
 
     #[test]

@@ -269,9 +269,10 @@ impl Leaderless {
             t.post::<_, LlWriteAck>(to, WRITE_PATH, &msg, timeout).await
         };
         let result = cluster.pacer().paced(ms(delays.send_ms), send).await;
-        if result.is_ok() {
-            for id in &ids {
-                cluster.events().trace_acked(to, *id..=*id);
+        for id in &ids {
+            match &result {
+                Ok(_) => cluster.events().trace_acked(to, *id..=*id),
+                Err(_) => cluster.events().trace_send_failed(to, *id..=*id),
             }
         }
         let input = match result {

@@ -84,7 +84,18 @@ pub fn summary(t: &WriteTrace) -> String {
     } else {
         format!(" · {}/{} acked", acked.len(), t.replicas.len())
     };
-    format!("{answered}{acks}")
+    let unreachable: Vec<String> = t
+        .replicas
+        .iter()
+        .filter(|r| r.failed_at_ms.is_some() && r.acked_at_ms.is_none())
+        .map(|r| r.id.to_string())
+        .collect();
+    let hinted = if unreachable.is_empty() {
+        String::new()
+    } else {
+        format!(" · node {} unreachable (hint kept)", unreachable.join(", "))
+    };
+    format!("{answered}{acks}{hinted}")
 }
 
 /// The recent-writes timeline.
@@ -156,7 +167,7 @@ fn row(
         }
     });
     let cursor = playback
-        .filter(|&p| end == TraceEnd::Open && !t.fully_acked() && p >= t.started_at_ms as f64)
+        .filter(|&p| end == TraceEnd::Open && !t.settled() && p >= t.started_at_ms as f64)
         .map(|p| {
             let px = ((p - t.started_at_ms as f64) / scale_ms * (TRACK - 20.0) + 10.0).min(TRACK - 2.0);
             html! { <line class="cursor" x1={format!("{px:.1}")} x2={format!("{px:.1}")} y1="2" y2="30" /> }
@@ -214,11 +225,13 @@ mod tests {
                     id: 2,
                     sent_at_ms: Some(1_001),
                     acked_at_ms: Some(1_105),
+                    failed_at_ms: None,
                 },
                 ReplicaTrace {
                     id: 3,
                     sent_at_ms: Some(1_201),
                     acked_at_ms: None,
+                    failed_at_ms: None,
                 },
             ],
             outcome: None,
