@@ -253,8 +253,9 @@ pub struct State {
     /// Writes some node rolled back: (key, version).
     pub rolled_back: BTreeSet<(String, Version)>,
     /// Snapshots received since the page opened, oldest first (last
-    /// [`HISTORY_MS`], at most [`MAX_SNAPSHOTS`]).
-    pub history: VecDeque<ClusterView>,
+    /// [`HISTORY_MS`], at most [`MAX_SNAPSHOTS`]). Shared between the
+    /// states the reducer makes, so that a tick does not copy it.
+    pub history: Rc<VecDeque<ClusterView>>,
     /// Browser time at which the page received its first event.
     pub opened_at: Option<f64>,
     /// Recent coordinated reads, oldest first (at most [`MAX_READS`]).
@@ -287,7 +288,7 @@ impl Default for State {
             config_change: None,
             node_events: VecDeque::new(),
             rolled_back: BTreeSet::new(),
-            history: VecDeque::new(),
+            history: Rc::default(),
             opened_at: None,
             reads: VecDeque::new(),
             log: VecDeque::new(),
@@ -686,14 +687,14 @@ impl State {
 
     /// Keeps the snapshot for the time slider (bounded).
     fn record_snapshot(&mut self, view: &ClusterView) {
-        self.history.push_back(view.clone());
-        while self.history.len() > MAX_SNAPSHOTS
-            || self
-                .history
+        let history = Rc::make_mut(&mut self.history);
+        history.push_back(view.clone());
+        while history.len() > MAX_SNAPSHOTS
+            || history
                 .front()
                 .is_some_and(|v| v.at_ms + HISTORY_MS < view.at_ms)
         {
-            self.history.pop_front();
+            history.pop_front();
         }
     }
 
