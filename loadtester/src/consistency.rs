@@ -739,8 +739,10 @@ mod tests {
                     id: i,
                     sent_at_ms: Some(1_000),
                     acked_at_ms: Some(1_000 + rtt_ms * u64::from(i - 1)),
+                    failed_at_ms: None,
                 })
                 .collect(),
+            outcome: None,
             at_ms: 1_000,
         }
     }

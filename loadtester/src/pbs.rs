@@ -1729,9 +1729,11 @@ mod tests {
                         id,
                         sent_at_ms,
                         acked_at_ms,
+                        failed_at_ms: None,
                     },
                 )
                 .collect(),
+            outcome: None,
             at_ms: started + 500,
         }
     }

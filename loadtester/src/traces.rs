@@ -39,6 +39,8 @@ pub struct Collected {
     /// Traces still in flight when the run ended (never acknowledged by
     /// every replica, e.g. because one was cut off).
     pub unfinished: u64,
+    /// Writes whose trace ended with a 503 (not used for the legs).
+    pub failed: u64,
 }
 
 #[derive(Debug, Default)]
@@ -52,6 +54,12 @@ struct Book {
 impl Book {
     fn add(&mut self, t: WriteTrace) {
         let key = (t.coordinator, t.id);
+        if t.outcome.is_some() {
+            // Answered 503: never a complete trace, nothing more to wait for.
+            self.in_flight.remove(&key);
+            self.done.failed += 1;
+            return;
+        }
         if t.committed_at_ms.is_some() && t.fully_acked() {
             self.in_flight.remove(&key);
             if self.done.finished.len() < MAX_FINISHED {
@@ -118,7 +126,9 @@ async fn follow(client: reqwest::Client, url: String, book: Arc<Mutex<Book>>) {
                 while let Ok(Some(chunk)) = resp.chunk().await {
                     let traces = reader.push(&chunk).into_iter().filter_map(|e| match e {
                         ClusterEvent::Trace(t) => Some(t),
-                        ClusterEvent::Status(_) | ClusterEvent::Node(_) => None,
+                        ClusterEvent::Status(_) | ClusterEvent::Node(_) | ClusterEvent::Read(_) => {
+                            None
+                        }
                     });
                     let mut b = book.lock().unwrap_or_else(|e| e.into_inner());
                     traces.for_each(|t| b.add(t));
@@ -148,7 +158,9 @@ mod tests {
                 id: coordinator + 1,
                 sent_at_ms: Some(11),
                 acked_at_ms: acked.then_some(13),
+                failed_at_ms: None,
             }],
+            outcome: None,
             at_ms: 13,
         }
     }
@@ -163,6 +175,20 @@ mod tests {
         b.add(trace(1, 7, true, true));
         assert_eq!(b.done.finished, vec![trace(1, 7, true, true)]);
         assert_eq!(b.in_flight.len(), 1, "node 2's write 7 is another write");
+    }
+
+    #[test]
+    fn a_trace_that_answered_503_is_dropped_and_counted() {
+        let mut b = Book::default();
+        b.add(trace(1, 7, false, false));
+        let mut failed = trace(1, 7, false, false);
+        failed.outcome = Some(kv_shared::events::TraceOutcome::Failed {
+            acked: 1,
+            required: 3,
+        });
+        b.add(failed);
+        assert!(b.in_flight.is_empty() && b.done.finished.is_empty());
+        assert_eq!(b.done.failed, 1);
     }
 
     #[test]

@@ -16,6 +16,21 @@
 //!   are this node's wall clock (ms since the epoch), so the dashboard can
 //!   replay them at the pace they happened.
 //!
+//! - **Read traces.** The read coordinator ([`crate::reads`]) reports each
+//!   coordinated read once it ended, as a [`ReadTrace`]: the replicas asked,
+//!   each one's answer, the version returned and the repairs sent. At most
+//!   [`MAX_READS_PER_SECOND`] are published per second.
+//! - **What a page sees first.** A new page gets the last snapshot only if it
+//!   is fresh (built within [`FRESH_STATUS_MS`]): an older one would be drawn
+//!   as history that this page never saw. Traces of writes that started before
+//!   the stream opened (minus [`TRACE_GRACE_MS`]) are not sent to it either,
+//!   so writes left in flight while nobody watched do not reappear half done.
+//!   A write that ends without its quorum (503) is published once more with
+//!   its [`TraceOutcome`] and forgotten. A new page does get the final copies
+//!   of the last [`MAX_RECENT`] writes that ended (answered and acknowledged
+//!   everywhere, or failed) within [`RECENT_MS`] while the node was watched,
+//!   so that a 503 just before it opened shows as failed, not as waiting.
+//!
 //! - **Relay.** A write's trace is built by the node that coordinated it (the
 //!   leader, or in leaderless mode any node). So that every node's page shows
 //!   every write, the aggregator also follows each peer's
@@ -40,8 +55,8 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream::{self, Stream, StreamExt};
 use kv_shared::cluster::{Seq, StatusResponse};
 use kv_shared::events::{
-    ClusterEvent, ClusterView, NodeEvent, NodeEventKind, ReplicaTrace, ReplicaView, SseReader,
-    WallMs, WriteTrace, EVENTS_PATH, OWN_TRACES_QUERY,
+    ClusterEvent, ClusterView, NodeEvent, NodeEventKind, ReadTrace, ReplicaTrace, ReplicaView,
+    SseReader, TraceOutcome, WallMs, WriteTrace, EVENTS_PATH, OWN_TRACES_QUERY,
 };
 use kv_shared::{NodeId, Role, Term, Version};
 use serde::Deserialize;
@@ -67,6 +82,17 @@ const TRACE_TTL_MS: WallMs = 30_000;
 const CHANNEL_CAPACITY: usize = 256;
 /// Streams served at once unless configured (`--max-event-streams`).
 pub const DEFAULT_MAX_STREAMS: usize = 64;
+/// Most read traces published per second (a load test reads a lot).
+pub const MAX_READS_PER_SECOND: u32 = 20;
+/// A cached snapshot older than this is not sent to a new page, in ms.
+pub const FRESH_STATUS_MS: WallMs = 1_000;
+/// Traces of writes started this long before a stream opened are still sent
+/// to it (the coordinator's clock may be a little behind the server's), in ms.
+pub const TRACE_GRACE_MS: WallMs = 1_000;
+/// Ended write traces kept for new pages.
+pub const MAX_RECENT: usize = 16;
+/// How long an ended write trace is replayed to new pages, in ms.
+pub const RECENT_MS: WallMs = 60_000;
 /// Reconnection delay the browser is asked to use, in ms.
 const CLIENT_RETRY: Duration = Duration::from_millis(1_000);
 /// Wait before a relay reconnects to a peer's stream.
@@ -91,7 +117,7 @@ impl TraceBook {
     /// Forgets traces that are complete or too old.
     fn prune(&mut self, now: WallMs) {
         self.traces.retain(|_, t| {
-            let done = t.committed_at_ms.is_some() && t.fully_acked();
+            let done = t.committed_at_ms.is_some() && t.settled();
             !done && t.started_at_ms + TRACE_TTL_MS > now
         });
     }
@@ -125,9 +151,11 @@ impl TraceBook {
 #[derive(Debug)]
 struct Published {
     json: Arc<str>,
-    /// A trace of a write this node coordinated, or an event of this node's
-    /// replication (not a snapshot, not relayed).
+    /// A trace of a write or read this node coordinated, or an event of this
+    /// node's replication (not a snapshot, not relayed).
     own_trace: bool,
+    /// For a write trace: when the write started (streams opened later skip it).
+    write_started_at_ms: Option<WallMs>,
 }
 
 #[derive(Debug)]
@@ -136,8 +164,15 @@ struct Inner {
     tx: broadcast::Sender<Arc<Published>>,
     /// Open full streams (snapshots + traces): the aggregator runs while > 0.
     watchers: AtomicUsize,
-    /// The last snapshot, sent first to a new subscriber.
-    latest_status: Mutex<Option<Arc<str>>>,
+    /// The last snapshot and when it was built, sent first to a new
+    /// subscriber while fresh.
+    latest_status: Mutex<Option<(WallMs, Arc<str>)>>,
+    /// Read traces published in the current second: (second, count).
+    reads_this_second: Mutex<(u64, u32)>,
+    /// The id of the next coordinated read.
+    next_read: AtomicU64,
+    /// The final copies of the last writes that ended: (when, JSON).
+    recent: Mutex<std::collections::VecDeque<(WallMs, Arc<str>)>>,
     aggregator_running: AtomicBool,
     /// Locked for microseconds, also while a trace is published (so that
     /// copies of one trace leave in order); never held across `.await`.
@@ -171,6 +206,9 @@ impl EventHub {
                 tx: broadcast::channel(CHANNEL_CAPACITY).0,
                 watchers: AtomicUsize::new(0),
                 latest_status: Mutex::new(None),
+                reads_this_second: Mutex::new((0, 0)),
+                next_read: AtomicU64::new(1),
+                recent: Mutex::new(std::collections::VecDeque::new()),
                 aggregator_running: AtomicBool::new(false),
                 book: Mutex::new(TraceBook::default()),
                 closed: watch::channel(false).0,
@@ -206,20 +244,54 @@ impl EventHub {
         match serde_json::to_string(event) {
             Ok(json) => {
                 let json: Arc<str> = json.into();
-                if matches!(event, ClusterEvent::Status(_)) {
-                    *self.lock_status() = Some(json.clone());
+                if let ClusterEvent::Status(v) = event {
+                    *self.lock_status() = Some((v.at_ms, json.clone()));
                 }
-                let _ = self.inner.tx.send(Arc::new(Published { json, own_trace }));
+                let write_started_at_ms = match event {
+                    ClusterEvent::Trace(t) => Some(t.started_at_ms),
+                    _ => None,
+                };
+                if let ClusterEvent::Trace(t) = event {
+                    let ended = t.outcome.is_some() || (t.committed_at_ms.is_some() && t.settled());
+                    if ended {
+                        let mut recent = self.lock_recent();
+                        recent.push_back((t.at_ms, json.clone()));
+                        while recent.len() > MAX_RECENT {
+                            recent.pop_front();
+                        }
+                    }
+                }
+                let _ = self.inner.tx.send(Arc::new(Published {
+                    json,
+                    own_trace,
+                    write_started_at_ms,
+                }));
             }
             Err(e) => tracing::warn!("cannot serialise an event: {e}"),
         }
     }
 
-    fn lock_status(&self) -> std::sync::MutexGuard<'_, Option<Arc<str>>> {
+    fn lock_status(&self) -> std::sync::MutexGuard<'_, Option<(WallMs, Arc<str>)>> {
         self.inner
             .latest_status
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_recent(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::VecDeque<(WallMs, Arc<str>)>> {
+        self.inner.recent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The ended traces a new page gets, oldest first.
+    fn recent_for_new_page(&self) -> Vec<Arc<str>> {
+        let horizon = wall_ms().saturating_sub(RECENT_MS);
+        self.lock_recent()
+            .iter()
+            .filter(|(at, _)| *at >= horizon)
+            .map(|(_, json)| json.clone())
+            .collect()
     }
 
     fn lock_book(&self) -> std::sync::MutexGuard<'_, TraceBook> {
@@ -263,8 +335,10 @@ impl EventHub {
                     id,
                     sent_at_ms: None,
                     acked_at_ms: None,
+                    failed_at_ms: None,
                 })
                 .collect(),
+            outcome: None,
             at_ms: now,
         };
         {
@@ -316,6 +390,25 @@ impl EventHub {
         }
     }
 
+    /// The coordinator gave up sending writes `ids` to replica `to`
+    /// (leaderless: it keeps hints instead).
+    pub fn trace_send_failed(&self, to: NodeId, ids: RangeInclusive<u64>) {
+        if !self.is_watched() {
+            return;
+        }
+        let mut book = self.lock_book();
+        let changed = book.update(to, ids, wall_ms(), |r, now| {
+            let first = r.acked_at_ms.is_none() && r.failed_at_ms.is_none();
+            if first {
+                r.failed_at_ms = Some(now);
+            }
+            first
+        });
+        for t in changed {
+            self.publish(&ClusterEvent::Trace(t), true);
+        }
+    }
+
     /// The coordinator answered the client of write `id` (its quorum was met).
     pub fn trace_committed(&self, id: u64) {
         if !self.is_watched() {
@@ -331,6 +424,52 @@ impl EventHub {
         let t = t.clone();
         self.publish(&ClusterEvent::Trace(t), true);
         book.prune(now);
+    }
+
+    /// Write `id` ended without its quorum (answered 503): published with its
+    /// outcome, then forgotten.
+    pub fn trace_failed(&self, id: u64, outcome: TraceOutcome) {
+        if !self.is_watched() {
+            return;
+        }
+        let now = wall_ms();
+        let mut book = self.lock_book();
+        let Some(mut t) = book.traces.remove(&id) else {
+            return;
+        };
+        t.outcome = Some(outcome);
+        t.at_ms = now;
+        self.publish(&ClusterEvent::Trace(t), true);
+        book.prune(now);
+    }
+
+    /// An id for the next coordinated read's trace.
+    pub fn next_read_id(&self) -> u64 {
+        self.inner.next_read.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A coordinated read ended: published unless [`MAX_READS_PER_SECOND`]
+    /// were already this second.
+    pub fn trace_read(&self, trace: ReadTrace) {
+        if !self.is_watched() {
+            return;
+        }
+        {
+            let mut budget = self
+                .inner
+                .reads_this_second
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let second = trace.at_ms / 1_000;
+            if budget.0 != second {
+                *budget = (second, 0);
+            }
+            if budget.1 >= MAX_READS_PER_SECOND {
+                return;
+            }
+            budget.1 += 1;
+        }
+        self.publish(&ClusterEvent::Read(trace), true);
     }
 
     /// Something happened to this node's replication (an election, a vote,
@@ -501,6 +640,14 @@ pub fn assemble(
     };
     let lag_of = |id: NodeId| leader_status.and_then(|s| s.peers.iter().find(|p| p.id == id));
     let lf = |s: &StatusResponse| s.leader_follower.clone();
+    // Hints every node that answered holds for `id` (leaderless).
+    let hints_for = |id: NodeId| {
+        std::iter::once(own)
+            .chain(answers.values().filter_map(|a| a.as_ref().ok()))
+            .flat_map(|s| s.peers.iter().filter(|p| p.id == id))
+            .filter_map(|p| p.pending_hints)
+            .reduce(|a, b| a + b)
+    };
     let mut replicas = vec![ReplicaView {
         id: own.node_id,
         url: own.url.clone(),
@@ -514,7 +661,7 @@ pub fn assemble(
         rolled_back: lf(own).map(|l| l.rolled_back),
         lag_entries: lag_of(own.node_id).and_then(|p| p.lag_entries),
         lag_ms: lag_of(own.node_id).and_then(|p| p.lag_ms),
-        pending_hints: None,
+        pending_hints: hints_for(own.node_id),
         config: None,
         error: None,
         faults: active_faults(own),
@@ -536,7 +683,7 @@ pub fn assemble(
             rolled_back: theirs.and_then(lf).map(|l| l.rolled_back),
             lag_entries: lag.and_then(|l| l.lag_entries),
             lag_ms: lag.and_then(|l| l.lag_ms),
-            pending_hints: p.pending_hints,
+            pending_hints: hints_for(p.id),
             config: theirs.map(|s| s.config).filter(|c| *c != own.config),
             error: match answer {
                 Some(Err(e)) => Some(e.clone()),
@@ -618,20 +765,31 @@ pub async fn events(
     };
     let rx = hub.inner.tx.subscribe();
     let own_traces_only = query.only == Some(Only::OwnTraces);
-    let (watcher, first) = if own_traces_only {
-        (None, None)
+    let (watcher, first, recent) = if own_traces_only {
+        (None, None, Vec::new())
     } else {
         let watcher = Watcher::new(&hub);
         hub.ensure_aggregator(&state);
-        (Some(watcher), hub.lock_status().clone())
+        // Only a fresh snapshot: an old one is not this page's history.
+        let fresh = hub
+            .lock_status()
+            .clone()
+            .filter(|(at, _)| at + FRESH_STATUS_MS >= wall_ms())
+            .map(|(_, json)| json);
+        (Some(watcher), fresh, hub.recent_for_new_page())
     };
+    let opened_at = wall_ms().saturating_sub(TRACE_GRACE_MS);
     let closed = hub.inner.closed.subscribe();
     let hello = Event::default()
         .retry(CLIENT_RETRY)
         .comment("kv-node events");
-    let start =
-        stream::iter(std::iter::once(hello).chain(first.map(|json| Event::default().data(&*json))))
-            .map(Ok);
+    let start = stream::iter(
+        std::iter::once(hello)
+            .chain(first.map(|json| Event::default().data(&*json)))
+            .chain(recent.iter().map(|json| Event::default().data(&**json)))
+            .collect::<Vec<_>>(),
+    )
+    .map(Ok);
     let live = stream::unfold(
         (rx, closed, (watcher, permit)),
         move |(mut rx, mut closed, watcher)| async move {
@@ -642,6 +800,8 @@ pub async fn events(
                 tokio::select! {
                     msg = rx.recv() => match msg {
                         Ok(p) if own_traces_only && !p.own_trace => continue,
+                        // A write that started before this stream: not its history.
+                        Ok(p) if p.write_started_at_ms.is_some_and(|s| s < opened_at) => continue,
                         Ok(p) => return Some((Ok(Event::default().data(&*p.json)), (rx, closed, watcher))),
                         // A slow client skips what it missed; the next snapshot resets it.
                         Err(broadcast::error::RecvError::Lagged(_)) => continue,
@@ -739,6 +899,58 @@ mod tests {
             hub.lock_book().traces.is_empty(),
             "complete traces are dropped"
         );
+    }
+
+    #[tokio::test]
+    async fn a_write_that_misses_its_quorum_ends_with_its_outcome_and_is_forgotten() {
+        let hub = EventHub::new(DEFAULT_MAX_STREAMS);
+        let mut rx = hub.inner.tx.subscribe();
+        hub.trace_write(1, 9, Some(9), "k", 3, 3, &[2, 3]);
+        hub.trace_sent(2, 9..=9);
+        hub.trace_acked(2, 9..=9);
+        let outcome = TraceOutcome::Failed {
+            acked: 2,
+            required: 3,
+        };
+        hub.trace_failed(9, outcome);
+        assert!(hub.lock_book().traces.is_empty());
+        let last = std::iter::from_fn(|| rx.try_recv().ok()).last().unwrap();
+        assert_eq!(last.write_started_at_ms.map(|s| s > 0), Some(true));
+        let ClusterEvent::Trace(t) = serde_json::from_str(&last.json).unwrap() else {
+            panic!("{}", last.json)
+        };
+        assert_eq!(t.outcome, Some(outcome));
+        assert_eq!(t.committed_at_ms, None);
+        assert_eq!(
+            hub.recent_for_new_page().len(),
+            1,
+            "a page opened next sees it failed"
+        );
+    }
+
+    #[tokio::test]
+    async fn read_traces_are_published_at_most_max_reads_per_second() {
+        let hub = EventHub::new(DEFAULT_MAX_STREAMS);
+        let mut rx = hub.inner.tx.subscribe();
+        let read = |at_ms| ReadTrace {
+            id: hub.next_read_id(),
+            key: "k".into(),
+            coordinator: 1,
+            r: 2,
+            started_at_ms: at_ms,
+            finished_at_ms: at_ms,
+            replicas: vec![],
+            winner: None,
+            repaired: vec![],
+            outcome: None,
+            at_ms,
+        };
+        for _ in 0..(MAX_READS_PER_SECOND + 5) {
+            hub.trace_read(read(5_000));
+        }
+        hub.trace_read(read(6_000));
+        let n = std::iter::from_fn(|| rx.try_recv().ok()).count();
+        assert_eq!(n, MAX_READS_PER_SECOND as usize + 1);
     }
 
     #[tokio::test]

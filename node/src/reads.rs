@@ -17,11 +17,18 @@
 //! own copy, so repairs race safely with replication. Leader-follower mode
 //! does not repair: its log brings every replica the same entries, and a
 //! repair could spread a write the next leader rolls back.
+//!
+//! Every coordinated read is reported to the dashboard's feed as a
+//! [`ReadTrace`] once it ended ([`crate::events::EventHub::trace_read`]): who
+//! was asked when, what each answered, the version returned and the repairs
+//! sent. The trace is kept in a `ReadLog` while the read runs.
 
 use crate::cluster::Cluster;
 use crate::error::AppError;
+use crate::events::wall_ms;
 use crate::store::Store;
 use axum::http::StatusCode;
+use kv_shared::events::{ReadAnswer, ReadReplicaTrace, ReadTrace, TraceOutcome};
 use kv_shared::replication::LeaderRead;
 use kv_shared::replication::{
     InternalReadResponse, Record, RepairRequest, RepairResponse, VersionedValue,
@@ -50,6 +57,28 @@ pub struct ReadOutcome {
     pub max_term: Option<Term>,
     /// Leader-follower: the answer of a leader among the counted replicas.
     pub leader_read: Option<LeaderRead>,
+    /// The read's trace for the dashboard, not published yet: the caller
+    /// decides which copy the client gets ([`publish_read`]).
+    pub trace: Option<ReadTrace>,
+}
+
+/// Publishes a read's trace with the copy the client got (`Ok`) or the
+/// reason it got a 503 instead.
+pub fn publish_read(
+    cluster: &Cluster,
+    trace: Option<ReadTrace>,
+    answer: Result<Option<u64>, TraceOutcome>,
+) {
+    if let Some(mut t) = trace {
+        match answer {
+            Ok(version) => t.winner = version,
+            Err(o) => {
+                t.winner = None;
+                t.outcome = Some(o);
+            }
+        }
+        cluster.events().trace_read(t);
+    }
 }
 
 /// What the coordinator adds to its own copy (leader-follower: its term
@@ -60,6 +89,78 @@ pub struct LocalAnswer {
     pub term: Option<Term>,
     /// Its leader answer, when it leads a started term.
     pub leader_read: Option<LeaderRead>,
+}
+
+/// The trace of one coordinated read while it runs.
+struct ReadLog {
+    started_at_ms: u64,
+    replicas: Vec<ReadReplicaTrace>,
+}
+
+impl ReadLog {
+    fn new() -> Self {
+        Self {
+            started_at_ms: wall_ms(),
+            replicas: Vec::new(),
+        }
+    }
+
+    /// Replica `id` was asked now (its answer not known yet).
+    fn asked(&mut self, id: NodeId) {
+        self.replicas.push(ReadReplicaTrace {
+            id,
+            asked_at_ms: wall_ms(),
+            answered_at_ms: None,
+            answer: ReadAnswer::NotNeeded,
+        });
+    }
+
+    /// Replica `id` answered now (or failed to).
+    fn answered(&mut self, id: NodeId, answer: ReadAnswer) {
+        let now = wall_ms();
+        if let Some(r) = self.replicas.iter_mut().rev().find(|r| r.id == id) {
+            r.answered_at_ms = (answer != ReadAnswer::Failed).then_some(now);
+            r.answer = answer;
+        }
+    }
+
+    /// The finished trace (not published).
+    fn finish(
+        self,
+        cluster: &Cluster,
+        key: &str,
+        r: u32,
+        winner: Option<u64>,
+        repaired: Vec<NodeId>,
+        outcome: Option<TraceOutcome>,
+    ) -> Option<ReadTrace> {
+        let events = cluster.events();
+        if !events.is_watched() {
+            return None;
+        }
+        let now = wall_ms();
+        Some(ReadTrace {
+            id: events.next_read_id(),
+            key: key.to_owned(),
+            coordinator: cluster.node_id(),
+            r,
+            started_at_ms: self.started_at_ms,
+            finished_at_ms: now,
+            replicas: self.replicas,
+            winner,
+            repaired,
+            outcome,
+            at_ms: now,
+        })
+    }
+}
+
+/// A copy as a read answer.
+fn answer_of(v: &Option<VersionedValue>) -> ReadAnswer {
+    v.as_ref()
+        .map_or(ReadAnswer::Missing, |v| ReadAnswer::Version {
+            version: v.version,
+        })
 }
 
 /// Percent-encodes `s` for a query string (everything but unreserved characters).
@@ -121,16 +222,21 @@ pub async fn coordinate_read(
     let mut not_current: Vec<NodeId> = Vec::new();
     let mut max_term = local_answer.term;
     let mut leader_read = None;
+    let mut log = ReadLog::new();
+    log.asked(me);
     if policy.count_self {
+        log.answered(me, answer_of(&local));
         replies.push((me, local));
         leader_read = local_answer.leader_read;
     } else {
+        log.answered(me, ReadAnswer::NotCurrent);
         not_current.push(me);
     }
     let mut todo = candidates(cluster, key, preferred).into_iter();
     let mut asked = JoinSet::new();
     let path = format!("/internal/read?key={}", encode_query_value(key));
-    let ask = |asked: &mut JoinSet<_>, id: NodeId| {
+    let ask = |asked: &mut JoinSet<_>, log: &mut ReadLog, id: NodeId| {
+        log.asked(id);
         let (t, path, timeout) = (
             cluster.transport().clone(),
             path.clone(),
@@ -140,11 +246,12 @@ pub async fn coordinate_read(
     };
     let first = (r as usize).saturating_sub(replies.len());
     for id in todo.by_ref().take(first) {
-        ask(&mut asked, id);
+        ask(&mut asked, &mut log, id);
     }
     while replies.len() < r as usize {
         match asked.join_next().await {
             Some(Ok((id, Ok(resp)))) if resp.current => {
+                log.answered(id, answer_of(&resp.found));
                 max_term = max_term.max(resp.term);
                 if resp.leader_read.is_some() {
                     leader_read = resp.leader_read;
@@ -152,14 +259,21 @@ pub async fn coordinate_read(
                 replies.push((id, resp.found));
             }
             Some(Ok((id, Ok(_)))) => {
+                log.answered(id, ReadAnswer::NotCurrent);
                 not_current.push(id);
                 if let Some(next) = todo.next() {
-                    ask(&mut asked, next);
+                    ask(&mut asked, &mut log, next);
                 }
             }
-            Some(Ok((_, Err(_)))) | Some(Err(_)) => {
+            Some(Ok((id, Err(_)))) => {
+                log.answered(id, ReadAnswer::Failed);
                 if let Some(next) = todo.next() {
-                    ask(&mut asked, next);
+                    ask(&mut asked, &mut log, next);
+                }
+            }
+            Some(Err(_)) => {
+                if let Some(next) = todo.next() {
+                    ask(&mut asked, &mut log, next);
                 }
             }
             None => break,
@@ -189,36 +303,55 @@ pub async fn coordinate_read(
         );
         e.body.acked = Some(replies.len() as u32);
         e.body.required = Some(r);
+        let outcome = TraceOutcome::Failed {
+            acked: replies.len() as u32,
+            required: r,
+        };
+        let trace = log.finish(cluster, key, r, None, Vec::new(), Some(outcome));
+        publish_read(cluster, trace, Err(outcome));
         return Err(e);
     }
     let newest = replies
         .iter()
         .filter_map(|(_, v)| v.clone())
         .max_by_key(|v| v.version);
-    if let (Some(best), true) = (&newest, policy.repair) {
-        repair(cluster, store, key, best, &replies);
-    }
+    let repaired = match (&newest, policy.repair) {
+        (Some(best), true) => repair(cluster, store, key, best, &replies),
+        _ => Vec::new(),
+    };
+    let trace = log.finish(
+        cluster,
+        key,
+        r,
+        newest.as_ref().map(|v| v.version),
+        repaired,
+        None,
+    );
     Ok(ReadOutcome {
         newest,
         replied: replies.iter().map(|(id, _)| *id).collect(),
         max_term,
         leader_read,
+        trace,
     })
 }
 
-/// Sends `best` to every replica that answered with an older copy.
+/// Sends `best` to every replica that answered with an older copy; returns
+/// those replicas.
 fn repair(
     cluster: &Cluster,
     store: &Store,
     key: &str,
     best: &VersionedValue,
     replies: &[(NodeId, Option<VersionedValue>)],
-) {
+) -> Vec<NodeId> {
     let me = cluster.node_id();
+    let mut repaired = Vec::new();
     for (id, v) in replies {
         if v.as_ref().is_some_and(|v| v.version >= best.version) {
             continue;
         }
+        repaired.push(*id);
         if *id == me {
             store.apply(key, best.value.clone(), best.version);
             continue;
@@ -239,6 +372,7 @@ fn repair(
             }
         });
     }
+    repaired
 }
 
 #[cfg(test)]

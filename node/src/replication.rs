@@ -8,10 +8,11 @@ use crate::config::Config;
 use crate::error::AppError;
 use crate::leader_follower::LeaderFollower;
 use crate::leaderless::Leaderless;
-use crate::reads::{coordinate_read, LocalAnswer, ReadOutcome, ReadPolicy};
+use crate::reads::{coordinate_read, publish_read, LocalAnswer, ReadOutcome, ReadPolicy};
 use crate::store::Store;
 use axum::http::StatusCode;
 use kv_shared::cluster::StatusResponse;
+use kv_shared::events::TraceOutcome;
 use kv_shared::replication::VersionedValue;
 use kv_shared::{GetResponse, Mode, NodeId, SetRequest, SetResponse};
 use tokio::task::JoinHandle;
@@ -131,7 +132,7 @@ impl Replication {
                 None => local_read(cluster, store, key),
             };
         }
-        let outcome = coordinate_read(
+        let mut outcome = coordinate_read(
             cluster,
             store,
             &key,
@@ -141,11 +142,17 @@ impl Replication {
             local,
         )
         .await?;
+        let trace = outcome.trace.take();
         let copy = match self {
-            Self::LeaderFollower(_) => linearizable(&outcome)?,
-            _ => outcome.newest,
+            Self::LeaderFollower(_) => linearizable(&outcome),
+            _ => Ok(outcome.newest),
         };
-        found(cluster, key, copy)
+        let answer = match &copy {
+            Ok(c) => Ok(c.as_ref().map(|v| v.version)),
+            Err(_) => Err(TraceOutcome::NoLeader),
+        };
+        publish_read(cluster, trace, answer);
+        found(cluster, key, copy?)
     }
 
     /// What this node adds to its copy of `key` in a read answer: its term

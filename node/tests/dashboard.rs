@@ -84,6 +84,20 @@ async fn dashboard_follows_a_five_node_cluster() {
     assert_eq!(b.text("#op-result-value").await, "Lisbon");
     assert_eq!(b.text("#op-result-version").await, "1");
     assert_eq!(b.text("#op-result-served-by").await, "node 3");
+    // The read (R=3, coordinated by node 3, relayed to the leader's page)
+    // lists three answers, the leader's among them, all with version 1.
+    b.wait_for(
+        "#reads li[data-key='city'][data-coordinator='3'][data-answers='3']",
+        PAGE,
+        "node 3's read with three answers",
+    )
+    .await;
+    b.wait_for(
+        "#reads li[data-key='city'] .answer[data-node='1'][data-answer='version']",
+        PAGE,
+        "the leader's answer",
+    )
+    .await;
     // An error is shown as the API words it.
     b.fill("#op-key", "nowhere").await;
     b.click("#op-send").await;
@@ -201,35 +215,6 @@ async fn dashboard_follows_a_five_node_cluster() {
     cluster.stop().await;
 }
 
-/// Cuts node `id` off from every other node, both ways, in each node's own
-/// transport (the page's HTTP calls and the dashboard feed are not cut).
-fn isolate(cluster: &Cluster, id: u32) {
-    for other in 1..=cluster.n() {
-        if other == id {
-            continue;
-        }
-        cluster
-            .node(id)
-            .state
-            .cluster
-            .faults()
-            .cut(&[other], true, true);
-        cluster
-            .node(other)
-            .state
-            .cluster
-            .faults()
-            .cut(&[id], true, true);
-    }
-}
-
-/// Heals every cut.
-fn heal(cluster: &Cluster) {
-    for id in 1..=cluster.n() {
-        cluster.node(id).state.cluster.faults().heal();
-    }
-}
-
 /// The leader is cut off under W=1: the page (served by node 2) shows the
 /// others campaign, vote and elect a new leader in a newer term; the write
 /// the old leader acknowledged alone meanwhile is shown rolled back once it
@@ -253,7 +238,7 @@ async fn dashboard_shows_an_election_and_a_rolled_back_write() {
     b.wait_for("#feed-status[data-state='live']", PAGE, "the live feed")
         .await;
 
-    isolate(&cluster, Cluster::LEADER);
+    cluster.isolate(Cluster::LEADER);
     let r = cluster.set(Cluster::LEADER, "lost", "alone").await;
     assert_eq!(
         r.status(),
@@ -280,7 +265,7 @@ async fn dashboard_shows_an_election_and_a_rolled_back_write() {
         .await;
     b.screenshot("dashboard-9-new-leader").await;
 
-    heal(&cluster);
+    cluster.heal();
     b.wait_for(
         "#node-events li[data-kind='rolled-back'][data-node='1']",
         PAGE,

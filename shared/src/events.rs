@@ -11,11 +11,17 @@
 //!   back. A trace is sent again each time one of its timestamps is filled in;
 //!   the latest copy of a trace (same `coordinator` and `id`) replaces earlier
 //!   ones.
+//!   A trace that ends without reaching its quorum carries its
+//!   [`TraceOutcome`] (a 503 names how many replicas acknowledged it).
+//! - [`ClusterEvent::Read`] carries a [`ReadTrace`]: one coordinated read,
+//!   sent once it ended — the replicas asked, what each answered (a version,
+//!   nothing, or no answer), the version returned and the read repairs sent.
 //! - [`ClusterEvent::Node`] carries a [`NodeEvent`]: something that happened
 //!   to one node's replication — in leader-follower mode a pre-vote, a
 //!   campaign, a vote, an election won, a leader stepping down, a node
-//!   following a new leader, a write rolled back, a node caught up — and, in
-//!   every mode, a fault injected or healed.
+//!   following a new leader, a write rolled back, a node caught up; in
+//!   leaderless mode hints handed off and anti-entropy rounds that repaired
+//!   keys — and, in every mode, a fault injected or healed.
 //!
 //! Every timestamp is the wall clock of the node that built the event, in
 //! milliseconds since the Unix epoch; `at_ms` says when the event was built,
@@ -40,6 +46,8 @@ pub enum ClusterEvent {
     Status(ClusterView),
     /// The progress of one write through the replicas.
     Trace(WriteTrace),
+    /// One coordinated read, once it ended.
+    Read(ReadTrace),
     /// Something that happened to one node's replication.
     Node(NodeEvent),
 }
@@ -116,6 +124,26 @@ pub enum NodeEventKind {
     Fault {
         /// What: `cut from 2, 3 (both ways)`, `paused for 5000 ms`, `healed`…
         description: String,
+    },
+    /// Leaderless: the node handed `count` hinted writes to `to`, which had
+    /// missed them while it was unreachable.
+    HintsDelivered {
+        /// The replica that received them.
+        to: NodeId,
+        /// How many records.
+        count: u32,
+    },
+    /// Leaderless: an anti-entropy round with `peer` found differing
+    /// buckets and repaired keys (rounds that find nothing are not reported).
+    AntiEntropy {
+        /// The peer compared with.
+        peer: NodeId,
+        /// Leaf buckets whose digests differed.
+        buckets: u32,
+        /// Keys changed on either side.
+        repaired: u64,
+        /// Whether the round ran to its end.
+        completed: bool,
     },
 }
 
@@ -214,8 +242,106 @@ pub struct WriteTrace {
     pub committed_at_ms: Option<WallMs>,
     /// One entry per other replica, sorted by id.
     pub replicas: Vec<ReplicaTrace>,
+    /// How the write ended, when it ended without its quorum (absent while
+    /// it is in flight and once it was answered 201).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<TraceOutcome>,
     /// When this copy of the trace was built (the coordinator's clock).
     pub at_ms: WallMs,
+}
+
+/// How a traced write or read ended without meeting its quorum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum TraceOutcome {
+    /// Answered 503: `acked` of the `required` replicas in time.
+    Failed {
+        /// Replicas that acknowledged (or answered) in time.
+        acked: u32,
+        /// Replicas the quorum needed.
+        required: u32,
+    },
+    /// Leader-follower: the leader stopped leading before the quorum was met
+    /// (answered 503; the write may survive or be rolled back).
+    Abandoned,
+    /// Leader-follower read: R replicas answered, but none was the leader of
+    /// the newest term among them (answered 503; a read needs the leader).
+    NoLeader,
+}
+
+/// One coordinated read (`GET /get` with R > 1), as its coordinator saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadTrace {
+    /// Identifies the read among the coordinator's reads.
+    pub id: u64,
+    /// The key read.
+    pub key: String,
+    /// The node that coordinated the read.
+    pub coordinator: NodeId,
+    /// The read quorum in force for this read.
+    pub r: u32,
+    /// When the coordinator started the read.
+    pub started_at_ms: WallMs,
+    /// When it had its answer (or gave up).
+    pub finished_at_ms: WallMs,
+    /// Every replica asked, the coordinator's own copy first if it counts,
+    /// in the order asked.
+    pub replicas: Vec<ReadReplicaTrace>,
+    /// The version returned to the client (`None`: no replica had the key,
+    /// or the read failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub winner: Option<Version>,
+    /// Replicas sent the winning copy because they answered an older one
+    /// (leaderless read repair).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repaired: Vec<NodeId>,
+    /// Set when the read failed (503: fewer than R current replicas answered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<TraceOutcome>,
+    /// When the trace was built (the coordinator's clock).
+    pub at_ms: WallMs,
+}
+
+/// What one replica answered to a coordinated read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadReplicaTrace {
+    /// The replica.
+    pub id: NodeId,
+    /// When the coordinator asked it.
+    pub asked_at_ms: WallMs,
+    /// When its answer came back (absent: none before the read ended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_at_ms: Option<WallMs>,
+    /// What it answered.
+    pub answer: ReadAnswer,
+}
+
+/// One replica's answer to a coordinated read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum ReadAnswer {
+    /// Its copy has this version.
+    Version {
+        /// The version.
+        version: Version,
+    },
+    /// It has no copy of the key.
+    Missing,
+    /// It is catching up after a restart: not counted towards R.
+    NotCurrent,
+    /// It did not answer (unreachable, timed out, refused).
+    Failed,
+    /// The read had its R answers before this one came back.
+    NotNeeded,
+}
+
+impl ReadTrace {
+    /// The replicas whose answer counted towards R (a version or missing).
+    pub fn counted(&self) -> impl Iterator<Item = &ReadReplicaTrace> {
+        self.replicas
+            .iter()
+            .filter(|r| matches!(r.answer, ReadAnswer::Version { .. } | ReadAnswer::Missing))
+    }
 }
 
 /// What happened to one write at one replica, timed by the coordinator.
@@ -229,12 +355,24 @@ pub struct ReplicaTrace {
     /// When its acknowledgement reached the coordinator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acked_at_ms: Option<WallMs>,
+    /// When the coordinator gave up sending it (leaderless: the replica did
+    /// not answer; a hint is kept for it instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_at_ms: Option<WallMs>,
 }
 
 impl WriteTrace {
     /// Whether every replica acknowledged the write.
     pub fn fully_acked(&self) -> bool {
         self.replicas.iter().all(|r| r.acked_at_ms.is_some())
+    }
+
+    /// Whether every replica acknowledged the write or its send failed:
+    /// nothing more will happen to it.
+    pub fn settled(&self) -> bool {
+        self.replicas
+            .iter()
+            .all(|r| r.acked_at_ms.is_some() || r.failed_at_ms.is_some())
     }
 }
 
@@ -315,7 +453,9 @@ mod tests {
                 id: 2,
                 sent_at_ms: Some(101),
                 acked_at_ms: None,
+                failed_at_ms: None,
             }],
+            outcome: None,
             at_ms: 101,
         };
         let json = serde_json::to_string(&ClusterEvent::Trace(t.clone())).unwrap();
@@ -364,6 +504,7 @@ mod tests {
             started_at_ms: 1,
             committed_at_ms: None,
             replicas: vec![],
+            outcome: None,
             at_ms: 1,
         };
         let t = ClusterEvent::Trace(trace);
@@ -411,5 +552,76 @@ mod tests {
         // After a drop the reader finds the next whole message again.
         let got = reader.push(format!("\n\ndata: {json}\n\n").as_bytes());
         assert_eq!(got, vec![vote]);
+    }
+
+    #[test]
+    fn a_trace_without_an_outcome_still_parses_and_a_503_says_how_many_acked() {
+        // JSON from a node that predates `outcome`.
+        let old = r#"{"type":"trace","id":1,"key":"k","version":1,"coordinator":1,"w":3,
+            "started_at_ms":5,"replicas":[],"at_ms":5}"#;
+        let ClusterEvent::Trace(t) = serde_json::from_str(old).unwrap() else {
+            panic!()
+        };
+        assert_eq!(t.outcome, None);
+        let failed = WriteTrace {
+            outcome: Some(TraceOutcome::Failed {
+                acked: 1,
+                required: 3,
+            }),
+            ..t
+        };
+        let json = serde_json::to_string(&failed).unwrap();
+        assert!(
+            json.contains(r#""outcome":{"kind":"failed","acked":1,"required":3}"#),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn a_read_trace_names_each_answer() {
+        let r = ClusterEvent::Read(ReadTrace {
+            id: 1,
+            key: "k".into(),
+            coordinator: 2,
+            r: 3,
+            started_at_ms: 10,
+            finished_at_ms: 14,
+            replicas: vec![
+                ReadReplicaTrace {
+                    id: 2,
+                    asked_at_ms: 10,
+                    answered_at_ms: Some(10),
+                    answer: ReadAnswer::Version { version: 7 },
+                },
+                ReadReplicaTrace {
+                    id: 3,
+                    asked_at_ms: 10,
+                    answered_at_ms: Some(13),
+                    answer: ReadAnswer::Missing,
+                },
+                ReadReplicaTrace {
+                    id: 1,
+                    asked_at_ms: 10,
+                    answered_at_ms: None,
+                    answer: ReadAnswer::Failed,
+                },
+            ],
+            winner: Some(7),
+            repaired: vec![3],
+            outcome: None,
+            at_ms: 14,
+        });
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(
+            json.starts_with(r#"{"type":"read","id":1,"key":"k""#),
+            "{json}"
+        );
+        assert!(json.contains(r#""answer":{"kind":"missing"}"#), "{json}");
+        let back: ClusterEvent = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, r);
+        let ClusterEvent::Read(t) = back else {
+            panic!()
+        };
+        assert_eq!(t.counted().map(|a| a.id).collect::<Vec<_>>(), vec![2, 3]);
     }
 }

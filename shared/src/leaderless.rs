@@ -20,6 +20,44 @@ use crate::ids::{NodeId, Version};
 use crate::replication::{ConfigEnvelope, Record};
 use serde::{Deserialize, Serialize};
 
+/// The bit layout of leaderless versions (hybrid-logical-clock readings),
+/// shared by the nodes that issue them and the dashboard that shows them;
+/// the node's `leaderless::hlc` module explains it.
+pub mod hlc {
+    use crate::ids::Version;
+
+    /// Unix time of the physical part's zero: 2024-01-01T00:00:00Z, in ms.
+    pub const EPOCH_UNIX_MS: u64 = 1_704_067_200_000;
+    /// Bits of the node id (lowest bits).
+    pub const NODE_BITS: u32 = 8;
+    /// Bits of the logical counter (middle bits).
+    pub const LOGICAL_BITS: u32 = 14;
+    /// Bits of the physical milliseconds (highest bits).
+    pub const PHYSICAL_BITS: u32 = 64 - LOGICAL_BITS - NODE_BITS;
+    /// Largest node id a leaderless node may have.
+    pub const MAX_NODE_ID: crate::ids::NodeId = (1 << NODE_BITS) - 1;
+    /// Largest logical counter.
+    pub const MAX_LOGICAL: u64 = (1 << LOGICAL_BITS) - 1;
+    /// Largest physical reading.
+    pub const MAX_PHYSICAL: u64 = (1 << PHYSICAL_BITS) - 1;
+
+    /// A version's fields: (ms since the Unix epoch, counter within the
+    /// millisecond, issuing node).
+    pub fn parts(v: Version) -> (u64, u64, u64) {
+        (
+            (v >> (LOGICAL_BITS + NODE_BITS)) + EPOCH_UNIX_MS,
+            (v >> NODE_BITS) & MAX_LOGICAL,
+            v & u64::from(MAX_NODE_ID),
+        )
+    }
+
+    /// Whether `v` looks like a clock reading rather than a counter (its
+    /// physical part is past 2024).
+    pub fn is_clock_reading(v: Version) -> bool {
+        v >> (LOGICAL_BITS + NODE_BITS) > 0
+    }
+}
+
 /// Why records are sent to a replica: decides the replica's delay and counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]

@@ -9,9 +9,11 @@ use crate::components::faults::{FaultOrder, Faults};
 use crate::components::header::Header;
 use crate::components::lag::{FaultMark, Lag};
 use crate::components::ops::{Ops, Target};
+use crate::components::reads::Reads;
+use crate::components::time::TimeControls;
 use crate::components::topology::Topology;
 use crate::components::writes::Writes;
-use crate::state::{Action, Link, State};
+use crate::state::{Action, Link, State, TimeControl};
 use gloo_timers::callback::{Interval, Timeout};
 use kv_shared::events::NodeEventKind;
 use kv_shared::Mode;
@@ -61,6 +63,26 @@ pub fn app() -> Html {
         })
     };
 
+    let time = {
+        let control = |f: fn(f64) -> TimeControl| {
+            let d = state.dispatcher();
+            Callback::from(move |x: f64| d.dispatch(Action::Time(f(x), api::now_ms())))
+        };
+        let fixed = |c: TimeControl| {
+            let d = state.dispatcher();
+            Callback::from(move |_: ()| d.dispatch(Action::Time(c, api::now_ms())))
+        };
+        html! {
+            <TimeControls mode={state.time} speed={state.speed} display={state.display_ms()}
+                live={state.live_ms()} start={state.history_start_ms()} received={state.received}
+                on_pause={fixed(TimeControl::Pause)} on_resume={fixed(TimeControl::Resume)}
+                on_live={fixed(TimeControl::GoLive)} on_speed={control(TimeControl::Speed)}
+                on_seek={control(TimeControl::Seek)} />
+        }
+    };
+    // The live view for the forms; the drawn instant's for the pictures.
+    let view = state.view.clone();
+    let shown = state.shown_view().cloned();
     // The admin token: typed once (in either panel), kept for the tab's session.
     let token = use_state(api::session_token);
     let on_token = {
@@ -73,7 +95,6 @@ pub fn app() -> Html {
     let fault_outcome = use_state(|| None::<FetchState<Vec<FaultOutcome>>>);
     let on_fault = use_fault_orders(state.view.clone(), fault_outcome.clone());
 
-    let view = state.view.clone();
     let fault_marks: Vec<FaultMark> = state
         .node_events
         .iter()
@@ -95,40 +116,63 @@ pub fn app() -> Html {
             up: r.up,
         })
         .collect();
+    let shown_at = shown.as_ref().map_or(0, |v| v.at_ms);
     let current_lag: BTreeMap<_, _> = state
         .lag
-        .keys()
-        .filter_map(|&id| state.current_lag(id).map(|l| (id, l)))
+        .iter()
+        .filter_map(|(&id, samples)| {
+            let i = samples.partition_point(|s| s.at_ms <= shown_at);
+            samples.get(i.saturating_sub(1)).map(|l| (id, *l))
+        })
         .collect();
+    // The lag charts end at the drawn instant too.
+    let lag_until: BTreeMap<_, _> = state
+        .lag
+        .iter()
+        .map(|(&id, samples)| {
+            let upto: std::collections::VecDeque<_> = samples
+                .iter()
+                .filter(|s| s.at_ms <= shown_at)
+                .copied()
+                .collect();
+            (id, upto)
+        })
+        .collect();
+    let reads: Vec<_> = state.reads_shown().into_iter().cloned().collect();
+    let replica_ids: Vec<_> = targets.iter().map(|t| t.id).collect();
     let stale = !matches!(state.link, Link::Live);
     html! {
         <>
-        <Header health={state.health.clone()} link={state.link.clone()} view={view.clone()} />
+        <Header health={state.health.clone()} link={state.link.clone()} view={shown.clone()} />
         <main class="grid">
             <div class="col wide">
-                <Topology view={view.clone()} dots={state.dots()} flashing={state.flashing()}
-                    votes={state.votes()} lag={current_lag} stale={stale} />
-                <Writes traces={state.traces.clone()} playback={state.playback_ms()}
+                { time }
+                <Topology view={shown.clone()} dots={state.dots()} flashing={state.flashing()}
+                    votes={state.votes()} exchanges={state.exchanges()} lag={current_lag} stale={stale} />
+                <Writes traces={state.timeline()} playback={state.display_ms()}
                     rolled_back={state.rolled_back.clone()} />
-                <Events events={state.node_events.clone()} />
+                <Events log={state.log.clone()} until={state.display_ms()} />
             </div>
             <div class="col">
                 <Ops targets={targets.clone()} default_node={view.as_ref().map(|v| v.observer)}
-                    result={state.op.clone()} on_run={on_run} />
+                    result={state.op.clone()} on_run={on_run}>
+                    <Reads reads={reads} traces={state.traces.clone()} replicas={replica_ids} />
+                </Ops>
                 <Controls config={view.as_ref().map(|v| v.config)} change={state.config_change.clone()}
                     on_change={on_config} token={(*token).clone()} on_token={on_token.clone()} />
                 <Faults replicas={view.as_ref().map(|v| v.replicas.clone()).unwrap_or_default()}
                     leaderless={view.as_ref().is_some_and(|v| v.mode == Mode::Leaderless)}
                     outcome={(*fault_outcome).clone()} token={(*token).clone()} on_token={on_token}
                     on_order={on_fault} />
-                <Lag lag={state.lag.clone()} faults={fault_marks}
+                <Lag lag={lag_until}
+                    faults={fault_marks.into_iter().filter(|m| m.at_ms <= shown_at).collect::<Vec<_>>()}
                     replicas={targets.iter().map(|t| (t.id, t.role)).collect::<Vec<_>>()} />
             </div>
         </main>
         <footer class="muted small">
             { "Live data: the serving node's /events stream (Server-Sent Events); it gathers its peers' /status server-side. \
-               Timelines use the coordinator's clock, played " }
-            { crate::state::PLAYBACK_DELAY_MS as u32 }{ " ms behind real time." }
+               Boxes, messages and timelines show one instant on the cluster's recorded clock: live, " }
+            { crate::state::PLAYBACK_DELAY_MS as u32 }{ " ms behind real time; or wherever the time controls put it." }
         </footer>
         </>
     }
@@ -227,6 +271,7 @@ fn use_feed(dispatch: UseReducerDispatcher<State>, generation: UseStateHandle<u3
                 reopen();
             })
         };
+        dispatch.dispatch(Action::FeedOpened);
         let feed = match EventFeed::open(on_event, on_closed) {
             Ok(feed) => Some(feed),
             Err(why) => {

@@ -10,7 +10,10 @@
 //! polls the replicas itself.
 //!
 //! # Layout
-//! - [`state`]: `State`, `Action` and the pure reducer (unit-tested natively).
+//! - [`state`]: `State`, `Action` and the pure reducer (unit-tested natively);
+//!   the instant drawn, the recorded history, the event log.
+//! - [`lab`]: what the page works out from what it saw: readable versions,
+//!   the quorum picture of a read, the staleness curve.
 //! - [`api`]: calls to the nodes' HTTP API and the `/events` feed, returning a
 //!   [`api::FetchState`] or an [`api::OpOutcome`].
 //! - [`components`]: the panels; each takes `Props` with data and `Callback`s.
@@ -21,4 +24,5 @@
 pub mod api;
 pub mod app;
 pub mod components;
+pub mod lab;
 pub mod state;

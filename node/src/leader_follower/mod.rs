@@ -204,7 +204,7 @@ use crate::transport::TransportError;
 use crate::validate;
 use axum::http::StatusCode;
 use kv_shared::cluster::{ClusterConfig, ConfigUpdate, Seq, StatusResponse};
-use kv_shared::events::NodeEventKind;
+use kv_shared::events::{NodeEventKind, TraceOutcome};
 use kv_shared::leader_follower::{
     AppendRequest, AppendResponse, LeaderFollowerStatus, SnapshotRequest, VoteRequest,
     VoteResponse, APPEND_PATH, SNAPSHOT_PATH, VOTE_PATH,
@@ -588,7 +588,11 @@ impl LeaderFollower {
                     forwarded_by,
                 })
             }
-            Ok(WriteOutcome::TimedOut { acked, required }) => Err(AppError {
+            Ok(WriteOutcome::TimedOut { acked, required }) => {
+                cluster
+                    .events()
+                    .trace_failed(p.index, TraceOutcome::Failed { acked, required });
+                Err(AppError {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 body: ErrorBody {
                     error: format!(
@@ -604,8 +608,12 @@ impl LeaderFollower {
                     leader: Some(me),
                     term: Some(p.term),
                 },
-            }),
+                })
+            }
             Ok(WriteOutcome::Abandoned { term }) => {
+                cluster
+                    .events()
+                    .trace_failed(p.index, TraceOutcome::Abandoned);
                 let mut e = AppError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!(

@@ -25,6 +25,7 @@ use crate::error::AppError;
 use crate::events::wall_ms;
 use crate::store::Store;
 use crate::transport::TransportError;
+use kv_shared::events::NodeEventKind;
 use kv_shared::leaderless::{
     AntiEntropyRound, BucketKeysRequest, BucketKeysResponse, DigestRequest, DigestResponse,
     FetchRequest, FetchResponse, KeyVersion, LlWrite, LlWriteAck, TreeShape, WriteKind,
@@ -287,6 +288,16 @@ pub async fn run(ll: Leaderless) {
                 completed = round.completed,
                 ms = round.duration_ms,
                 "anti-entropy round"
+            );
+            ll.cluster().events().node_event(
+                ll.cluster().node_id(),
+                0,
+                NodeEventKind::AntiEntropy {
+                    peer,
+                    buckets: round.buckets_differing,
+                    repaired: round.keys_repaired,
+                    completed: round.completed,
+                },
             );
         }
         ll.anti_entropy().record(round);

@@ -42,20 +42,9 @@
 
 use kv_shared::{NodeId, Version};
 
-/// Unix time of the physical part's zero: 2024-01-01T00:00:00Z, in ms.
-pub const EPOCH_UNIX_MS: u64 = 1_704_067_200_000;
-/// Bits of the node id (lowest bits).
-pub const NODE_BITS: u32 = 8;
-/// Bits of the logical counter (middle bits).
-pub const LOGICAL_BITS: u32 = 14;
-/// Bits of the physical milliseconds (highest bits).
-pub const PHYSICAL_BITS: u32 = 64 - LOGICAL_BITS - NODE_BITS;
-/// Largest node id a leaderless node may have.
-pub const MAX_NODE_ID: NodeId = (1 << NODE_BITS) - 1;
-/// Largest logical counter.
-pub const MAX_LOGICAL: u64 = (1 << LOGICAL_BITS) - 1;
-/// Largest physical reading.
-pub const MAX_PHYSICAL: u64 = (1 << PHYSICAL_BITS) - 1;
+pub use kv_shared::leaderless::hlc::{
+    EPOCH_UNIX_MS, LOGICAL_BITS, MAX_LOGICAL, MAX_NODE_ID, MAX_PHYSICAL, NODE_BITS, PHYSICAL_BITS,
+};
 
 /// A version split into its three fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -18,6 +18,7 @@ use crate::error::AppError;
 use crate::store::Store;
 use axum::http::StatusCode;
 use kv_shared::cluster::StatusResponse;
+use kv_shared::events::{NodeEventKind, TraceOutcome};
 use kv_shared::leaderless::{LeaderlessStatus, LlWrite, LlWriteAck, WriteKind};
 use kv_shared::replication::Record;
 use kv_shared::{ErrorBody, NodeId, SetRequest, SetResponse, Version, WriteStatus};
@@ -165,8 +166,12 @@ impl Leaderless {
                     version,
                     result,
                 } => {
-                    if result.is_ok() {
-                        self.inner.cluster.events().trace_committed(id);
+                    let events = self.inner.cluster.events();
+                    match result {
+                        Ok(_) => events.trace_committed(id),
+                        Err(QuorumFailure { acked, required }) => {
+                            events.trace_failed(id, TraceOutcome::Failed { acked, required })
+                        }
                     }
                     if let Some(tx) = st.waiters.remove(&id) {
                         let _ = tx.send((version, result));
@@ -264,9 +269,10 @@ impl Leaderless {
             t.post::<_, LlWriteAck>(to, WRITE_PATH, &msg, timeout).await
         };
         let result = cluster.pacer().paced(ms(delays.send_ms), send).await;
-        if result.is_ok() {
-            for id in &ids {
-                cluster.events().trace_acked(to, *id..=*id);
+        for id in &ids {
+            match &result {
+                Ok(_) => cluster.events().trace_acked(to, *id..=*id),
+                Err(_) => cluster.events().trace_send_failed(to, *id..=*id),
             }
         }
         let input = match result {
@@ -309,6 +315,14 @@ impl Leaderless {
             Ok(ack) if ack.node_id == to => {
                 if count > 0 {
                     tracing::info!(peer = to, hints = count, "hints delivered");
+                    cluster.events().node_event(
+                        cluster.node_id(),
+                        0,
+                        NodeEventKind::HintsDelivered {
+                            to,
+                            count: u32::try_from(count).unwrap_or(u32::MAX),
+                        },
+                    );
                 }
                 Input::HintsDelivered {
                     to,

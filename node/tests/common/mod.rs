@@ -432,6 +432,32 @@ impl Cluster {
         .await;
     }
 
+    /// Cuts node `id` off from every other node, both ways, in each node's
+    /// own transport (the test's and a browser's HTTP calls are not cut).
+    pub fn isolate(&self, id: NodeId) {
+        for other in (1..=self.n()).filter(|&o| o != id) {
+            self.node(id)
+                .state
+                .cluster
+                .faults()
+                .cut(&[other], true, true);
+            self.node(other)
+                .state
+                .cluster
+                .faults()
+                .cut(&[id], true, true);
+        }
+    }
+
+    /// Heals every fault on every running node.
+    pub fn heal(&self) {
+        for id in 1..=self.n() {
+            if let Some(n) = &self.nodes[id as usize - 1] {
+                n.state.cluster.faults().heal();
+            }
+        }
+    }
+
     /// Stops every node.
     pub async fn stop(mut self) {
         for id in 1..=self.n() {

@@ -1,20 +1,26 @@
-//! Replication events as a log, newest first: pre-votes, campaigns, votes,
-//! elections won (with the voters and the term's version floor), leaders
-//! stepping down, nodes following a new leader, writes rolled back, nodes
-//! caught up after a restart.
+//! The event log, newest first, up to the drawn instant: what the nodes
+//! report (campaigns, votes, elections won with the voters and the term's
+//! version floor, leaders stepping down, nodes following a new leader, writes
+//! rolled back, nodes caught up, configurations in force, faults, hints handed
+//! off, anti-entropy rounds that repaired keys) and what the page observed
+//! (replicas going down and coming back, W/R changes, 503s).
 
+use crate::lab::version_label;
+use crate::state::LogEntry;
 use kv_shared::events::{NodeEvent, NodeEventKind};
 use std::collections::VecDeque;
 use yew::prelude::*;
 
-/// How many events the log shows.
-const ROWS: usize = 14;
+/// How many entries the log shows.
+const ROWS: usize = 30;
 
 /// Props of [`Events`].
 #[derive(Properties, PartialEq)]
 pub struct EventsProps {
-    /// The events, oldest first.
-    pub events: VecDeque<NodeEvent>,
+    /// The log, oldest first.
+    pub log: VecDeque<LogEntry>,
+    /// The drawn instant (cluster ms): later entries are not shown yet.
+    pub until: Option<f64>,
 }
 
 /// The kind of an event, as the page's `data-kind` names it.
@@ -31,6 +37,8 @@ pub fn kind_name(k: &NodeEventKind) -> &'static str {
         NodeEventKind::CaughtUp { .. } => "caught-up",
         NodeEventKind::ConfigInForce { .. } => "config",
         NodeEventKind::Fault { .. } => "fault",
+        NodeEventKind::HintsDelivered { .. } => "hints-delivered",
+        NodeEventKind::AntiEntropy { .. } => "anti-entropy",
     }
 }
 
@@ -66,7 +74,8 @@ pub fn describe(e: &NodeEvent) -> String {
             index,
             acknowledged,
         } => format!(
-            "node {n} rolled back {key} v{version} (log index {index}){}",
+            "node {n} rolled back {key} {} (log index {index}){}",
+            version_label(*version),
             if *acknowledged {
                 ": it had answered 201 (W < majority)"
             } else {
@@ -80,31 +89,48 @@ pub fn describe(e: &NodeEvent) -> String {
             format!("node {n} runs W={} R={}", config.w, config.r)
         }
         NodeEventKind::Fault { description } => format!("node {n}: {description}"),
+        NodeEventKind::HintsDelivered { to, count } => format!(
+            "node {n} handed {count} hinted write{} to node {to}",
+            if *count == 1 { "" } else { "s" }
+        ),
+        NodeEventKind::AntiEntropy {
+            peer,
+            buckets,
+            repaired,
+            completed,
+        } => format!(
+            "anti-entropy node {n} ↔ node {peer}: {buckets} bucket{} differed, {repaired} key{} repaired{}",
+            if *buckets == 1 { "" } else { "s" },
+            if *repaired == 1 { "" } else { "s" },
+            if *completed { "" } else { " (cut short)" }
+        ),
     }
 }
 
 /// The event log.
 #[function_component(Events)]
 pub fn events(props: &EventsProps) -> Html {
-    // Pre-votes repeat while a node is cut off; the log keeps the rest readable.
-    let rows: Vec<&NodeEvent> = props
-        .events
+    let until = props.until.unwrap_or(f64::INFINITY);
+    let rows: Vec<&LogEntry> = props
+        .log
         .iter()
         .rev()
-        .filter(|e| !matches!(e.kind, NodeEventKind::PreVote))
+        .filter(|e| e.at_ms as f64 <= until)
         .take(ROWS)
         .collect();
     let body = if rows.is_empty() {
-        html! { <p class="muted">{ "No election or rollback since the page opened." }</p> }
+        html! { <p class="muted">{ "Nothing has happened since the page opened." }</p> }
     } else {
         html! {
-            <ol id="node-events" class="events">
+            <ol id="node-events" class="events log">
                 { for rows.iter().map(|e| html! {
-                    <li data-kind={kind_name(&e.kind)} data-node={e.node.to_string()}
-                        data-term={e.term.to_string()}
-                        class={classes!(kind_name(&e.kind))}>
-                        <span class="muted small">{ format!("term {} · ", e.term) }</span>
-                        { describe(e) }
+                    <li data-kind={e.kind.clone()} data-at={e.at_ms.to_string()}
+                        data-node={e.node.map(|n| n.to_string()).unwrap_or_default()}
+                        data-term={e.term.map(|t| t.to_string()).unwrap_or_default()}
+                        class={classes!(e.kind.clone())}>
+                        <span class="muted small when">{ clock_label(e.at_ms) }</span>
+                        { e.term.map(|t| html! { <span class="muted small">{ format!("term {t} · ") }</span> }) }
+                        { &e.text }
                     </li>
                 }) }
             </ol>
@@ -112,12 +138,24 @@ pub fn events(props: &EventsProps) -> Html {
     };
     html! {
         <section class="card">
-            <h2>{ "Terms & elections" }
-                <span class="muted small">{ " · votes, leaders, rollbacks, as the nodes report them" }</span>
+            <h2>{ "Event log" }
+                <span class="muted small">{ " · elections, faults, outages, W/R changes, 503s, hints, anti-entropy" }</span>
             </h2>
             { body }
         </section>
     }
+}
+
+/// A cluster time as `HH:MM:SS.mmm` (UTC).
+pub fn clock_label(at_ms: u64) -> String {
+    let d = at_ms % 86_400_000;
+    format!(
+        "{:02}:{:02}:{:02}.{:03} ",
+        d / 3_600_000,
+        d / 60_000 % 60,
+        d / 1_000 % 60,
+        d % 1_000
+    )
 }
 
 #[cfg(test)]

@@ -211,7 +211,10 @@ fn chart(
     };
     html! {
         <div class="lag-row" id={format!("lag-{id}")} data-behind={behind.to_string()} data-up={up.to_string()}
-             data-entries={last.map_or(0, |l| l.entries).to_string()}>
+             data-entries={last.map_or(0, |l| l.entries).to_string()}
+             data-peak-entries={max_e.to_string()} data-peak-ms={max_ms.to_string()}
+             data-samples={samples.len().to_string()}
+             data-down-samples={samples.iter().filter(|s| !s.up).count().to_string()}>
             <div class="lag-name"><b>{ format!("node {id}") }</b><span class="muted small">{ format!(" {role}") }</span></div>
             <svg viewBox={format!("0 0 {W} {H}")} preserveAspectRatio="none" class="spark">
                 { for downs }

@@ -7,7 +7,10 @@
 //! - [`ops`]: set / get / local_read against a chosen replica.
 //! - [`controls`]: W, R and the delay profile.
 //! - [`lag`]: each replica's lag over the last minute.
-//! - [`events`]: terms and elections: votes, leaders, step-downs, rollbacks.
+//! - [`events`]: the event log: elections, faults, outages, W/R changes, 503s,
+//!   hints handed off, anti-entropy rounds.
+//! - [`reads`]: coordinated reads, the quorum picture, the staleness curve.
+//! - [`time`]: pause, slow motion, back to live, the history slider.
 //! - [`faults`]: faults injected into a chosen node, healed one by one or all.
 
 pub mod controls;
@@ -16,5 +19,7 @@ pub mod faults;
 pub mod header;
 pub mod lag;
 pub mod ops;
+pub mod reads;
+pub mod time;
 pub mod topology;
 pub mod writes;

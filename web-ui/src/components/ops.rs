@@ -29,6 +29,20 @@ pub struct OpsProps {
     pub result: Option<FetchState<OpOutcome>>,
     /// Called when the user sends an operation.
     pub on_run: Callback<OpRequest>,
+    /// Shown below the result (the reads panel).
+    #[prop_or_default]
+    pub children: Html,
+}
+
+/// A version as the result shows it: counters as numbers, leaderless clock
+/// readings as time, counter and node (the exact value in the tooltip).
+fn version_cell(v: kv_shared::Version) -> Html {
+    let text = if kv_shared::leaderless::hlc::is_clock_reading(v) {
+        crate::lab::version_label(v)
+    } else {
+        v.to_string()
+    };
+    html! { <dd id="op-result-version" title={crate::lab::version_title(v)}>{ text }</dd> }
 }
 
 /// The operations panel.
@@ -127,6 +141,7 @@ pub fn ops(props: &OpsProps) -> Html {
                 </button>
             </form>
             { result_view(props.result.as_ref()) }
+            { props.children.clone() }
         </section>
     }
 }
@@ -150,7 +165,7 @@ fn result_view(result: Option<&FetchState<OpOutcome>>) -> Html {
         OpAnswer::Written(w) => html! {
             <dl>
                 <dt>{ "value" }</dt><dd id="op-result-value">{ &w.value }</dd>
-                <dt>{ "version" }</dt><dd id="op-result-version">{ w.version }</dd>
+                <dt>{ "version" }</dt>{ version_cell(w.version) }
                 <dt>{ "status" }</dt><dd>{ format!("{:?}", w.status).to_lowercase() }</dd>
                 <dt>{ "served by" }</dt>
                 <dd id="op-result-served-by">
@@ -162,7 +177,7 @@ fn result_view(result: Option<&FetchState<OpOutcome>>) -> Html {
         OpAnswer::Read(r) => html! {
             <dl>
                 <dt>{ "value" }</dt><dd id="op-result-value">{ &r.value }</dd>
-                <dt>{ "version" }</dt><dd id="op-result-version">{ r.version }</dd>
+                <dt>{ "version" }</dt>{ version_cell(r.version) }
                 <dt>{ "served by" }</dt>
                 <dd id="op-result-served-by">{ r.served_by.map_or("—".into(), |n| format!("node {n}")) }</dd>
             </dl>

@@ -1,8 +1,10 @@
 //! The cluster as a diagram: the leader on top and its followers fanned out
 //! below (leaderless: a ring), each replica with its role, health, applied
-//! position, key count and lag; replication messages drawn in flight.
+//! position, key count and lag; replication messages (writes, reads, read
+//! repairs) drawn in flight; anti-entropy rounds and hint hand-offs drawn
+//! for a moment between the two replicas.
 
-use crate::state::{Dot, Flight, LagSample, Vote};
+use crate::state::{Dot, DotKind, Exchange, Flight, LagSample, Vote};
 use kv_shared::events::{ClusterView, ReplicaView};
 use kv_shared::{Mode, NodeId, Role};
 use std::collections::BTreeMap;
@@ -27,6 +29,9 @@ pub struct TopologyProps {
     /// Votes just granted (drawn from the voter to the candidate).
     #[prop_or_default]
     pub votes: Vec<Vote>,
+    /// Anti-entropy rounds and hint hand-offs just reported.
+    #[prop_or_default]
+    pub exchanges: Vec<Exchange>,
     /// Coordinators that just answered a write.
     pub flashing: Vec<NodeId>,
     /// Each replica's latest lag sample.
@@ -115,6 +120,7 @@ pub fn topology(props: &TopologyProps) -> Html {
     let edges = edges(view, &at);
     let dots = props.dots.iter().filter_map(|d| dot_view(d, &at));
     let votes = props.votes.iter().filter_map(|v| vote_view(v, &at));
+    let exchanges = props.exchanges.iter().filter_map(|x| exchange_view(x, &at));
     let nodes = view.replicas.iter().map(|r| {
         let lag = props.lag.get(&r.id).copied();
         replica_view(r, at[&r.id], lag, props.flashing.contains(&r.id))
@@ -130,6 +136,7 @@ pub fn topology(props: &TopologyProps) -> Html {
                  aria-label="replicas of the cluster">
                 <g class="edges">{ for edges }</g>
                 <g class="votes">{ for votes }</g>
+                <g class="exchanges">{ for exchanges }</g>
                 <g class="nodes">{ for nodes }</g>
                 <g class="dots">{ for dots }</g>
             </svg>
@@ -139,6 +146,9 @@ pub fn topology(props: &TopologyProps) -> Html {
                 <span><i class="swatch wait"></i>{ "delivered, ack pending" }</span>
                 <span><i class="swatch flash"></i>{ "client answered" }</span>
                 <span><i class="swatch vote"></i>{ "vote granted" }</span>
+                <span><i class="swatch read"></i>{ "read / answer" }</span>
+                <span><i class="swatch repair"></i>{ "read repair" }</span>
+                <span><i class="swatch exchange"></i>{ "anti-entropy / hints" }</span>
             </div>
         </section>
     }
@@ -178,14 +188,42 @@ fn edges(view: &ClusterView, at: &BTreeMap<NodeId, (f64, f64)>) -> Vec<Html> {
 fn dot_view(d: &Dot, at: &BTreeMap<NodeId, (f64, f64)>) -> Option<Html> {
     let (from, to) = (*at.get(&d.from)?, *at.get(&d.to)?);
     let (p, q) = segment(from, to);
-    let (pos, class) = match d.flight {
-        Flight::Out(t) => (lerp(p, q, t), "dot out"),
-        Flight::Waiting => (lerp(p, q, 1.0), "dot wait"),
-        Flight::Back(t) => (lerp(q, p, t), "dot ack"),
+    let (pos, class) = match (d.kind, d.flight) {
+        (DotKind::Write, Flight::Out(t)) => (lerp(p, q, t), "dot out"),
+        (DotKind::Write, Flight::Waiting) => (lerp(p, q, 1.0), "dot wait"),
+        (DotKind::Write, Flight::Back(t)) => (lerp(q, p, t), "dot ack"),
+        (DotKind::Read, Flight::Out(t)) => (lerp(p, q, t), "dot read read-out"),
+        (DotKind::Read, Flight::Waiting) => (lerp(p, q, 1.0), "dot read read-wait"),
+        (DotKind::Read, Flight::Back(t)) => (lerp(q, p, t), "dot read read-back"),
+        (DotKind::Repair, Flight::Out(t) | Flight::Back(t)) => (lerp(p, q, t), "dot repair"),
+        (DotKind::Repair, Flight::Waiting) => (lerp(p, q, 1.0), "dot repair"),
+    };
+    let kind = match d.kind {
+        DotKind::Write => "write",
+        DotKind::Read => "read",
+        DotKind::Repair => "repair",
+    };
+    let r = if d.kind == DotKind::Write { "6" } else { "5" };
+    Some(html! {
+        <circle class={class} cx={format!("{:.1}", pos.0)} cy={format!("{:.1}", pos.1)} r={r}
+            data-to={d.to.to_string()} data-from={d.from.to_string()} data-kind={kind}
+            data-trace={d.trace_id.to_string()} />
+    })
+}
+
+/// An anti-entropy round or a hint hand-off: a dotted line between the two.
+fn exchange_view(x: &Exchange, at: &BTreeMap<NodeId, (f64, f64)>) -> Option<Html> {
+    let (from, to) = (*at.get(&x.from)?, *at.get(&x.to)?);
+    let (p, q) = segment(from, to);
+    let kind = if x.anti_entropy {
+        "anti-entropy"
+    } else {
+        "hints"
     };
     Some(html! {
-        <circle class={class} cx={format!("{:.1}", pos.0)} cy={format!("{:.1}", pos.1)} r="6"
-            data-to={d.to.to_string()} />
+        <line class={classes!("exchange", kind)} x1={format!("{:.1}", p.0)} y1={format!("{:.1}", p.1)}
+            x2={format!("{:.1}", q.0)} y2={format!("{:.1}", q.1)}
+            data-from={x.from.to_string()} data-to={x.to.to_string()} data-kind={kind} />
     })
 }
 
@@ -233,7 +271,7 @@ fn replica_view(r: &ReplicaView, (x, y): (f64, f64), lag: Option<LagSample>, fla
     } else if let Some(l) = lag.filter(|l| l.entries > 0) {
         (format!("behind {} · {} ms", l.entries, l.ms), "state warn")
     } else if let Some(h) = r.pending_hints.filter(|&h| h > 0) {
-        (format!("{h} hints pending"), "state warn")
+        (format!("{h} hints held for it"), "state warn")
     } else {
         ("in sync".to_owned(), "state good")
     };
@@ -262,6 +300,7 @@ fn replica_view(r: &ReplicaView, (x, y): (f64, f64), lag: Option<LagSample>, fla
            data-up={r.up.to_string()} data-seq={seq.clone()} data-behind={behind.to_string()}
            data-term={r.term.map(|t| t.to_string()).unwrap_or_default()}
            data-catching-up={r.catching_up.to_string()} data-faults={r.faults.len().to_string()}
+           data-hints={r.pending_hints.unwrap_or(0).to_string()}
            transform={format!("translate({:.1},{:.1})", x - HALF_W, y - HALF_H)}>
             <title>{ title }</title>
             <rect class="box" width={(2.0 * HALF_W).to_string()} height={(2.0 * HALF_H).to_string()} rx="10" />

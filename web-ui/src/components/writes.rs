@@ -1,8 +1,12 @@
 //! Recent writes on a timeline: when the coordinator sent each write to each
 //! replica, when each acknowledgement came back, and when the client got its
 //! answer. With W=1 the answer comes first and the acks trail behind; with
-//! W=N the answer waits for the last ack.
+//! W=N the answer waits for the last ack. Each row is the write as known at
+//! the drawn instant; a write that failed (503), began before the page
+//! opened or stopped getting acknowledgements says so instead of waiting.
 
+use crate::lab::{version_label, version_title};
+use crate::state::{outcome_words, TraceEnd, GIVE_UP_MS};
 use kv_shared::events::WriteTrace;
 use kv_shared::Version;
 use std::collections::BTreeSet;
@@ -16,8 +20,9 @@ const TRACK: f64 = 420.0;
 /// Props of [`Writes`].
 #[derive(Properties, PartialEq)]
 pub struct WritesProps {
-    /// Recent writes, oldest first.
-    pub traces: Vec<WriteTrace>,
+    /// Recent writes as known at the drawn instant, oldest first, with how
+    /// each ended.
+    pub traces: Vec<(WriteTrace, TraceEnd)>,
     /// The cluster time being drawn, when known.
     pub playback: Option<f64>,
     /// Writes some node rolled back: (key, version).
@@ -35,6 +40,26 @@ fn span_ms(t: &WriteTrace) -> u64 {
         .max()
         .unwrap_or(t.started_at_ms)
         .saturating_sub(t.started_at_ms)
+        .min(GIVE_UP_MS)
+}
+
+/// The outcome column: the summary, or how the write ended.
+pub fn outcome_text(t: &WriteTrace, end: TraceEnd) -> String {
+    match end {
+        TraceEnd::Open => summary(t),
+        TraceEnd::Failed(o) => format!("503 · {}", outcome_words(o)),
+        TraceEnd::BeforePage => "began before this page opened".to_owned(),
+        TraceEnd::GaveUp => format!("{} · no more acks expected", summary(t)),
+    }
+}
+
+fn end_name(end: TraceEnd) -> &'static str {
+    match end {
+        TraceEnd::Open => "open",
+        TraceEnd::Failed(_) => "failed",
+        TraceEnd::BeforePage => "before-page",
+        TraceEnd::GaveUp => "gave-up",
+    }
 }
 
 /// A one-line summary: when the client was answered and how many acks came.
@@ -59,14 +84,31 @@ pub fn summary(t: &WriteTrace) -> String {
     } else {
         format!(" · {}/{} acked", acked.len(), t.replicas.len())
     };
-    format!("{answered}{acks}")
+    let unreachable: Vec<String> = t
+        .replicas
+        .iter()
+        .filter(|r| r.failed_at_ms.is_some() && r.acked_at_ms.is_none())
+        .map(|r| r.id.to_string())
+        .collect();
+    let hinted = if unreachable.is_empty() {
+        String::new()
+    } else {
+        format!(" · node {} unreachable (hint kept)", unreachable.join(", "))
+    };
+    format!("{answered}{acks}{hinted}")
 }
 
 /// The recent-writes timeline.
 #[function_component(Writes)]
 pub fn writes(props: &WritesProps) -> Html {
-    let rows: Vec<&WriteTrace> = props.traces.iter().rev().take(ROWS).collect();
-    let scale_ms = rows.iter().map(|t| span_ms(t)).max().unwrap_or(0).max(100) as f64;
+    let rows: Vec<&(WriteTrace, TraceEnd)> = props.traces.iter().rev().take(ROWS).collect();
+    let scale_ms = rows
+        .iter()
+        .filter(|(_, end)| *end != TraceEnd::BeforePage)
+        .map(|(t, _)| span_ms(t))
+        .max()
+        .unwrap_or(0)
+        .max(100) as f64;
     let body = if rows.is_empty() {
         html! { <p class="muted">{ "No write yet. Send one from the operations panel." }</p> }
     } else {
@@ -77,9 +119,9 @@ pub fn writes(props: &WritesProps) -> Html {
                     <th>{ format!("0 → {} ms", scale_ms as u64) }</th>
                     <th>{ "outcome" }</th>
                 </tr></thead>
-                <tbody>{ for rows.iter().map(|t| {
+                <tbody>{ for rows.iter().map(|(t, end)| {
                     let rolled = props.rolled_back.contains(&(t.key.clone(), t.version));
-                    row(t, scale_ms, props.playback, rolled)
+                    row(t, *end, scale_ms, props.playback, rolled)
                 }) }</tbody>
             </table>
         }
@@ -94,8 +136,17 @@ pub fn writes(props: &WritesProps) -> Html {
     }
 }
 
-fn row(t: &WriteTrace, scale_ms: f64, playback: Option<f64>, rolled_back: bool) -> Html {
-    let x = |at: u64| at.saturating_sub(t.started_at_ms) as f64 / scale_ms * (TRACK - 20.0) + 10.0;
+fn row(
+    t: &WriteTrace,
+    end: TraceEnd,
+    scale_ms: f64,
+    playback: Option<f64>,
+    rolled_back: bool,
+) -> Html {
+    let x = |at: u64| {
+        (at.saturating_sub(t.started_at_ms) as f64 / scale_ms * (TRACK - 20.0) + 10.0)
+            .min(TRACK - 2.0)
+    };
     let markers = t.replicas.iter().map(|r| {
         let sent = r.sent_at_ms.map(|s| html! {
             <line class="sent" x1={format!("{:.1}", x(s))} x2={format!("{:.1}", x(s))} y1="8" y2="24" />
@@ -116,20 +167,23 @@ fn row(t: &WriteTrace, scale_ms: f64, playback: Option<f64>, rolled_back: bool) 
         }
     });
     let cursor = playback
-        .filter(|&p| !t.fully_acked() && p >= t.started_at_ms as f64)
+        .filter(|&p| end == TraceEnd::Open && !t.settled() && p >= t.started_at_ms as f64)
         .map(|p| {
             let px = ((p - t.started_at_ms as f64) / scale_ms * (TRACK - 20.0) + 10.0).min(TRACK - 2.0);
             html! { <line class="cursor" x1={format!("{px:.1}")} x2={format!("{px:.1}")} y1="2" y2="30" /> }
         });
     html! {
         <tr data-key={t.key.clone()} data-version={t.version.to_string()}
-            data-rolled-back={rolled_back.to_string()}
-            class={classes!(rolled_back.then_some("rolled-back"))}>
+            data-rolled-back={rolled_back.to_string()} data-outcome={end_name(end)}
+            data-started-ms={t.started_at_ms.to_string()} data-coordinator={t.coordinator.to_string()}
+            data-acked={t.replicas.iter().filter(|r| r.acked_at_ms.is_some()).count().to_string()}
+            class={classes!(rolled_back.then_some("rolled-back"), end_name(end))}>
             <td class="what">
                 <code>{ &t.key }</code>
-                <span class="muted small">{ format!(" v{}", t.version) }</span>
+                <span class="muted small version" title={version_title(t.version)}>{ format!(" {}", version_label(t.version)) }</span>
                 { t.seq.map(|s| html! { <span class="muted small">{ format!(" · seq {s}") }</span> }) }
                 <span class="pill">{ format!("W{}", t.w) }</span>
+                <span class="pill coord" title="the node that coordinated the write">{ format!("via {}", t.coordinator) }</span>
             </td>
             <td class="track">
                 <svg viewBox={format!("0 0 {TRACK} 32")} preserveAspectRatio="none">
@@ -143,7 +197,7 @@ fn row(t: &WriteTrace, scale_ms: f64, playback: Option<f64>, rolled_back: bool) 
                 if rolled_back {
                     "rolled back: the elected leader's log does not hold it".to_owned()
                 } else {
-                    summary(t)
+                    outcome_text(t, end)
                 }
             }</td>
         </tr>
@@ -171,13 +225,16 @@ mod tests {
                     id: 2,
                     sent_at_ms: Some(1_001),
                     acked_at_ms: Some(1_105),
+                    failed_at_ms: None,
                 },
                 ReplicaTrace {
                     id: 3,
                     sent_at_ms: Some(1_201),
                     acked_at_ms: None,
+                    failed_at_ms: None,
                 },
             ],
+            outcome: None,
             at_ms: 1_201,
         };
         assert_eq!(summary(&t), "answered after 2 ms · 1/2 acked");
@@ -186,5 +243,17 @@ mod tests {
         assert_eq!(summary(&t), "answered after 2 ms · all 2 acks after 305 ms");
         t.committed_at_ms = None;
         assert_eq!(summary(&t), "waiting for W acks · all 2 acks after 305 ms");
+        let failed = TraceEnd::Failed(kv_shared::events::TraceOutcome::Failed {
+            acked: 1,
+            required: 3,
+        });
+        assert_eq!(
+            outcome_text(&t, failed),
+            "503 · failed: 1 of 3 replicas in time"
+        );
+        assert_eq!(
+            outcome_text(&t, TraceEnd::BeforePage),
+            "began before this page opened"
+        );
     }
 }
