@@ -39,7 +39,7 @@
 //!   kill, pause, resume, restart.
 //! - [`report`]: the assignment's matrix (configurations × write ratios) and
 //!   its Markdown/HTML report.
-//! - [`bench`]: `kv-loadtester bench`: the store side by side with etcd and
+//! - [`bench`](mod@bench): `kv-loadtester bench`: the store side by side with etcd and
 //!   Redis started locally, one table of peaks, latencies and ratios.
 //! - [`peers`]: etcd and Redis as load targets (`--target`), and local
 //!   clusters of them.

@@ -19,10 +19,12 @@
 use crate::cli::RunArgs;
 use crate::error::{Error, Result};
 use crate::keys::{key_name, KeyGenerator};
-use crate::workload::{key_generator, Op, OpKind, Sample, Verification, Workload};
+use crate::workload::{
+    draw, error_kind, key_generator, Op, OpKind, Sample, Verification, Workload,
+};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -169,12 +171,12 @@ impl PeerWorkload {
                     .timeout(self.timeout)
                     .send()
                     .await
-                    .map_err(|e| (transport_kind(&e), e.to_string()))?;
+                    .map_err(|e| (error_kind(&e), e.to_string()))?;
                 let status = resp.status();
                 let text = resp
                     .text()
                     .await
-                    .map_err(|e| (transport_kind(&e), e.to_string()))?;
+                    .map_err(|e| (error_kind(&e), e.to_string()))?;
                 if !status.is_success() {
                     return Err((
                         format!("http_{}", status.as_u16()),
@@ -229,18 +231,6 @@ impl PeerWorkload {
 
 fn redis_error(e: &redis::RedisError) -> String {
     e.to_string()
-}
-
-/// The outcome name of a transport error.
-fn transport_kind(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connect"
-    } else {
-        "transport"
-    }
-    .into()
 }
 
 /// The part of a `/v3/kv/range` (or `/v3/kv/put`) answer the workload reads.
@@ -301,12 +291,7 @@ impl Workload for PeerWorkload {
         let g = &mut *g;
         let seq = g.seq;
         g.seq += 1;
-        let kind = if g.rng.random_bool(self.write_ratio) {
-            OpKind::Write
-        } else {
-            OpKind::Read
-        };
-        let key = g.keys.next_key(&mut g.rng);
+        let (kind, key) = draw(&mut g.rng, g.keys.as_mut(), self.write_ratio);
         let value = match kind {
             OpKind::Write => self.value(seq),
             OpKind::Read => String::new(),

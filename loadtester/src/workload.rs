@@ -335,8 +335,24 @@ async fn http_error(
     (outcome, body)
 }
 
+/// The kind (by `write_ratio`) and the key of the next operation: the one
+/// place every workload draws them, so one seed gives one sequence whatever
+/// the system loaded.
+pub(crate) fn draw(
+    rng: &mut ChaCha8Rng,
+    keys: &mut dyn KeyGenerator,
+    write_ratio: f64,
+) -> (OpKind, u64) {
+    let kind = if rng.random_bool(write_ratio) {
+        OpKind::Write
+    } else {
+        OpKind::Read
+    };
+    (kind, keys.next_key(rng))
+}
+
 /// The `outcome` name of a transport error.
-fn error_kind(e: &reqwest::Error) -> String {
+pub(crate) fn error_kind(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         "timeout"
     } else if e.is_connect() {
@@ -385,12 +401,7 @@ impl Workload for KvWorkload {
         let g = &mut *g;
         let seq = g.seq;
         g.seq += 1;
-        let kind = if g.rng.random_bool(self.write_ratio) {
-            OpKind::Write
-        } else {
-            OpKind::Read
-        };
-        let key = g.keys.next_key(&mut g.rng);
+        let (kind, key) = draw(&mut g.rng, g.keys.as_mut(), self.write_ratio);
         let (node, value) = match kind {
             OpKind::Write => (self.targets.pick_write(&mut g.rng), self.value(seq)),
             OpKind::Read => (self.targets.pick_read(&mut g.rng), String::new()),
