@@ -119,6 +119,12 @@ async fn each_fault_button_takes_effect_and_heal_all_heals_every_node() {
         "the pause on node 2's chart",
     )
     .await;
+    b.wait_for(
+        "#time-faults .mark[data-node='2']:not(.heal)",
+        PAGE,
+        "the pause on the history slider",
+    )
+    .await;
     send(&b, "#fault-heal", true).await;
     assert!(faults_at(&cluster.url(2)).await.is_empty());
     assert!(!holds_requests(&cluster.url(2)).await, "healed: it answers");
@@ -208,6 +214,12 @@ async fn each_fault_button_takes_effect_and_heal_all_heals_every_node() {
     .await;
     b.wait_for("#lag-2 .fault-mark.own.heal", PAGE, "the heal on the chart")
         .await;
+    b.wait_for(
+        "#time-faults .mark.heal[data-node='2']",
+        PAGE,
+        "the heal on the history slider",
+    )
+    .await;
     b.screenshot("faults-3-healed").await;
 
     // The token was asked once: a reload keeps it for the tab.

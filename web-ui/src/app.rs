@@ -63,6 +63,19 @@ pub fn app() -> Html {
         })
     };
 
+    // Every fault injected or healed, on the slider and the lag charts.
+    let fault_marks: Vec<FaultMark> = state
+        .node_events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            NodeEventKind::Fault { description } => Some(FaultMark {
+                node: e.node,
+                at_ms: e.at_ms,
+                description: description.clone(),
+            }),
+            _ => None,
+        })
+        .collect();
     let time = {
         let control = |f: fn(f64) -> TimeControl| {
             let d = state.dispatcher();
@@ -77,7 +90,7 @@ pub fn app() -> Html {
                 live={state.live_ms()} start={state.history_start_ms()} received={state.received}
                 on_pause={fixed(TimeControl::Pause)} on_resume={fixed(TimeControl::Resume)}
                 on_live={fixed(TimeControl::GoLive)} on_speed={control(TimeControl::Speed)}
-                on_seek={control(TimeControl::Seek)} />
+                on_seek={control(TimeControl::Seek)} faults={fault_marks.clone()} />
         }
     };
     // The live view for the forms; the drawn instant's for the pictures.
@@ -95,18 +108,6 @@ pub fn app() -> Html {
     let fault_outcome = use_state(|| None::<FetchState<Vec<FaultOutcome>>>);
     let on_fault = use_fault_orders(state.view.clone(), fault_outcome.clone());
 
-    let fault_marks: Vec<FaultMark> = state
-        .node_events
-        .iter()
-        .filter_map(|e| match &e.kind {
-            NodeEventKind::Fault { description } => Some(FaultMark {
-                node: e.node,
-                at_ms: e.at_ms,
-                description: description.clone(),
-            }),
-            _ => None,
-        })
-        .collect();
     let targets: Vec<Target> = view
         .iter()
         .flat_map(|v| v.replicas.iter())

@@ -1,8 +1,10 @@
 //! The time controls: pause, resume, slow motion (1×, ¼×, ⅒×), back to live,
 //! and a slider over the recorded history (as RaftScope's). Everything on the
 //! page is drawn at the instant these controls choose, on the cluster's
-//! recorded timestamps.
+//! recorded timestamps. Every fault injected or healed is a mark on the
+//! slider's track; a click on a mark shows that instant.
 
+use crate::components::lag::FaultMark;
 use crate::state::{TimeMode, SPEEDS};
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
@@ -32,6 +34,16 @@ pub struct TimeProps {
     pub on_speed: Callback<f64>,
     /// Show a recorded instant.
     pub on_seek: Callback<f64>,
+    /// Faults injected or healed, marked on the slider's track.
+    #[prop_or_default]
+    pub faults: Vec<FaultMark>,
+}
+
+/// Where on the track (0–100 %) `at_ms` lies between `start` and `live`,
+/// if within them.
+pub fn track_position(at_ms: u64, start: f64, live: f64) -> Option<f64> {
+    let at = at_ms as f64;
+    (live > start && (start..=live).contains(&at)).then(|| (at - start) / (live - start) * 100.0)
 }
 
 fn mode_name(m: TimeMode) -> &'static str {
@@ -111,11 +123,48 @@ pub fn time_controls(p: &TimeProps) -> Html {
             <input id="time-slider" type="range" min={format!("{start:.0}")} max={format!("{live:.0}")}
                 step="10" value={format!("{display:.0}")} oninput={on_input}
                 title="move through the recorded history" />
+            <div id="time-faults" class="fault-track">
+                { for p.faults.iter().filter_map(|f| {
+                    let left = track_position(f.at_ms, start, live)?;
+                    let seek = p.on_seek.clone();
+                    let at = f.at_ms as f64;
+                    let heal = f.description.starts_with("healed");
+                    Some(html! {
+                        <span class={classes!("mark", heal.then_some("heal"))}
+                            data-node={f.node.to_string()} data-at-ms={f.at_ms.to_string()}
+                            style={format!("left: {left:.2}%")}
+                            title={format!("node {}: {}", f.node, f.description)}
+                            onclick={move |_| seek.emit(at)} />
+                    })
+                }) }
+            </div>
             <div class="row muted small">
                 <span>{ format!("{:.0} s ago", (live - start) / 1_000.0) }</span>
                 <span class="grow"></span>
                 <span>{ "now" }</span>
             </div>
         </section>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marks_sit_where_their_instant_is_on_the_track() {
+        assert_eq!(track_position(1_500, 1_000.0, 2_000.0), Some(50.0));
+        assert_eq!(track_position(1_000, 1_000.0, 2_000.0), Some(0.0));
+        assert_eq!(
+            track_position(999, 1_000.0, 2_000.0),
+            None,
+            "before the history"
+        );
+        assert_eq!(track_position(2_001, 1_000.0, 2_000.0), None, "after live");
+        assert_eq!(
+            track_position(1_000, 1_000.0, 1_000.0),
+            None,
+            "no track yet"
+        );
     }
 }
