@@ -497,6 +497,17 @@ async fn an_anti_entropy_round_that_repairs_a_key_is_logged_and_drawn() {
     cluster.isolate(3);
     assert_eq!(cluster.set(1, "entropy", "v").await.status(), 201);
     assert!(cluster.node(3).state.store.get("entropy").is_none());
+    // Heal only once node 1's send to node 3 has failed: a send still
+    // queued at the heal would deliver the write itself, leaving nothing
+    // for anti-entropy to repair.
+    wait_js(
+        &b,
+        "return [...document.querySelectorAll('table.writes tr')]\
+            .some(tr => tr.textContent.includes('entropy') && tr.textContent.includes('node 3 unreachable'));",
+        PAGE,
+        "node 1's send to node 3 failed",
+    )
+    .await;
     cluster.heal();
     // Rounds that found nothing to repair (between nodes 1 and 2, or one
     // cut short by the partition) are logged too: wait for the one that
