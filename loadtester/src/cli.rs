@@ -124,8 +124,8 @@ impl ReadEndpoint {
     /// The path of the endpoint, e.g. `/get`.
     pub fn path(self) -> &'static str {
         match self {
-            ReadEndpoint::Get => "/get",
-            ReadEndpoint::LocalRead => "/local_read",
+            ReadEndpoint::Get => kv_shared::GET_PATH,
+            ReadEndpoint::LocalRead => kv_shared::LOCAL_READ_PATH,
         }
     }
 }

@@ -518,7 +518,7 @@ impl LocalCluster {
                 }
                 let ok = self
                     .client
-                    .get(format!("{}/health", self.urls[i]))
+                    .get(format!("{}{}", self.urls[i], kv_shared::HEALTH_PATH))
                     .timeout(Duration::from_millis(500))
                     .send()
                     .await
@@ -554,7 +554,7 @@ impl LocalCluster {
                 }
                 let res = self
                     .client
-                    .get(format!("{url}/health"))
+                    .get(format!("{url}{}", kv_shared::HEALTH_PATH))
                     .timeout(Duration::from_secs(2))
                     .send()
                     .await;

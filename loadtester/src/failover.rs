@@ -268,7 +268,7 @@ async fn first_write(
                 };
                 tasks.spawn(async move {
                     let r = client
-                        .post(format!("{url}/set"))
+                        .post(format!("{url}{}", kv_shared::SET_PATH))
                         .json(&body)
                         .timeout(timeout)
                         .send()

@@ -453,7 +453,7 @@ impl EtcdCluster {
         for url in &urls {
             loop {
                 let healthy = http
-                    .get(format!("{url}/health"))
+                    .get(format!("{url}{}", kv_shared::HEALTH_PATH))
                     .timeout(Duration::from_secs(1))
                     .send()
                     .await

@@ -277,7 +277,9 @@ async fn configure_existing(
     let mut ok = 0;
     let mut last_err = String::new();
     for url in &urls {
-        let mut req = client.post(format!("{url}/config")).json(&update);
+        let mut req = client
+            .post(format!("{url}{}", kv_shared::CONFIG_PATH))
+            .json(&update);
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }

@@ -558,7 +558,7 @@ pub async fn probe_statuses(
         let (client, url) = (client.clone(), url.clone());
         tasks.spawn(async move {
             let res = client
-                .get(format!("{url}/status"))
+                .get(format!("{url}{}", kv_shared::STATUS_PATH))
                 .timeout(timeout)
                 .send()
                 .await;
@@ -609,7 +609,7 @@ fn check_mode(mode: ModeArg, cluster: Mode) -> Result<()> {
 /// Transport errors, a non-2xx status or a body that is not a [`StatusResponse`].
 pub async fn fetch_status(client: &reqwest::Client, url: &str) -> reqwest::Result<StatusResponse> {
     client
-        .get(format!("{url}/status"))
+        .get(format!("{url}{}", kv_shared::STATUS_PATH))
         .timeout(Duration::from_secs(3))
         .send()
         .await?
@@ -624,7 +624,7 @@ pub async fn fetch_status(client: &reqwest::Client, url: &str) -> reqwest::Resul
 /// Transport errors, a non-2xx status or a body that is not a [`HealthResponse`].
 pub async fn fetch_health(client: &reqwest::Client, url: &str) -> reqwest::Result<HealthResponse> {
     client
-        .get(format!("{url}/health"))
+        .get(format!("{url}{}", kv_shared::HEALTH_PATH))
         .timeout(Duration::from_secs(3))
         .send()
         .await?

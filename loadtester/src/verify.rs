@@ -226,7 +226,7 @@ async fn read_copies(
             continue;
         };
         let res = client
-            .get(format!("{url}/local_read"))
+            .get(format!("{url}{}", kv_shared::LOCAL_READ_PATH))
             .query(&[("key", key)])
             .timeout(timeout)
             .send()

@@ -225,7 +225,7 @@ impl KvWorkload {
         };
         let res = self
             .client
-            .post(format!("{url}/set"))
+            .post(format!("{url}{}", kv_shared::SET_PATH))
             .json(&body)
             .timeout(self.timeout)
             .send()
@@ -375,7 +375,7 @@ impl Workload for KvWorkload {
         for n in &self.targets.nodes {
             let ok = self
                 .client
-                .get(format!("{}/health", n.url))
+                .get(format!("{}{}", n.url, kv_shared::HEALTH_PATH))
                 .timeout(Duration::from_secs(3))
                 .send()
                 .await

@@ -218,8 +218,14 @@ impl Cluster {
             let t = self.transport().clone();
             let timeout = self.peer_timeout();
             set.spawn(async move {
-                let r: Result<ConfigEnvelope, _> =
-                    t.post(id, "/internal/config", &envelope, timeout).await;
+                let r: Result<ConfigEnvelope, _> = t
+                    .post(
+                        id,
+                        kv_shared::replication::INTERNAL_CONFIG_PATH,
+                        &envelope,
+                        timeout,
+                    )
+                    .await;
                 (id, r.is_ok())
             });
         }

@@ -579,7 +579,7 @@ pub async fn build_view(state: &AppState) -> ClusterView {
     let client = state.cluster.transport().client().clone();
     let fetches = own.peers.iter().map(|p| {
         let client = client.clone();
-        let url = format!("{}/status", p.url.trim_end_matches('/'));
+        let url = format!("{}{}", p.url.trim_end_matches('/'), kv_shared::STATUS_PATH);
         async move {
             let answer = async {
                 let resp = client

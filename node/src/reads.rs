@@ -234,7 +234,11 @@ pub async fn coordinate_read(
     }
     let mut todo = candidates(cluster, key, preferred).into_iter();
     let mut asked = JoinSet::new();
-    let path = format!("/internal/read?key={}", encode_query_value(key));
+    let path = format!(
+        "{}?key={}",
+        kv_shared::replication::INTERNAL_READ_PATH,
+        encode_query_value(key)
+    );
     let ask = |asked: &mut JoinSet<_>, log: &mut ReadLog, id: NodeId| {
         log.asked(id);
         let (t, path, timeout) = (
@@ -366,7 +370,9 @@ fn repair(
         };
         let (t, id, timeout) = (cluster.transport().clone(), *id, cluster.peer_timeout());
         tokio::spawn(async move {
-            let r: Result<RepairResponse, _> = t.post(id, "/internal/repair", &req, timeout).await;
+            let r: Result<RepairResponse, _> = t
+                .post(id, kv_shared::replication::REPAIR_PATH, &req, timeout)
+                .await;
             if let Err(e) = r {
                 tracing::debug!(peer = id, error = %e, "read repair failed");
             }

@@ -532,27 +532,16 @@ impl Policy {
     }
 }
 
-/// Whether cross-origin calls may reach `path` at all: the data operations,
-/// and fault injection (the dashboard served by one replica injects faults
-/// into the others; it needs the admin token, which a page of an origin
-/// that is not the cluster's cannot send, as CORS refuses it the header).
-pub fn cross_origin_path(path: &str) -> bool {
-    matches!(
-        path,
-        "/set" | "/get" | "/local_read" | "/health" | kv_shared::admin::FAULTS_PATH
-    ) || path.starts_with("/get/")
-        || path.starts_with("/local_read/")
-}
-
-/// CORS for the data operations, for the allowed origins only: GET/POST and
-/// the JSON content type, no credentials. Other paths get no CORS headers.
-/// Apply it outermost, so that it answers preflights.
-pub fn cors(security: &Security) -> CorsLayer {
+/// CORS for the paths `cross_origin` allows (the router's policy,
+/// [`crate::server::cross_origin_path`]), for the allowed origins only:
+/// GET/POST and the JSON content type, no credentials. Other paths get no
+/// CORS headers. Apply it outermost, so that it answers preflights.
+pub fn cors(security: &Security, cross_origin: fn(&str) -> bool) -> CorsLayer {
     let s = security.clone();
     CorsLayer::new()
         .allow_origin(AllowOrigin::predicate(
             move |origin: &HeaderValue, parts| {
-                cross_origin_path(parts.uri.path()) && s.allows_origin(origin.as_bytes())
+                cross_origin(parts.uri.path()) && s.allows_origin(origin.as_bytes())
             },
         ))
         .allow_methods([Method::GET, Method::POST])

@@ -25,7 +25,13 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use kv_shared::admin::FAULTS_PATH;
 use kv_shared::leader_follower::{APPEND_PATH, SNAPSHOT_PATH, VOTE_PATH};
+use kv_shared::leaderless::{LL_DIGEST_PATH, LL_FETCH_PATH, LL_KEYS_PATH, LL_WRITE_PATH};
 use kv_shared::limits::{MAX_BODY_BYTES, MAX_INTERNAL_BODY_BYTES};
+use kv_shared::replication::{INTERNAL_CONFIG_PATH, INTERNAL_READ_PATH, REPAIR_PATH};
+use kv_shared::{
+    CONFIG_PATH, GET_KEY_ROUTE, GET_PATH, HEALTH_PATH, LOCAL_READ_KEY_ROUTE, LOCAL_READ_PATH,
+    METRICS_PATH, SET_PATH, STATUS_PATH,
+};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -130,20 +136,43 @@ impl AppState {
     }
 }
 
+/// Whether cross-origin calls may reach `path` at all (the CORS policy of
+/// the routes below, applied by [`security::cors`] for the allowed origins):
+/// the data operations, and fault injection (the dashboard served by one
+/// replica injects faults into the others; it needs the admin token, which a
+/// page of an origin that is not the cluster's cannot send, as CORS refuses
+/// it the header). A client route the dashboard calls on *another* node must
+/// be listed here, or the browser refuses the call.
+pub fn cross_origin_path(path: &str) -> bool {
+    const EXACT: [&str; 5] = [
+        SET_PATH,
+        GET_PATH,
+        LOCAL_READ_PATH,
+        HEALTH_PATH,
+        FAULTS_PATH,
+    ];
+    const KEYED: [&str; 2] = [GET_PATH, LOCAL_READ_PATH];
+    EXACT.contains(&path)
+        || KEYED.iter().any(|p| {
+            path.strip_prefix(p)
+                .is_some_and(|rest| rest.starts_with('/'))
+        })
+}
+
 /// The client API: what users, the dashboard and the load tester call.
 fn client_routes(state: &AppState) -> Router<AppState> {
     Router::new()
-        .route("/set", post(api::set))
-        .route("/get", get(api::get_query))
-        .route("/get/{key}", get(api::get_path))
-        .route("/local_read", get(api::local_read_query))
-        .route("/local_read/{key}", get(api::local_read_path))
-        .route("/health", get(api::health))
-        .route("/status", get(api::status))
-        .route("/config", get(api::get_config).post(api::post_config))
+        .route(SET_PATH, post(api::set))
+        .route(GET_PATH, get(api::get_query))
+        .route(GET_KEY_ROUTE, get(api::get_path))
+        .route(LOCAL_READ_PATH, get(api::local_read_query))
+        .route(LOCAL_READ_KEY_ROUTE, get(api::local_read_path))
+        .route(HEALTH_PATH, get(api::health))
+        .route(STATUS_PATH, get(api::status))
+        .route(CONFIG_PATH, get(api::get_config).post(api::post_config))
         .route(kv_shared::events::EVENTS_PATH, get(events::events))
         .route(FAULTS_PATH, get(api::get_faults).post(api::post_faults))
-        .route(kv_shared::METRICS_PATH, get(api::metrics))
+        .route(METRICS_PATH, get(api::metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES as usize))
         .layer(axum::middleware::from_fn_with_state(
             u64::from(MAX_BODY_BYTES),
@@ -161,13 +190,13 @@ fn internal_routes(state: &AppState) -> Router<AppState> {
         .route(VOTE_PATH, post(internal::vote))
         .route(APPEND_PATH, post(internal::append))
         .route(SNAPSHOT_PATH, post(internal::snapshot))
-        .route("/internal/read", get(internal::read))
-        .route("/internal/repair", post(internal::repair))
-        .route("/internal/config", post(internal::config))
-        .route("/internal/ll/write", post(leaderless::endpoints::write))
-        .route("/internal/ll/digest", post(leaderless::endpoints::digest))
-        .route("/internal/ll/keys", post(leaderless::endpoints::keys))
-        .route("/internal/ll/fetch", post(leaderless::endpoints::fetch))
+        .route(INTERNAL_READ_PATH, get(internal::read))
+        .route(REPAIR_PATH, post(internal::repair))
+        .route(INTERNAL_CONFIG_PATH, post(internal::config))
+        .route(LL_WRITE_PATH, post(leaderless::endpoints::write))
+        .route(LL_DIGEST_PATH, post(leaderless::endpoints::digest))
+        .route(LL_KEYS_PATH, post(leaderless::endpoints::keys))
+        .route(LL_FETCH_PATH, post(leaderless::endpoints::fetch))
         .layer(DefaultBodyLimit::max(MAX_INTERNAL_BODY_BYTES as usize))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -202,7 +231,7 @@ pub fn app(state: AppState) -> Router {
             security::browser_policy,
         ))
         // Outermost, so that it answers preflights; it allows the data routes only.
-        .layer(security::cors(&state.security))
+        .layer(security::cors(&state.security, cross_origin_path))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

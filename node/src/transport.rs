@@ -173,7 +173,7 @@ impl Transport {
         let me = self.peers.self_id();
         let mut req = self.client.request(method.clone(), url).timeout(timeout);
         // Node-to-node endpoints are signed both ways; public ones (`/health`) are not.
-        let internal = target.starts_with("/internal/");
+        let internal = target.starts_with(kv_shared::replication::INTERNAL_PREFIX);
         let signed = self.secret.as_ref().filter(|_| internal).map(|secret| {
             let (headers, sig) = secret.signed_headers(method.as_str(), &target, me, &body);
             (secret, headers, sig)
@@ -287,7 +287,7 @@ pub async fn probe_peers(transport: Transport, interval: Duration) {
             tokio::spawn(async move {
                 let timeout = interval.max(Duration::from_millis(200));
                 if let Ok(h) = t
-                    .get::<kv_shared::HealthResponse>(id, "/health", timeout)
+                    .get::<kv_shared::HealthResponse>(id, kv_shared::HEALTH_PATH, timeout)
                     .await
                 {
                     t.peers.set_role(id, h.role);

@@ -5,6 +5,18 @@
 //! `GET /get` answers `{"key","value","version"}`. Fields added since are
 //! optional on the wire so that the original curl examples read the same.
 
+/// Path of [`SetRequest`] (`POST`).
+pub const SET_PATH: &str = "/set";
+/// Path of the coordinated read `GET /get?key=K` ([`KeyQuery`], answered with [`GetResponse`]).
+pub const GET_PATH: &str = "/get";
+/// Route of the coordinated read with the key in the path, `GET /get/K`.
+pub const GET_KEY_ROUTE: &str = "/get/{key}";
+/// Path of the local read `GET /local_read?key=K` (this replica's copy only).
+pub const LOCAL_READ_PATH: &str = "/local_read";
+/// Route of the local read with the key in the path, `GET /local_read/K`.
+pub const LOCAL_READ_KEY_ROUTE: &str = "/local_read/{key}";
+/// Path of [`HealthResponse`] (`GET`).
+pub const HEALTH_PATH: &str = "/health";
 /// The path of the node's metrics in the Prometheus text format.
 pub const METRICS_PATH: &str = "/metrics";
 use crate::ids::{Mode, NodeId, Role, Version};

@@ -182,6 +182,12 @@ pub struct PeerStatus {
     pub pending_hints: Option<u64>,
 }
 
+/// Path of [`StatusResponse`] (`GET`).
+pub const STATUS_PATH: &str = "/status";
+/// Path of the cluster configuration: `GET` answers [`ClusterConfig`],
+/// `POST` takes a [`ConfigUpdate`].
+pub const CONFIG_PATH: &str = "/config";
+
 /// Answer of `GET /status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusResponse {

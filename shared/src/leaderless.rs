@@ -71,6 +71,15 @@ pub enum WriteKind {
     AntiEntropy,
 }
 
+/// Path of [`LlWrite`] (`POST`).
+pub const LL_WRITE_PATH: &str = "/internal/ll/write";
+/// Path of [`DigestRequest`] (`POST`).
+pub const LL_DIGEST_PATH: &str = "/internal/ll/digest";
+/// Path of [`BucketKeysRequest`] (`POST`).
+pub const LL_KEYS_PATH: &str = "/internal/ll/keys";
+/// Path of [`FetchRequest`] (`POST`).
+pub const LL_FETCH_PATH: &str = "/internal/ll/fetch";
+
 /// Body of `POST /internal/ll/write`: records to keep where newer than the
 /// replica's copy (last-write-wins by version).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -33,6 +33,10 @@ pub mod leaderless;
 pub mod limits;
 pub mod replication;
 
-pub use api::{GetResponse, HealthResponse, SetRequest, SetResponse, WriteStatus, METRICS_PATH};
+pub use api::{
+    GetResponse, HealthResponse, SetRequest, SetResponse, WriteStatus, GET_KEY_ROUTE, GET_PATH,
+    HEALTH_PATH, LOCAL_READ_KEY_ROUTE, LOCAL_READ_PATH, METRICS_PATH, SET_PATH,
+};
+pub use cluster::{CONFIG_PATH, STATUS_PATH};
 pub use error::ErrorBody;
 pub use ids::{Mode, NodeId, Role, Term, Version};

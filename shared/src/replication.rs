@@ -25,6 +25,15 @@ use serde::{Deserialize, Serialize};
 
 /// The sending node's id.
 pub const FROM_HEADER: &str = "x-kv-from";
+/// Every node-to-node path starts with this prefix.
+pub const INTERNAL_PREFIX: &str = "/internal/";
+/// Path of a replica's copy of one key for a coordinated read, `GET
+/// /internal/read?key=K`, answered with [`InternalReadResponse`].
+pub const INTERNAL_READ_PATH: &str = "/internal/read";
+/// Path of [`RepairRequest`] (`POST`).
+pub const REPAIR_PATH: &str = "/internal/repair";
+/// Path of a [`ConfigEnvelope`] pushed to a peer (`POST`).
+pub const INTERNAL_CONFIG_PATH: &str = "/internal/config";
 /// The sender's wall clock when it signed, in ms since the Unix epoch.
 pub const TIME_HEADER: &str = "x-kv-time";
 /// Lower-case hex SHA-256 of the body (of the empty body for a GET).

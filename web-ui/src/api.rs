@@ -141,7 +141,7 @@ async fn success<T: DeserializeOwned>(resp: &Response) -> Result<T, String> {
 
 /// `GET /health` of the node that served the page.
 pub async fn health() -> FetchState<HealthResponse> {
-    match Request::get("/health").send().await {
+    match Request::get(kv_shared::HEALTH_PATH).send().await {
         Ok(resp) if resp.ok() => match success(&resp).await {
             Ok(h) => FetchState::Ready(h),
             Err(e) => FetchState::Failed(e),
@@ -160,7 +160,7 @@ pub async fn run_op(base: &str, request: OpRequest) -> OpOutcome {
                 key: request.key.clone(),
                 value: request.value.clone(),
             };
-            match Request::post(&format!("{base}/set")).json(&body) {
+            match Request::post(&format!("{base}{}", kv_shared::SET_PATH)).json(&body) {
                 Ok(req) => req.send().await,
                 Err(e) => Err(e),
             }
@@ -203,7 +203,7 @@ pub async fn change_config(
     update: ConfigUpdate,
     token: Option<String>,
 ) -> FetchState<ClusterConfig> {
-    let mut req = Request::post("/config");
+    let mut req = Request::post(kv_shared::CONFIG_PATH);
     if let Some(t) = token.filter(|t| !t.trim().is_empty()) {
         req = req.header("Authorization", &format!("Bearer {}", t.trim()));
     }

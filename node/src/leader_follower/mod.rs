@@ -687,7 +687,11 @@ impl LeaderFollower {
         leader: NodeId,
     ) -> Result<SetResponse, AppError> {
         let cluster = &self.inner.cluster;
-        let url = format!("{}/set", cluster.peers().url(leader).unwrap_or_default());
+        let url = format!(
+            "{}{}",
+            cluster.peers().url(leader).unwrap_or_default(),
+            kv_shared::SET_PATH
+        );
         let term = self.term();
         let unreachable = |e: String| {
             cluster.peers().mark_down(leader, e.clone());
@@ -803,7 +807,11 @@ impl LeaderFollower {
         authorization: Option<String>,
     ) -> Result<ClusterConfig, AppError> {
         let cluster = &self.inner.cluster;
-        let url = format!("{}/config", cluster.peers().url(leader).unwrap_or_default());
+        let url = format!(
+            "{}{}",
+            cluster.peers().url(leader).unwrap_or_default(),
+            kv_shared::CONFIG_PATH
+        );
         let mut req = cluster
             .transport()
             .client()

@@ -20,7 +20,7 @@
 //! both sides apply by version.
 
 use super::merkle::{bucket_of_key, reconcile, Descent, DescentStep, Leaves, MerkleTree};
-use super::runtime::{Leaderless, WRITE_PATH};
+use super::runtime::Leaderless;
 use crate::error::AppError;
 use crate::events::wall_ms;
 use crate::store::Store;
@@ -30,6 +30,7 @@ use kv_shared::leaderless::{
     AntiEntropyRound, BucketKeysRequest, BucketKeysResponse, DigestRequest, DigestResponse,
     FetchRequest, FetchResponse, KeyVersion, LlWrite, LlWriteAck, TreeShape, WriteKind,
 };
+use kv_shared::leaderless::{LL_DIGEST_PATH, LL_FETCH_PATH, LL_KEYS_PATH, LL_WRITE_PATH};
 use kv_shared::limits::{record_bytes, MAX_BATCH_BYTES};
 use kv_shared::replication::Record;
 use kv_shared::NodeId;
@@ -349,7 +350,7 @@ async fn compare(
                 };
                 let resp: DigestResponse = cluster
                     .transport()
-                    .post(peer, "/internal/ll/digest", &req, cluster.peer_timeout())
+                    .post(peer, LL_DIGEST_PATH, &req, cluster.peer_timeout())
                     .await?;
                 ll.observe(resp.clock);
                 step = descent
@@ -369,7 +370,7 @@ async fn compare(
         let timeout = cluster.peer_timeout() + BULK_GRACE;
         let theirs: BucketKeysResponse = cluster
             .transport()
-            .post(peer, "/internal/ll/keys", &req, timeout)
+            .post(peer, LL_KEYS_PATH, &req, timeout)
             .await?;
         ll.observe(theirs.clock);
         let local_keys = chunk
@@ -401,7 +402,7 @@ async fn pull(ll: &Leaderless, peer: NodeId, keys: Vec<String>) -> Result<u64, T
         let timeout = cluster.peer_timeout() + BULK_GRACE;
         let resp: FetchResponse = cluster
             .transport()
-            .post(peer, "/internal/ll/fetch", &req, timeout)
+            .post(peer, LL_FETCH_PATH, &req, timeout)
             .await?;
         if resp.records.is_empty() && !resp.unsent.is_empty() {
             break;
@@ -460,7 +461,7 @@ async fn push(ll: &Leaderless, peer: NodeId, keys: Vec<String>) -> Result<u64, T
         let timeout = cluster.peer_timeout() + BULK_GRACE;
         let ack: LlWriteAck = cluster
             .transport()
-            .post(peer, WRITE_PATH, &msg, timeout)
+            .post(peer, LL_WRITE_PATH, &msg, timeout)
             .await?;
         changed += u64::from(ack.changed);
     }

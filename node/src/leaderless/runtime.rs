@@ -19,7 +19,7 @@ use crate::store::Store;
 use axum::http::StatusCode;
 use kv_shared::cluster::StatusResponse;
 use kv_shared::events::{NodeEventKind, TraceOutcome};
-use kv_shared::leaderless::{LeaderlessStatus, LlWrite, LlWriteAck, WriteKind};
+use kv_shared::leaderless::{LeaderlessStatus, LlWrite, LlWriteAck, WriteKind, LL_WRITE_PATH};
 use kv_shared::replication::Record;
 use kv_shared::{ErrorBody, NodeId, SetRequest, SetResponse, Version, WriteStatus};
 use std::collections::HashMap;
@@ -31,9 +31,6 @@ use tokio::task::JoinHandle;
 
 /// How often the coordinator checks deadlines and hint deliveries.
 const TICK: Duration = Duration::from_millis(20);
-
-/// Path of the replication endpoint.
-pub const WRITE_PATH: &str = "/internal/ll/write";
 
 /// A client's answer: the version its write got, and how it ended.
 type Reply = (Version, Result<u32, QuorumFailure>);
@@ -266,7 +263,8 @@ impl Leaderless {
             for id in traced {
                 events.trace_sent(to, id..=id);
             }
-            t.post::<_, LlWriteAck>(to, WRITE_PATH, &msg, timeout).await
+            t.post::<_, LlWriteAck>(to, LL_WRITE_PATH, &msg, timeout)
+                .await
         };
         let result = cluster.pacer().paced(ms(delays.send_ms), send).await;
         for id in &ids {
@@ -309,7 +307,7 @@ impl Leaderless {
         let timeout = cluster.peer_timeout();
         let result: Result<LlWriteAck, _> = cluster
             .transport()
-            .post(to, WRITE_PATH, &msg, timeout)
+            .post(to, LL_WRITE_PATH, &msg, timeout)
             .await;
         let input = match result {
             Ok(ack) if ack.node_id == to => {
