@@ -80,7 +80,7 @@ pub async fn local_read_path(
 
 fn local(state: &AppState, key: String) -> Result<Json<GetResponse>, AppError> {
     validate_key(&key)?;
-    local_read(&state.cluster, &state.store, key).map(Json)
+    Ok(Json(local_read(&state.cluster, &state.store, key)?))
 }
 
 /// `GET /health`: answers 200 while the node runs.
@@ -260,12 +260,12 @@ pub async fn post_config(
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        return lf.change_config(update, forwarded, auth).await.map(Json);
+        return Ok(Json(lf.change_config(update, forwarded, auth).await?));
     }
     let envelope = state
         .cluster
         .apply_update(&update)
-        .map_err(AppError::bad_request)?;
+        .map_err(|e| AppError::bad_request(e.0))?;
     let missed = state.cluster.broadcast_config(envelope).await;
     if !missed.is_empty() {
         tracing::warn!(

@@ -14,7 +14,9 @@ use crate::events::EventHub;
 use crate::faults::Faults;
 use crate::peers::Peers;
 use crate::transport::{SendPacer, Transport};
-use kv_shared::cluster::{ClusterConfig, ConfigUpdate, DelayProfile, PeerStatus};
+use kv_shared::cluster::{
+    ClusterConfig, ConfigError, ConfigUpdate, DelayProfile, PeerStatus, Progress,
+};
 use kv_shared::replication::ConfigEnvelope;
 use kv_shared::{Mode, NodeId, Role};
 use std::sync::{Arc, RwLock};
@@ -51,7 +53,7 @@ impl Cluster {
     pub fn from_config(
         config: &Config,
         secret: Option<crate::security::Secret>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, crate::config::FlagError> {
         let spec = config.cluster_spec()?;
         let peers = Peers::new(spec.node_id, spec.peers.clone());
         let faults = Faults::default();
@@ -194,13 +196,13 @@ impl Cluster {
     ///
     /// # Errors
     /// When the result would be invalid (W or R outside 1..=N); nothing changes then.
-    pub fn apply_update(&self, update: &ConfigUpdate) -> Result<ConfigEnvelope, String> {
+    pub fn apply_update(&self, update: &ConfigUpdate) -> Result<ConfigEnvelope, ConfigError> {
         let mut cur = self
             .inner
             .settings
             .write()
             .unwrap_or_else(|e| e.into_inner());
-        let config = cur.config.with(update).map_err(|e| e.0)?;
+        let config = cur.config.with(update)?;
         *cur = ConfigEnvelope {
             config,
             epoch: cur.epoch + 1,
@@ -261,9 +263,7 @@ impl Cluster {
                 role: self.peer_role(p.id),
                 up: self.peers().is_up(p.id),
                 acked_seq: None,
-                lag_entries: None,
-                lag_ms: None,
-                pending_hints: None,
+                progress: Progress::default(),
             })
             .collect()
     }

@@ -13,6 +13,30 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Flags that do not describe a valid node: the message names the flag at
+/// fault (`kv-node` prints it and exits with status 2).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct FlagError(pub String);
+
+impl From<String> for FlagError {
+    fn from(message: String) -> Self {
+        Self(message)
+    }
+}
+
+impl From<&str> for FlagError {
+    fn from(message: &str) -> Self {
+        Self(message.to_owned())
+    }
+}
+
+impl From<crate::leaderless::hlc::NodeIdTooLarge> for FlagError {
+    fn from(e: crate::leaderless::hlc::NodeIdTooLarge) -> Self {
+        Self(e.to_string())
+    }
+}
+
 /// `--role` values (leader-follower mode only): a hint for the first term.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RoleArg {
@@ -323,10 +347,10 @@ impl Config {
     ///
     /// # Errors
     /// A message naming the flag at fault.
-    pub fn cluster_spec(&self) -> Result<ClusterSpec, String> {
+    pub fn cluster_spec(&self) -> Result<ClusterSpec, FlagError> {
         let mode = self.mode();
         let peers = parse_peers(&self.peers, self.node_id)?;
-        let n = u32::try_from(peers.len() + 1).map_err(|_| "too many peers".to_owned())?;
+        let n = u32::try_from(peers.len() + 1).map_err(|_| FlagError::from("too many peers"))?;
         let majority = n / 2 + 1;
         let (flag_w, flag_r) = self.quorum_flags();
         let (w, r) = match mode {
@@ -350,7 +374,8 @@ impl Config {
             return Err(format!(
                 "--election-timeout-ms ({}) must be at least twice --heartbeat-ms ({})",
                 self.election_timeout_ms, self.heartbeat_ms
-            ));
+            )
+            .into());
         }
         let config =
             ClusterConfig::new(n, w, r, self.delays()).map_err(|e| format!("--w/--r: {e}"))?;
@@ -466,6 +491,7 @@ mod tests {
         assert!(fast
             .cluster_spec()
             .unwrap_err()
+            .0
             .contains("--election-timeout-ms (300) must be at least twice --heartbeat-ms (250)"));
         let big_w = parse(&[
             "--mode",
@@ -480,6 +506,7 @@ mod tests {
         assert!(big_w
             .cluster_spec()
             .unwrap_err()
+            .0
             .contains("w must be between 1 and n=5"));
         let leaderless = parse(&["--mode", "leaderless", "--peers", PEERS]);
         let spec = leaderless.cluster_spec().unwrap();

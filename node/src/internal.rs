@@ -81,7 +81,7 @@ pub async fn vote(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<VoteRequest>,
 ) -> Result<Json<VoteResponse>, AppError> {
-    lf_only(&state)?.on_vote(req).map(Json)
+    Ok(Json(lf_only(&state)?.on_vote(req)?))
 }
 
 /// `POST /internal/lf/append`: entries (or a heartbeat) from the leader.
@@ -89,7 +89,7 @@ pub async fn append(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<AppendRequest>,
 ) -> Result<Json<AppendResponse>, AppError> {
-    lf_only(&state)?.on_append(req).await.map(Json)
+    Ok(Json(lf_only(&state)?.on_append(req).await?))
 }
 
 /// `POST /internal/lf/snapshot`: the leader's committed state.
@@ -97,7 +97,7 @@ pub async fn snapshot(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<SnapshotRequest>,
 ) -> Result<Json<AppendResponse>, AppError> {
-    lf_only(&state)?.on_snapshot(req).await.map(Json)
+    Ok(Json(lf_only(&state)?.on_snapshot(req).await?))
 }
 
 /// `GET /internal/read?key=K`: this replica's copy, after the remote-read

@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - [`config`]: command-line flags and environment variables (clap), checked
-//!   into a cluster spec (id, role, peers, N/W/R, delay profile).
+//!   into a cluster spec (id, role, peers, N/W/R, delay profile); a
+//!   `FlagError` names the flag at fault.
 //! - [`store`]: the concurrent in-memory map of key → (value, version).
 //! - [`peers`]: static membership and up/down tracking of the other nodes.
 //! - [`transport`]: node-to-node HTTP over one keep-alive pool, the send pacer
@@ -27,15 +28,21 @@
 //! - [`metrics`]: `GET /metrics` in the Prometheus text format: requests by
 //!   route and status with latency histograms, and the `/status` figures.
 //! - [`internal`]: the thin handlers of the node-to-node endpoints.
-//! - [`error`]: `AppError`, the one error type of the HTTP boundary, and the
-//!   extractors that turn every rejection into the same JSON shape.
+//! - [`error`]: `ReplicationError`, what the runtimes and the read path
+//!   return (no HTTP in it), `Invalid` for refused peer messages, and
+//!   `AppError`, the one error type of the HTTP boundary, with the one
+//!   translation between them and the extractors that turn every rejection
+//!   into the same JSON shape.
 //! - [`api`]: the thin HTTP handlers of the client API.
 //! - [`events`]: the dashboard's live feed (`GET /events`, Server-Sent Events):
-//!   cluster snapshots gathered from the peers, and write traces.
+//!   the hub the runtimes report traces into (`events::hub`), the aggregator
+//!   and relays (`events::relay`), the pure snapshot assembly
+//!   (`events::view`) and the handler (`events::sse`).
 //! - [`ui`]: serves the dashboard built by trunk (embedded in release builds),
 //!   brotli- or gzip-compressed to browsers that take it, and its favicon.
-//! - [`server`]: the router, the shared state and `run(listener, shutdown)`
-//!   (its connections bounded in number and in time).
+//! - [`server`]: the router, the CORS policy of its routes, the shared state
+//!   and `run(listener, shutdown)` (its connections bounded in number and in
+//!   time).
 
 pub mod api;
 pub mod cluster;

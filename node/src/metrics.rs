@@ -180,19 +180,19 @@ impl Metrics {
             &mut r,
             "replication_lag_entries",
             "Log entries a follower has not acknowledged (at the leader)",
-            &|p| p.lag_entries,
+            &|p| p.progress.lag_entries,
         );
         per_peer(
             &mut r,
             "replication_lag_ms",
             "Age of the oldest entry a follower has not acknowledged, ms (at the leader)",
-            &|p| p.lag_ms,
+            &|p| p.progress.lag_ms,
         );
         per_peer(
             &mut r,
             "hints_queued",
             "Hints queued for a peer (leaderless)",
-            &|p| p.pending_hints,
+            &|p| p.progress.pending_hints,
         );
         if let Some(lf) = &status.leader_follower {
             gauge(&mut r, "term", "Current term", int(lf.term));

@@ -10,6 +10,7 @@
 //! Both replication modes use this module: leader-follower to know the leader
 //! and the followers' state, leaderless to pick replicas and route hints.
 
+use crate::config::FlagError;
 use kv_shared::{NodeId, Role};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -30,7 +31,7 @@ pub struct PeerInfo {
 ///
 /// # Errors
 /// A message naming the bad entry.
-pub fn parse_peers(spec: &str, self_id: NodeId) -> Result<Vec<PeerInfo>, String> {
+pub fn parse_peers(spec: &str, self_id: NodeId) -> Result<Vec<PeerInfo>, FlagError> {
     let mut peers: BTreeMap<NodeId, String> = BTreeMap::new();
     for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let (id, url) = item
@@ -42,13 +43,11 @@ pub fn parse_peers(spec: &str, self_id: NodeId) -> Result<Vec<PeerInfo>, String>
             .map_err(|_| format!("--peers: `{id}` in `{item}` is not a node id"))?;
         let url = url.trim().trim_end_matches('/').to_owned();
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(format!(
-                "--peers: `{url}` must start with http:// or https://"
-            ));
+            return Err(format!("--peers: `{url}` must start with http:// or https://").into());
         }
         if let Some(old) = peers.insert(id, url.clone()) {
             if old != url {
-                return Err(format!("--peers: node {id} is listed twice ({old}, {url})"));
+                return Err(format!("--peers: node {id} is listed twice ({old}, {url})").into());
             }
         }
     }
@@ -216,11 +215,13 @@ mod tests {
     fn bad_peer_entries_are_named() {
         assert!(parse_peers("1http://h", 1)
             .unwrap_err()
+            .0
             .contains("1http://h"));
-        assert!(parse_peers("x=http://h", 1).unwrap_err().contains("`x`"));
-        assert!(parse_peers("1=h:1", 2).unwrap_err().contains("http://"));
+        assert!(parse_peers("x=http://h", 1).unwrap_err().0.contains("`x`"));
+        assert!(parse_peers("1=h:1", 2).unwrap_err().0.contains("http://"));
         assert!(parse_peers("1=http://a,1=http://b", 2)
             .unwrap_err()
+            .0
             .contains("twice"));
     }
 

@@ -5,12 +5,11 @@
 
 use crate::cluster::Cluster;
 use crate::config::Config;
-use crate::error::AppError;
+use crate::error::{AppError, ReplicationError};
 use crate::leader_follower::LeaderFollower;
 use crate::leaderless::Leaderless;
 use crate::reads::{coordinate_read, publish_read, LocalAnswer, ReadOutcome, ReadPolicy};
 use crate::store::Store;
-use axum::http::StatusCode;
 use kv_shared::cluster::StatusResponse;
 use kv_shared::events::TraceOutcome;
 use kv_shared::replication::VersionedValue;
@@ -33,7 +32,11 @@ impl Replication {
     ///
     /// # Errors
     /// When the mode is not available in this build.
-    pub fn new(cluster: &Cluster, store: &Store, config: &Config) -> Result<Self, String> {
+    pub fn new(
+        cluster: &Cluster,
+        store: &Store,
+        config: &Config,
+    ) -> Result<Self, crate::config::FlagError> {
         match cluster.mode() {
             Mode::Standalone => Ok(Self::Standalone),
             Mode::LeaderFollower => Ok(Self::LeaderFollower(LeaderFollower::new(
@@ -77,12 +80,16 @@ impl Replication {
         store: &Store,
         req: SetRequest,
         forwarded_by: Option<NodeId>,
-    ) -> Result<SetResponse, AppError> {
+    ) -> Result<SetResponse, ReplicationError> {
         match self {
             Self::Standalone => {
-                let (version, status) = store
-                    .write_next(&req.key, req.value.clone())
-                    .map_err(|e| AppError::new(axum::http::StatusCode::CONFLICT, e.to_string()))?;
+                let (version, status) =
+                    store.write_next(&req.key, req.value.clone()).map_err(|e| {
+                        ReplicationError::VersionExhausted {
+                            key: req.key.clone(),
+                            version: e.0,
+                        }
+                    })?;
                 Ok(SetResponse {
                     key: req.key,
                     value: req.value,
@@ -108,7 +115,7 @@ impl Replication {
         key: String,
     ) -> Result<GetResponse, AppError> {
         let (r, policy) = match self {
-            Self::Standalone => return local_read(cluster, store, key),
+            Self::Standalone => return Ok(local_read(cluster, store, key)?),
             Self::LeaderFollower(lf) => (
                 lf.read_quorum(),
                 ReadPolicy {
@@ -128,8 +135,8 @@ impl Replication {
         if r <= 1 && policy.count_self {
             return match local.leader_read {
                 // A leader answers R = 1 from its read index, never a write in flight.
-                Some(lr) => found(cluster, key, lr.found),
-                None => local_read(cluster, store, key),
+                Some(lr) => Ok(found(cluster, key, lr.found)?),
+                None => Ok(local_read(cluster, store, key)?),
             };
         }
         let mut outcome = coordinate_read(
@@ -152,7 +159,7 @@ impl Replication {
             Err(_) => Err(TraceOutcome::NoLeader),
         };
         publish_read(cluster, trace, answer);
-        found(cluster, key, copy?)
+        Ok(found(cluster, key, copy?)?)
     }
 
     /// What this node adds to its copy of `key` in a read answer: its term
@@ -236,7 +243,11 @@ impl Replication {
 ///
 /// # Errors
 /// 404 when the node does not have the key.
-pub fn local_read(cluster: &Cluster, store: &Store, key: String) -> Result<GetResponse, AppError> {
+pub fn local_read(
+    cluster: &Cluster,
+    store: &Store,
+    key: String,
+) -> Result<GetResponse, ReplicationError> {
     match store.get(&key) {
         Some(entry) => Ok(GetResponse {
             key,
@@ -244,7 +255,7 @@ pub fn local_read(cluster: &Cluster, store: &Store, key: String) -> Result<GetRe
             version: entry.version,
             served_by: Some(cluster.node_id()),
         }),
-        None => Err(AppError::key_not_found(&key)),
+        None => Err(ReplicationError::KeyNotFound { key }),
     }
 }
 
@@ -253,7 +264,7 @@ fn found(
     cluster: &Cluster,
     key: String,
     copy: Option<VersionedValue>,
-) -> Result<GetResponse, AppError> {
+) -> Result<GetResponse, ReplicationError> {
     match copy {
         Some(v) => Ok(GetResponse {
             key,
@@ -261,7 +272,7 @@ fn found(
             version: v.version,
             served_by: Some(cluster.node_id()),
         }),
-        None => Err(AppError::key_not_found(&key)),
+        None => Err(ReplicationError::KeyNotFound { key }),
     }
 }
 
@@ -270,21 +281,13 @@ fn found(
 /// replicas and none of them is in a newer term (else that leader was
 /// deposed and a newer one may have acknowledged newer writes; R + W > N
 /// makes one of the R replicas hold them). 503 otherwise: the client retries.
-fn linearizable(outcome: &ReadOutcome) -> Result<Option<VersionedValue>, AppError> {
+fn linearizable(outcome: &ReadOutcome) -> Result<Option<VersionedValue>, ReplicationError> {
     match &outcome.leader_read {
         Some(lr) if outcome.max_term.is_none_or(|t| t <= lr.term) => Ok(lr.found.clone()),
-        Some(lr) => Err(AppError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "the leader of term {} answered, but a replica is in term {}: a newer leader may exist; retry",
-                lr.term,
-                outcome.max_term.unwrap_or_default()
-            ),
-        )),
-        None => Err(AppError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no leader was among the replicas that answered (a read returns what the leader \
-             committed, so it needs the leader): retry once a leader is elected",
-        )),
+        Some(lr) => Err(ReplicationError::NewerTerm {
+            leader_term: lr.term,
+            seen_term: outcome.max_term.unwrap_or_default(),
+        }),
+        None => Err(ReplicationError::NoLeaderRead),
     }
 }

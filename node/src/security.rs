@@ -36,7 +36,7 @@
 //!   answers the same origins (the dashboard's fault panel), and still
 //!   needs the admin token.
 
-use crate::config::{ClusterSpec, Config};
+use crate::config::{ClusterSpec, Config, FlagError};
 use crate::error::AppError;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -352,7 +352,7 @@ impl Security {
     /// # Errors
     /// An unreadable secret file; a cluster mode without a cluster secret, or
     /// with one shorter than [`MIN_SECRET_LEN`].
-    pub fn from_config(config: &Config, spec: &ClusterSpec) -> Result<Self, String> {
+    pub fn from_config(config: &Config, spec: &ClusterSpec) -> Result<Self, FlagError> {
         let cluster_secret = load(
             config.cluster_secret.as_deref(),
             config.cluster_secret_file.as_deref(),
@@ -371,13 +371,15 @@ impl Security {
                          --cluster-secret-file PATH or CLUSTER_SECRET (at least {MIN_SECRET_LEN} \
                          characters; e.g. `export CLUSTER_SECRET=$(head -c 24 /dev/urandom | base64)`)",
                         spec.mode
-                    ))
+                    )
+                    .into())
                 }
                 Some(s) if s.0.len() < MIN_SECRET_LEN => {
                     return Err(format!(
                         "the cluster secret must be at least {MIN_SECRET_LEN} characters, got {}",
                         s.0.len()
-                    ))
+                    )
+                    .into())
                 }
                 Some(_) => {}
             }
@@ -730,11 +732,12 @@ mod tests {
             Config::try_parse_from(["kv-node", "--mode", "leaderless", "--peers", PEERS]).unwrap();
         let spec = config.cluster_spec().unwrap();
         let e = Security::from_config(&config, &spec).unwrap_err();
-        assert!(e.contains("CLUSTER_SECRET"), "{e}");
+        assert!(e.0.contains("CLUSTER_SECRET"), "{e}");
         let mut short = config.clone();
         short.cluster_secret = Some("short".into());
         assert!(Security::from_config(&short, &spec)
             .unwrap_err()
+            .0
             .contains("at least 16"));
         let s = security(&[
             "--mode",

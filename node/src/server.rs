@@ -82,7 +82,7 @@ impl AppState {
     ///
     /// # Errors
     /// When the flags do not describe a valid cluster.
-    pub fn try_new(config: Config) -> Result<Self, String> {
+    pub fn try_new(config: Config) -> Result<Self, crate::config::FlagError> {
         let spec = config.cluster_spec()?;
         let security = Security::from_config(&config, &spec)?;
         let store = Store::new();

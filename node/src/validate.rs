@@ -17,7 +17,7 @@
 //! A refused message answers 400 with the reason, is logged at WARN and
 //! counted in `/status` (`security.invalid_messages`).
 
-use crate::error::AppError;
+use crate::error::Invalid;
 use crate::leaderless::hlc::Stamp;
 use kv_shared::cluster::ClusterConfig;
 use kv_shared::leader_follower::{
@@ -41,8 +41,19 @@ pub struct Context<'a> {
     pub n: u32,
 }
 
-fn bad(message: impl Into<String>) -> AppError {
-    AppError::bad_request(message)
+/// Runs `f` with the context of the node of `cluster` (the one way every
+/// caller builds it).
+pub fn with_context<T>(cluster: &crate::cluster::Cluster, f: impl FnOnce(&Context<'_>) -> T) -> T {
+    let peers = cluster.peers().ids();
+    f(&Context {
+        me: cluster.node_id(),
+        peers: &peers,
+        n: cluster.config().n,
+    })
+}
+
+fn bad(message: impl Into<String>) -> Invalid {
+    Invalid(message.into())
 }
 
 impl Context<'_> {
@@ -50,7 +61,7 @@ impl Context<'_> {
     ///
     /// # Errors
     /// 400 naming the id.
-    pub fn member(&self, id: NodeId) -> Result<(), AppError> {
+    pub fn member(&self, id: NodeId) -> Result<(), Invalid> {
         if id != self.me && self.peers.binary_search(&id).is_ok() {
             Ok(())
         } else {
@@ -64,7 +75,7 @@ impl Context<'_> {
     ///
     /// # Errors
     /// 400 with what is wrong.
-    pub fn config(&self, c: &ClusterConfig) -> Result<(), AppError> {
+    pub fn config(&self, c: &ClusterConfig) -> Result<(), Invalid> {
         c.check(self.n).map_err(|e| bad(e.0))
     }
 }
@@ -73,7 +84,7 @@ impl Context<'_> {
 ///
 /// # Errors
 /// 400.
-pub fn term(what: &str, t: u64) -> Result<(), AppError> {
+pub fn term(what: &str, t: u64) -> Result<(), Invalid> {
     if t > MAX_TERM {
         return Err(bad(format!("{what} {t} is above the limit {MAX_TERM}")));
     }
@@ -84,7 +95,7 @@ pub fn term(what: &str, t: u64) -> Result<(), AppError> {
 ///
 /// # Errors
 /// 400.
-pub fn counter_version(v: Version) -> Result<(), AppError> {
+pub fn counter_version(v: Version) -> Result<(), Invalid> {
     if v > MAX_VERSION {
         return Err(bad(format!("version {v} is above the limit {MAX_VERSION}")));
     }
@@ -95,7 +106,7 @@ pub fn counter_version(v: Version) -> Result<(), AppError> {
 ///
 /// # Errors
 /// 400.
-pub fn key_value(key: &str, value: &str) -> Result<(), AppError> {
+pub fn key_value(key: &str, value: &str) -> Result<(), Invalid> {
     validate_key(key).map_err(|e| bad(e.to_string()))?;
     if value.len() > MAX_VALUE_BYTES as usize {
         return Err(bad(format!(
@@ -110,7 +121,7 @@ pub fn key_value(key: &str, value: &str) -> Result<(), AppError> {
 ///
 /// # Errors
 /// 400.
-pub fn counter_record(r: &Record) -> Result<(), AppError> {
+pub fn counter_record(r: &Record) -> Result<(), Invalid> {
     key_value(&r.key, &r.value)?;
     counter_version(r.version)
 }
@@ -120,7 +131,7 @@ pub fn counter_record(r: &Record) -> Result<(), AppError> {
 ///
 /// # Errors
 /// 400 saying how far ahead it is.
-pub fn clock(what: &str, v: Version, wall_ms: u64, max_offset_ms: u64) -> Result<(), AppError> {
+pub fn clock(what: &str, v: Version, wall_ms: u64, max_offset_ms: u64) -> Result<(), Invalid> {
     let at = Stamp::unpack(v).unix_ms();
     if at > wall_ms.saturating_add(max_offset_ms) {
         return Err(bad(format!(
@@ -140,7 +151,7 @@ pub fn envelope(
     ctx: &Context<'_>,
     env: &ConfigEnvelope,
     current_epoch: u64,
-) -> Result<(), AppError> {
+) -> Result<(), Invalid> {
     ctx.config(&env.config)?;
     term("configuration epoch", env.epoch)?;
     if env.epoch > current_epoch.saturating_add(MAX_EPOCH_STEP) {
@@ -162,7 +173,7 @@ pub fn envelope(
 ///
 /// # Errors
 /// 400.
-pub fn vote(ctx: &Context<'_>, req: &VoteRequest) -> Result<(), AppError> {
+pub fn vote(ctx: &Context<'_>, req: &VoteRequest) -> Result<(), Invalid> {
     ctx.member(req.candidate)?;
     term("term", req.term)?;
     term("last term", req.last_term)
@@ -172,7 +183,7 @@ pub fn vote(ctx: &Context<'_>, req: &VoteRequest) -> Result<(), AppError> {
 ///
 /// # Errors
 /// 400 (the answer is ignored).
-pub fn vote_response(resp: &VoteResponse) -> Result<(), AppError> {
+pub fn vote_response(resp: &VoteResponse) -> Result<(), Invalid> {
     term("term", resp.term)?;
     term("request term", resp.request_term)?;
     term("last term", resp.last_term)
@@ -182,7 +193,7 @@ pub fn vote_response(resp: &VoteResponse) -> Result<(), AppError> {
 ///
 /// # Errors
 /// 400 (the answer is ignored).
-pub fn append_response(resp: &AppendResponse) -> Result<(), AppError> {
+pub fn append_response(resp: &AppendResponse) -> Result<(), Invalid> {
     term("term", resp.term)
 }
 
@@ -191,7 +202,7 @@ pub fn append_response(resp: &AppendResponse) -> Result<(), AppError> {
 ///
 /// # Errors
 /// 400.
-pub fn append(ctx: &Context<'_>, req: &AppendRequest) -> Result<(), AppError> {
+pub fn append(ctx: &Context<'_>, req: &AppendRequest) -> Result<(), Invalid> {
     ctx.member(req.leader)?;
     term("term", req.term)?;
     if req.prev_term > req.term {
@@ -241,7 +252,7 @@ pub fn append(ctx: &Context<'_>, req: &AppendRequest) -> Result<(), AppError> {
 ///
 /// # Errors
 /// 400.
-pub fn snapshot(ctx: &Context<'_>, req: &SnapshotRequest) -> Result<(), AppError> {
+pub fn snapshot(ctx: &Context<'_>, req: &SnapshotRequest) -> Result<(), Invalid> {
     ctx.member(req.leader)?;
     term("term", req.term)?;
     if req.last_term > req.term {
@@ -317,11 +328,7 @@ mod tests {
         assert!(append(&c, &append_with(vec![write(8, u64::MAX)])).is_err());
         let mut stranger = append_with(vec![]);
         stranger.leader = 7;
-        assert!(append(&c, &stranger)
-            .unwrap_err()
-            .body
-            .error
-            .contains("node 7"));
+        assert!(append(&c, &stranger).unwrap_err().0.contains("node 7"));
         let mut huge = append_with(vec![]);
         huge.term = u64::MAX;
         assert!(append(&c, &huge).is_err());
@@ -352,8 +359,7 @@ mod tests {
         assert!(clock("clock", at(wall + 400), wall, 500).is_ok());
         assert!(clock("clock", at(wall + 600), wall, 500)
             .unwrap_err()
-            .body
-            .error
+            .0
             .contains("600 ms ahead"));
         assert!(clock("clock", u64::MAX, wall, 500).is_err());
         let c = ctx();

@@ -72,7 +72,7 @@ async fn kill_restart_converge(log_capacity: u32) {
         || async {
             let s = c.status(Cluster::LEADER).await;
             let p = s.peers.iter().find(|p| p.id == 5).unwrap();
-            !p.up && p.lag_entries.unwrap() > 0
+            !p.up && p.progress.lag_entries.unwrap() > 0
         },
     )
     .await;
@@ -149,14 +149,14 @@ async fn status_reports_lag_while_a_follower_is_slow_and_none_once_it_caught_up(
         (kv_shared::Role::Leader, 21, 20)
     );
     assert!(
-        s.peers.iter().any(|p| p.lag_entries.unwrap() > 0),
+        s.peers.iter().any(|p| p.progress.lag_entries.unwrap() > 0),
         "some follower trails the leader right after the writes: {s:?}"
     );
     c.wait_converged().await;
     let s = c.status(Cluster::LEADER).await;
     for p in &s.peers {
         assert_eq!(
-            (p.acked_seq, p.lag_entries, p.lag_ms, p.up),
+            (p.acked_seq, p.progress.lag_entries, p.progress.lag_ms, p.up),
             (Some(21), Some(0), Some(0), true)
         );
     }

@@ -200,7 +200,13 @@ async fn w_not_met_answers_503_with_acked_and_required_and_the_hint_lands_later(
     assert_eq!(c.local(2, "k").await.unwrap().value, "v", "not undone");
 
     let s = c.status(1).await;
-    let hints = s.peers.iter().find(|p| p.id == 3).unwrap().pending_hints;
+    let hints = s
+        .peers
+        .iter()
+        .find(|p| p.id == 3)
+        .unwrap()
+        .progress
+        .pending_hints;
     assert_eq!(hints, Some(1));
     assert_eq!(s.leaderless.unwrap().writes_failed, 1);
 
@@ -216,7 +222,7 @@ async fn w_not_met_answers_503_with_acked_and_required_and_the_hint_lands_later(
         Duration::from_secs(5),
         || async {
             let s = c.status(1).await;
-            s.peers.iter().all(|p| p.pending_hints == Some(0))
+            s.peers.iter().all(|p| p.progress.pending_hints == Some(0))
         },
     )
     .await;
@@ -283,7 +289,10 @@ async fn status_reports_mode_quorums_clock_hints_and_anti_entropy() {
         ll.clock_ms
     );
     assert_eq!(ll.anti_entropy_ms, 300);
-    assert!(s.peers.iter().all(|p| p.up && p.pending_hints == Some(0)));
+    assert!(s
+        .peers
+        .iter()
+        .all(|p| p.up && p.progress.pending_hints == Some(0)));
     wait_until(
         "an anti-entropy round ran on node 1",
         Duration::from_secs(10),
@@ -331,5 +340,5 @@ async fn bad_internal_requests_are_json_errors() {
     big.mode = ModeArg::Leaderless;
     big.peers = "1=http://127.0.0.1:1".into();
     let err = AppState::try_new(big).unwrap_err();
-    assert!(err.contains("255"), "{err}");
+    assert!(err.0.contains("255"), "{err}");
 }

@@ -16,7 +16,7 @@ async fn hints_for_node_5(c: &common::Cluster) -> u64 {
     for id in 1..=4 {
         let s = c.status(id).await;
         let peer = s.peers.iter().find(|p| p.id == 5).unwrap();
-        hints += peer.pending_hints.unwrap();
+        hints += peer.progress.pending_hints.unwrap();
     }
     hints
 }

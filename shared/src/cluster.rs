@@ -171,13 +171,24 @@ pub struct PeerStatus {
     /// Leader only: highest log position the follower acknowledged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acked_seq: Option<Seq>,
-    /// Leader only: entries the follower is behind.
+    /// How far the peer is behind (flattened: its fields sit beside the others).
+    #[serde(flatten)]
+    pub progress: Progress,
+}
+
+/// How far a replica is behind: one struct for `/status` ([`PeerStatus`],
+/// as the node that sends to the replica sees it) and the dashboard's feed
+/// ([`crate::events::ReplicaView`]). A new per-peer figure is added here once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Progress {
+    /// Leader-follower: entries the replica is behind the leader.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag_entries: Option<u64>,
-    /// Leader only: age of the oldest entry the follower has not acknowledged, in ms.
+    /// Leader-follower: age of the oldest entry the replica has not
+    /// acknowledged, in ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag_ms: Option<u64>,
-    /// Leaderless only: hints waiting to be delivered to this peer.
+    /// Leaderless: hints waiting to be delivered to the replica.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_hints: Option<u64>,
 }
@@ -261,6 +272,29 @@ pub struct SecurityStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_fields_sit_beside_the_peers_other_fields_on_the_wire() {
+        let peer = PeerStatus {
+            id: 2,
+            url: "http://n2".into(),
+            role: Role::Follower,
+            up: true,
+            acked_seq: Some(7),
+            progress: Progress {
+                lag_entries: Some(3),
+                lag_ms: Some(250),
+                pending_hints: None,
+            },
+        };
+        let json = serde_json::to_value(&peer).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"id": 2, "url": "http://n2", "role": "follower", "up": true,
+                "acked_seq": 7, "lag_entries": 3, "lag_ms": 250})
+        );
+        assert_eq!(serde_json::from_value::<PeerStatus>(json).unwrap(), peer);
+    }
 
     #[test]
     fn quorums_outside_one_to_n_are_refused() {

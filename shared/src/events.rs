@@ -195,16 +195,10 @@ pub struct ReplicaView {
     /// Writes the replica undid since it started (leader-follower mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rolled_back: Option<u64>,
-    /// Entries the replica is behind the leader (leader-follower mode).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lag_entries: Option<u64>,
-    /// Age of the oldest entry the replica has not acknowledged, in ms
-    /// (leader-follower mode).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lag_ms: Option<u64>,
-    /// Hints waiting to be delivered to the replica (leaderless mode).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending_hints: Option<u64>,
+    /// How far the replica is behind: the leader's lag figures for it
+    /// (leader-follower), the hints every node holds for it (leaderless).
+    #[serde(flatten)]
+    pub progress: crate::cluster::Progress,
     /// The replica's own W/R/delay configuration, when it differs from the
     /// observer's (for instance while a change propagates).
     #[serde(default, skip_serializing_if = "Option::is_none")]

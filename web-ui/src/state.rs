@@ -1059,12 +1059,12 @@ pub fn replica_lag(view: &ClusterView, r: &ReplicaView) -> (u64, u64) {
         .leader
         .and_then(|l| view.replicas.iter().find(|x| x.id == l))
         .and_then(|l| l.applied_seq);
-    let entries = r.lag_entries.or_else(|| {
+    let entries = r.progress.lag_entries.or_else(|| {
         leader_seq
             .zip(r.applied_seq)
             .map(|(l, s)| l.saturating_sub(s))
     });
-    (entries.unwrap_or(0), r.lag_ms.unwrap_or(0))
+    (entries.unwrap_or(0), r.progress.lag_ms.unwrap_or(0))
 }
 
 #[cfg(test)]
@@ -1086,9 +1086,7 @@ mod tests {
             commit_seq: None,
             catching_up: false,
             rolled_back: None,
-            lag_entries: None,
-            lag_ms: None,
-            pending_hints: None,
+            progress: Default::default(),
             config: None,
             error: (!up).then(|| "connection refused".into()),
             faults: Vec::new(),
@@ -1281,8 +1279,8 @@ mod tests {
         let mut v = view(1_000, &[(2, 7, true), (3, 10, true)]);
         assert_eq!(replica_lag(&v, &v.replicas[0]), (0, 0));
         assert_eq!(replica_lag(&v, &v.replicas[1]), (3, 0));
-        v.replicas[2].lag_entries = Some(2);
-        v.replicas[2].lag_ms = Some(450);
+        v.replicas[2].progress.lag_entries = Some(2);
+        v.replicas[2].progress.lag_ms = Some(450);
         assert_eq!(replica_lag(&v, &v.replicas[2]), (2, 450));
     }
 

@@ -197,12 +197,11 @@ mod sim;
 use self::core::{Clock, Core, Event, Message, Output, ProposeError, Settings};
 use crate::cluster::Cluster;
 use crate::config::Config;
-use crate::error::AppError;
+use crate::error::{Aftermath, Invalid, ReplicationError};
 use crate::events::wall_ms;
 use crate::store::Store;
 use crate::transport::TransportError;
 use crate::validate;
-use axum::http::StatusCode;
 use kv_shared::cluster::{ClusterConfig, ConfigUpdate, Seq, StatusResponse};
 use kv_shared::events::{NodeEventKind, TraceOutcome};
 use kv_shared::leader_follower::{
@@ -500,13 +499,14 @@ impl LeaderFollower {
     /// leader otherwise.
     ///
     /// # Errors
-    /// 503 when W is not met in time, there is no leader, or the leader is
-    /// unreachable; the leader's own error for a forwarded write.
+    /// W not met in time, no leader, the leader unreachable, the term not
+    /// started or the window full within the write timeout; the leader's own
+    /// error for a forwarded write.
     pub async fn write(
         &self,
         req: SetRequest,
         forwarded_by: Option<NodeId>,
-    ) -> Result<SetResponse, AppError> {
+    ) -> Result<SetResponse, ReplicationError> {
         let timeout = self.inner.cluster.write_timeout();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -548,20 +548,13 @@ impl LeaderFollower {
                 Err(e @ (ProposeError::NotStarted { .. } | ProposeError::WindowFull { .. })) => {
                     // Wait for the term to start or for room, within the write timeout.
                     if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                        return Err(self.not_now(e));
+                        return Err(self.refused(e, &req.key));
                     }
                 }
-                Err(ProposeError::ChangeInProgress) => {
-                    return Err(self.not_now(ProposeError::ChangeInProgress));
-                }
-                Err(ProposeError::VersionExhausted { version }) => {
-                    return Err(AppError::new(
-                        StatusCode::CONFLICT,
-                        format!(
-                            "`{}` is at version {version}, the highest the cluster hands out",
-                            req.key
-                        ),
-                    ));
+                Err(
+                    e @ (ProposeError::ChangeInProgress | ProposeError::VersionExhausted { .. }),
+                ) => {
+                    return Err(self.refused(e, &req.key));
                 }
             }
         }
@@ -573,7 +566,7 @@ impl LeaderFollower {
         forwarded_by: Option<NodeId>,
         p: self::core::Proposal,
         outcome: Result<WriteOutcome, oneshot::error::RecvError>,
-    ) -> Result<SetResponse, AppError> {
+    ) -> Result<SetResponse, ReplicationError> {
         let cluster = &self.inner.cluster;
         let me = cluster.node_id();
         match outcome {
@@ -592,44 +585,30 @@ impl LeaderFollower {
                 cluster
                     .events()
                     .trace_failed(p.index, TraceOutcome::Failed { acked, required });
-                Err(AppError {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                body: ErrorBody {
-                    error: format!(
-                        "write quorum not met: {acked} of {required} replicas hold version {} of `{}` \
-                         after {} ms; the write is applied on those and may still reach the others \
-                         (or be rolled back if a new leader lacks it)",
-                        p.version,
-                        req.key,
-                        cluster.write_timeout().as_millis()
-                    ),
-                    acked: Some(acked),
-                    required: Some(required),
+                Err(ReplicationError::WriteQuorumNotMet {
+                    key: req.key,
+                    version: p.version,
+                    acked,
+                    required,
+                    after_ms: millis(cluster.write_timeout()),
                     leader: Some(me),
                     term: Some(p.term),
-                },
+                    aftermath: Aftermath::MayRollBack,
                 })
             }
             Ok(WriteOutcome::Abandoned { term }) => {
                 cluster
                     .events()
                     .trace_failed(p.index, TraceOutcome::Abandoned);
-                let mut e = AppError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!(
-                        "node {me} stopped leading (term {term}) before version {} of `{}` reached W \
-                         replicas; it may survive or be rolled back",
-                        p.version, req.key
-                    ),
-                );
-                e.body.term = Some(term);
-                e.body.leader = self.leader();
-                Err(e)
+                Err(ReplicationError::Abandoned {
+                    node: me,
+                    term,
+                    key: req.key,
+                    version: p.version,
+                    leader: self.leader(),
+                })
             }
-            Err(_) => Err(AppError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the node stopped before the write was acknowledged",
-            )),
+            Err(_) => Err(ReplicationError::Stopped),
         }
     }
 
@@ -639,53 +618,49 @@ impl LeaderFollower {
         last_leader: Option<NodeId>,
         term: Term,
         forwarded: bool,
-    ) -> AppError {
-        let me = self.inner.cluster.node_id();
-        let last = last_leader.map_or("none yet".to_owned(), |l| format!("node {l}"));
-        let message = match (forwarded, leader) {
-            (true, Some(l)) => format!(
-                "node {me} is not the leader of term {term}; node {l} is (a forwarded write is not forwarded again)"
-            ),
-            (true, None) | (false, None) => format!(
-                "no leader in term {term} (last known leader: {last}); an election is under way, retry shortly"
-            ),
-            (false, Some(l)) => format!("node {me} is not the leader; node {l} is"),
-        };
-        let mut e = AppError::new(StatusCode::SERVICE_UNAVAILABLE, message);
-        e.body.leader = leader.or(last_leader);
-        e.body.term = Some(term);
-        e
+    ) -> ReplicationError {
+        match leader {
+            Some(leader) => ReplicationError::NotLeader {
+                node: self.inner.cluster.node_id(),
+                leader,
+                term,
+                forwarded,
+            },
+            None => ReplicationError::NoLeader { term, last_leader },
+        }
     }
 
-    fn not_now(&self, e: ProposeError) -> AppError {
-        let me = self.inner.cluster.node_id();
+    /// Why the core refused a write of `key` (or a configuration change)
+    /// for good, or for longer than the caller waits.
+    fn refused(&self, e: ProposeError, key: &str) -> ReplicationError {
+        let node = self.inner.cluster.node_id();
         let term = self.term();
-        let message = match e {
-            ProposeError::NotStarted { term } => format!(
-                "node {me} was elected leader of term {term} and has not committed its first entry yet \
-                 (no majority answered within the write timeout)"
-            ),
-            ProposeError::WindowFull { window } => format!(
-                "node {me} holds {window} entries no majority has acknowledged yet: the followers \
-                 lag behind; retry shortly"
-            ),
-            ProposeError::ChangeInProgress => "a configuration change is in progress".into(),
-            ProposeError::NotLeader { .. } => format!("node {me} is not the leader"),
-            ProposeError::VersionExhausted { version } => {
-                format!("the key is at version {version}, the highest the cluster hands out")
+        match e {
+            ProposeError::NotStarted { term } => ReplicationError::TermNotStarted { node, term },
+            ProposeError::WindowFull { window } => {
+                ReplicationError::WindowFull { node, term, window }
             }
-        };
-        let mut err = AppError::new(StatusCode::SERVICE_UNAVAILABLE, message);
-        err.body.leader = self.leader();
-        err.body.term = Some(term);
-        err
+            ProposeError::ChangeInProgress => ReplicationError::ChangeInProgress {
+                leader: self.leader(),
+                term,
+            },
+            ProposeError::NotLeader {
+                leader,
+                last_leader,
+                term,
+            } => self.no_leader(leader, last_leader, term, false),
+            ProposeError::VersionExhausted { version } => ReplicationError::VersionExhausted {
+                key: key.to_owned(),
+                version,
+            },
+        }
     }
 
     async fn forward_write(
         &self,
         req: SetRequest,
         leader: NodeId,
-    ) -> Result<SetResponse, AppError> {
+    ) -> Result<SetResponse, ReplicationError> {
         let cluster = &self.inner.cluster;
         let url = format!(
             "{}{}",
@@ -693,15 +668,14 @@ impl LeaderFollower {
             kv_shared::SET_PATH
         );
         let term = self.term();
-        let unreachable = |e: String| {
-            cluster.peers().mark_down(leader, e.clone());
-            let mut err = AppError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("leader {leader} ({url}) is unreachable: {e}"),
-            );
-            err.body.leader = Some(leader);
-            err.body.term = Some(term);
-            err
+        let unreachable = |reason: String| {
+            cluster.peers().mark_down(leader, reason.clone());
+            ReplicationError::LeaderUnreachable {
+                leader,
+                url: url.clone(),
+                reason,
+                term: Some(term),
+            }
         };
         if cluster.faults().cuts_to(leader) {
             return Err(unreachable("cut off by an injected fault".into()));
@@ -717,23 +691,9 @@ impl LeaderFollower {
             .await;
         let resp = sent.map_err(|e| unreachable(e.to_string()))?;
         cluster.peers().mark_up(leader);
-        let status = resp.status();
+        let status = resp.status().as_u16();
         let bytes = resp.bytes().await.map_err(|e| unreachable(e.to_string()))?;
-        if status.is_success() {
-            serde_json::from_slice(&bytes).map_err(|e| {
-                AppError::new(
-                    StatusCode::BAD_GATEWAY,
-                    format!("leader {leader} answered: {e}"),
-                )
-            })
-        } else {
-            let body = serde_json::from_slice::<ErrorBody>(&bytes)
-                .unwrap_or_else(|_| ErrorBody::new(String::from_utf8_lossy(&bytes)));
-            Err(AppError {
-                status: StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
-                body,
-            })
-        }
+        leader_answer(leader, status, &bytes)
     }
 
     /// `POST /config`: carries out a W/R/delay change through the leader's
@@ -741,19 +701,19 @@ impl LeaderFollower {
     /// still trusts its configuration).
     ///
     /// # Errors
-    /// 400 for an invalid change; 503 without a leader or when leadership
-    /// changes during the change.
+    /// An invalid change; no leader, or leadership changing during the
+    /// change; the change not in force everywhere in time.
     pub async fn change_config(
         &self,
         update: ConfigUpdate,
         forwarded: bool,
         authorization: Option<String>,
-    ) -> Result<ClusterConfig, AppError> {
+    ) -> Result<ClusterConfig, ReplicationError> {
         let _one_at_a_time = self.inner.changing.lock().await;
         let current = self.lock().core.config();
         let target = current
             .with(&update)
-            .map_err(|e| AppError::bad_request(e.0))?;
+            .map_err(|e| ReplicationError::InvalidConfig(e.0))?;
         let attempt = self.step(|st, now| {
             let id = st.core.change_config(target, now)?;
             let (tx, rx) = oneshot::channel();
@@ -772,31 +732,18 @@ impl LeaderFollower {
                     _ => Err(self.no_leader(leader, last_leader, term, forwarded)),
                 };
             }
-            Err(e) => return Err(self.not_now(e)),
+            Err(e) => return Err(self.refused(e, "")),
         };
         let cluster = &self.inner.cluster;
         let limit = cluster.write_timeout() * 2 + self.inner.lease_wait;
         match tokio::time::timeout(limit, rx).await {
             Ok(Ok(ChangeOutcome::Done(config))) => Ok(config),
             Ok(Ok(ChangeOutcome::Abandoned { term })) => {
-                let mut e = AppError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!(
-                        "leadership changed (term {term}) during the configuration change; \
-                         read /config and retry"
-                    ),
-                );
-                e.body.term = Some(term);
-                Err(e)
+                Err(ReplicationError::ConfigAbandoned { term })
             }
-            Ok(Err(_)) | Err(_) => Err(AppError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "the configuration change did not reach every node within {} ms; it goes on \
-                     in the background (see /status)",
-                    limit.as_millis()
-                ),
-            )),
+            Ok(Err(_)) | Err(_) => Err(ReplicationError::ConfigTimedOut {
+                after_ms: millis(limit),
+            }),
         }
     }
 
@@ -805,7 +752,7 @@ impl LeaderFollower {
         update: ConfigUpdate,
         leader: NodeId,
         authorization: Option<String>,
-    ) -> Result<ClusterConfig, AppError> {
+    ) -> Result<ClusterConfig, ReplicationError> {
         let cluster = &self.inner.cluster;
         let url = format!(
             "{}{}",
@@ -820,55 +767,35 @@ impl LeaderFollower {
             .json(&update)
             .timeout(cluster.write_timeout() * 3 + Duration::from_secs(10));
         if let Some(a) = authorization {
-            req = req.header(axum::http::header::AUTHORIZATION, a);
+            req = req.header(reqwest::header::AUTHORIZATION, a);
         }
-        let resp = req.send().await.map_err(|e| {
-            let mut err = AppError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("leader {leader} ({url}) is unreachable: {e}"),
-            );
-            err.body.leader = Some(leader);
-            err
-        })?;
-        let status = resp.status();
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| ReplicationError::LeaderUnreachable {
+                leader,
+                url: url.clone(),
+                reason: e.to_string(),
+                term: None,
+            })?;
+        let status = resp.status().as_u16();
         let bytes = resp.bytes().await.unwrap_or_default();
-        if status.is_success() {
-            serde_json::from_slice(&bytes).map_err(|e| {
-                AppError::new(
-                    StatusCode::BAD_GATEWAY,
-                    format!("leader {leader} answered: {e}"),
-                )
-            })
-        } else {
-            let body = serde_json::from_slice::<ErrorBody>(&bytes)
-                .unwrap_or_else(|_| ErrorBody::new(String::from_utf8_lossy(&bytes)));
-            Err(AppError {
-                status: StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
-                body,
-            })
-        }
+        leader_answer(leader, status, &bytes)
     }
 
     /// Runs a check of [`crate::validate`] with what it needs of this node.
     fn check(
         &self,
-        f: impl FnOnce(&validate::Context<'_>) -> Result<(), AppError>,
-    ) -> Result<(), AppError> {
-        let cluster = &self.inner.cluster;
-        let peers = cluster.peers().ids();
-        let ctx = validate::Context {
-            me: cluster.node_id(),
-            peers: &peers,
-            n: cluster.config().n,
-        };
-        f(&ctx)
+        f: impl FnOnce(&validate::Context<'_>) -> Result<(), Invalid>,
+    ) -> Result<(), Invalid> {
+        validate::with_context(&self.inner.cluster, f)
     }
 
     /// `POST /internal/lf/vote`.
     ///
     /// # Errors
     /// 400 for a malformed request (see [`crate::validate`]).
-    pub fn on_vote(&self, req: VoteRequest) -> Result<VoteResponse, AppError> {
+    pub fn on_vote(&self, req: VoteRequest) -> Result<VoteResponse, ReplicationError> {
         self.check(|c| validate::vote(c, &req))?;
         self.refuse_cut(req.candidate)?;
         Ok(self.step(|st, now| st.core.on_vote_request(req, now)))
@@ -879,7 +806,7 @@ impl LeaderFollower {
     ///
     /// # Errors
     /// 400 for a malformed request.
-    pub async fn on_append(&self, req: AppendRequest) -> Result<AppendResponse, AppError> {
+    pub async fn on_append(&self, req: AppendRequest) -> Result<AppendResponse, ReplicationError> {
         self.check(|c| validate::append(c, &req))?;
         self.refuse_cut(req.leader)?;
         if !req.entries.is_empty() {
@@ -893,7 +820,10 @@ impl LeaderFollower {
     ///
     /// # Errors
     /// 400 for a malformed request.
-    pub async fn on_snapshot(&self, req: SnapshotRequest) -> Result<AppendResponse, AppError> {
+    pub async fn on_snapshot(
+        &self,
+        req: SnapshotRequest,
+    ) -> Result<AppendResponse, ReplicationError> {
         self.check(|c| validate::snapshot(c, &req))?;
         self.refuse_cut(req.leader)?;
         self.ack_delay().await;
@@ -908,12 +838,9 @@ impl LeaderFollower {
 
     /// Messages from a peer cut off by an injected fault are refused as if
     /// they never arrived.
-    fn refuse_cut(&self, from: NodeId) -> Result<(), AppError> {
+    fn refuse_cut(&self, from: NodeId) -> Result<(), ReplicationError> {
         if self.inner.cluster.faults().cuts_from(from) {
-            return Err(AppError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("messages from node {from} are cut off by an injected fault"),
-            ));
+            return Err(ReplicationError::CutOff { from });
         }
         Ok(())
     }
@@ -937,8 +864,8 @@ impl LeaderFollower {
         for v in core.followers(now) {
             if let Some(p) = status.peers.iter_mut().find(|p| p.id == v.id) {
                 p.acked_seq = Some(v.match_index);
-                p.lag_entries = Some(v.lag_entries);
-                p.lag_ms = Some(v.lag_ms);
+                p.progress.lag_entries = Some(v.lag_entries);
+                p.progress.lag_ms = Some(v.lag_ms);
                 p.up = v.up;
             }
         }
@@ -1133,6 +1060,30 @@ impl LeaderFollower {
             }
         };
         cluster.events().node_event(cluster.node_id(), term, kind);
+    }
+}
+
+/// A duration in whole milliseconds, for messages.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The leader's answer to a forwarded request: its body on success, its own
+/// error (status and body, passed on) otherwise.
+fn leader_answer<T: serde::de::DeserializeOwned>(
+    leader: NodeId,
+    status: u16,
+    bytes: &[u8],
+) -> Result<T, ReplicationError> {
+    if (200..300).contains(&status) {
+        serde_json::from_slice(bytes).map_err(|e| ReplicationError::BadLeaderAnswer {
+            leader,
+            reason: e.to_string(),
+        })
+    } else {
+        let body = serde_json::from_slice::<ErrorBody>(bytes)
+            .unwrap_or_else(|_| ErrorBody::new(String::from_utf8_lossy(bytes)));
+        Err(ReplicationError::Forwarded { status, body })
     }
 }
 

@@ -21,7 +21,7 @@
 
 use super::merkle::{bucket_of_key, reconcile, Descent, DescentStep, Leaves, MerkleTree};
 use super::runtime::Leaderless;
-use crate::error::AppError;
+use crate::error::Invalid;
 use crate::events::wall_ms;
 use crate::store::Store;
 use crate::transport::TransportError;
@@ -148,11 +148,11 @@ fn keys_in_buckets(
     out
 }
 
-fn check_shape(shape: TreeShape) -> Result<(), AppError> {
+fn check_shape(shape: TreeShape) -> Result<(), Invalid> {
     if shape == TreeShape::DEFAULT {
         Ok(())
     } else {
-        Err(AppError::bad_request(format!(
+        Err(Invalid(format!(
             "tree shape {shape:?} differs from this node's {:?}",
             TreeShape::DEFAULT
         )))
@@ -163,7 +163,7 @@ fn check_shape(shape: TreeShape) -> Result<(), AppError> {
 ///
 /// # Errors
 /// 400 for another tree shape or nodes outside the tree.
-pub fn on_digest(ll: &Leaderless, req: DigestRequest) -> Result<DigestResponse, AppError> {
+pub fn on_digest(ll: &Leaderless, req: DigestRequest) -> Result<DigestResponse, Invalid> {
     check_shape(req.shape)?;
     let cluster = ll.cluster();
     cluster.peers().mark_up(req.from);
@@ -175,7 +175,7 @@ pub fn on_digest(ll: &Leaderless, req: DigestRequest) -> Result<DigestResponse, 
         .tree_for(req.from, req.session, ll.store());
     let hashes = tree
         .hashes(req.level, &req.nodes)
-        .ok_or_else(|| AppError::bad_request("tree level or node index out of range"))?;
+        .ok_or_else(|| Invalid("tree level or node index out of range".into()))?;
     Ok(DigestResponse {
         node_id: cluster.node_id(),
         clock: ll.clock(),
@@ -187,7 +187,7 @@ pub fn on_digest(ll: &Leaderless, req: DigestRequest) -> Result<DigestResponse, 
 ///
 /// # Errors
 /// 400 for another tree shape.
-pub fn on_keys(ll: &Leaderless, req: BucketKeysRequest) -> Result<BucketKeysResponse, AppError> {
+pub fn on_keys(ll: &Leaderless, req: BucketKeysRequest) -> Result<BucketKeysResponse, Invalid> {
     check_shape(req.shape)?;
     let entries = keys_in_buckets(ll.store(), req.shape, &req.buckets)
         .into_values()

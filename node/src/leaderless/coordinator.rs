@@ -207,7 +207,11 @@ impl Coordinator {
     ///
     /// # Errors
     /// When `self_id` does not fit a version's node field (see [`Hlc::new`]).
-    pub fn new(self_id: NodeId, peers: &[NodeId], timing: Timing) -> Result<Self, String> {
+    pub fn new(
+        self_id: NodeId,
+        peers: &[NodeId],
+        timing: Timing,
+    ) -> Result<Self, super::hlc::NodeIdTooLarge> {
         let state = PeerState {
             up: true,
             ..PeerState::default()

@@ -3,7 +3,7 @@
 
 use super::anti_entropy;
 use super::runtime::Leaderless;
-use crate::error::{ApiJson, AppError};
+use crate::error::{ApiJson, AppError, Invalid};
 use crate::server::AppState;
 use crate::validate;
 use axum::extract::State;
@@ -19,15 +19,9 @@ use kv_shared::Version;
 /// Runs `f` with what [`crate::validate`] needs of this node.
 fn check(
     state: &AppState,
-    f: impl FnOnce(&validate::Context<'_>) -> Result<(), AppError>,
-) -> Result<(), AppError> {
-    let peers = state.cluster.peers().ids();
-    let ctx = validate::Context {
-        me: state.cluster.node_id(),
-        peers: &peers,
-        n: state.cluster.config().n,
-    };
-    f(&ctx)
+    f: impl FnOnce(&validate::Context<'_>) -> Result<(), Invalid>,
+) -> Result<(), Invalid> {
+    validate::with_context(&state.cluster, f)
 }
 
 /// Checks the sender and the configuration envelope a message carries.
@@ -35,7 +29,7 @@ fn check_sender(
     state: &AppState,
     from: kv_shared::NodeId,
     config: Option<&ConfigEnvelope>,
-) -> Result<(), AppError> {
+) -> Result<(), Invalid> {
     let epoch = state.cluster.envelope().epoch;
     check(state, |c| {
         c.member(from)?;
@@ -49,7 +43,7 @@ pub fn check_records(
     state: &AppState,
     clock: Option<Version>,
     records: &[Record],
-) -> Result<(), AppError> {
+) -> Result<(), Invalid> {
     let (wall, offset) = (
         state.cluster.faults().wall_ms(),
         state.config.max_clock_offset_ms,
@@ -70,7 +64,7 @@ pub fn check_records(
 pub fn check_sender_of_repair(
     state: &AppState,
     req: &kv_shared::replication::RepairRequest,
-) -> Result<(), AppError> {
+) -> Result<(), Invalid> {
     check_sender(state, req.from, None)?;
     check_records(state, None, &req.records)
 }
@@ -79,7 +73,7 @@ pub fn check_sender_of_repair(
 ///
 /// # Errors
 /// 400.
-pub fn check_envelope(state: &AppState, env: &ConfigEnvelope) -> Result<(), AppError> {
+pub fn check_envelope(state: &AppState, env: &ConfigEnvelope) -> Result<(), Invalid> {
     let epoch = state.cluster.envelope().epoch;
     check(state, |c| validate::envelope(c, env, epoch))
 }
@@ -119,7 +113,7 @@ pub async fn digest(
 ) -> Result<Json<DigestResponse>, AppError> {
     let ll = leaderless(&state)?;
     check_sender(&state, req.from, req.config.as_ref())?;
-    anti_entropy::on_digest(ll, req).map(Json)
+    Ok(Json(anti_entropy::on_digest(ll, req)?))
 }
 
 /// `POST /internal/ll/keys`: keys and versions of some leaf buckets.
@@ -132,7 +126,7 @@ pub async fn keys(
 ) -> Result<Json<BucketKeysResponse>, AppError> {
     let ll = leaderless(&state)?;
     check_sender(&state, req.from, None)?;
-    anti_entropy::on_keys(ll, req).map(Json)
+    Ok(Json(anti_entropy::on_keys(ll, req)?))
 }
 
 /// `POST /internal/ll/fetch`: records of some keys.

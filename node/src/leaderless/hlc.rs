@@ -90,17 +90,22 @@ pub struct Hlc {
     logical: u64,
 }
 
+/// A node id that does not fit the node field of a version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "leaderless node ids must be at most {MAX_NODE_ID} (they are part of every version); got {0}"
+)]
+pub struct NodeIdTooLarge(pub NodeId);
+
 impl Hlc {
     /// A clock for node `node`, starting at zero (the first reading jumps to
     /// the wall clock).
     ///
     /// # Errors
     /// When `node` does not fit the 8-bit node field.
-    pub fn new(node: NodeId) -> Result<Self, String> {
+    pub fn new(node: NodeId) -> Result<Self, NodeIdTooLarge> {
         if node > MAX_NODE_ID {
-            return Err(format!(
-                "leaderless node ids must be at most {MAX_NODE_ID} (they are part of every version); got {node}"
-            ));
+            return Err(NodeIdTooLarge(node));
         }
         Ok(Self {
             node: u64::from(node),
@@ -235,7 +240,7 @@ mod tests {
     #[test]
     fn node_ids_beyond_eight_bits_are_refused() {
         assert!(Hlc::new(255).is_ok());
-        assert!(Hlc::new(256).unwrap_err().contains("255"));
+        assert!(Hlc::new(256).unwrap_err().to_string().contains("255"));
     }
 
     #[test]

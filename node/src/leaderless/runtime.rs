@@ -14,14 +14,13 @@ use super::coordinator::{Coordinator, Input, Output, QuorumFailure, Timing, Writ
 use super::hlc::Stamp;
 use crate::cluster::Cluster;
 use crate::config::Config;
-use crate::error::AppError;
+use crate::error::{Aftermath, ReplicationError};
 use crate::store::Store;
-use axum::http::StatusCode;
 use kv_shared::cluster::StatusResponse;
 use kv_shared::events::{NodeEventKind, TraceOutcome};
 use kv_shared::leaderless::{LeaderlessStatus, LlWrite, LlWriteAck, WriteKind, LL_WRITE_PATH};
 use kv_shared::replication::Record;
-use kv_shared::{ErrorBody, NodeId, SetRequest, SetResponse, Version, WriteStatus};
+use kv_shared::{NodeId, SetRequest, SetResponse, Version, WriteStatus};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -90,7 +89,11 @@ impl Leaderless {
     ///
     /// # Errors
     /// When the node id does not fit a version (ids above 255).
-    pub fn new(cluster: Cluster, store: Store, config: &Config) -> Result<Self, String> {
+    pub fn new(
+        cluster: Cluster,
+        store: Store,
+        config: &Config,
+    ) -> Result<Self, super::hlc::NodeIdTooLarge> {
         let timing = Timing {
             write_timeout: cluster.write_timeout(),
             hint_retry: (cluster.heartbeat() * 2).max(Duration::from_millis(50)),
@@ -222,7 +225,7 @@ impl Leaderless {
         match crate::validate::clock("clock", clock, wall, offset) {
             Ok(()) => true,
             Err(e) => {
-                tracing::warn!("ignored a peer's clock reading: {}", e.body.error);
+                tracing::warn!("ignored a peer's clock reading: {}", e);
                 false
             }
         }
@@ -339,9 +342,9 @@ impl Leaderless {
     /// `POST /set`: coordinates the write; answers once W replicas hold it.
     ///
     /// # Errors
-    /// 503 `{"error","acked","required"}` when W is not met in time (or can
-    /// no longer be met); the write is not undone.
-    pub async fn write(&self, req: SetRequest) -> Result<SetResponse, AppError> {
+    /// [`ReplicationError::WriteQuorumNotMet`] when W is not met in time (or
+    /// can no longer be met); the write is not undone.
+    pub async fn write(&self, req: SetRequest) -> Result<SetResponse, ReplicationError> {
         let cluster = &self.inner.cluster;
         let local = self.inner.store.get(&req.key).map(|e| e.version);
         let status = if local.is_some() {
@@ -390,27 +393,20 @@ impl Leaderless {
                 served_by: Some(cluster.node_id()),
                 forwarded_by: None,
             }),
-            Ok((version, Err(QuorumFailure { acked, required }))) => Err(AppError {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                body: ErrorBody {
-                    error: format!(
-                        "write quorum not met: {acked} of {required} replicas acknowledged version \
-                         {version} of `{}` (the others are unreachable or did not answer within \
-                         {} ms); the write stays on those replicas and in hints for the others, \
-                         so it may still become visible",
-                        req.key,
-                        cluster.write_timeout().as_millis()
-                    ),
-                    acked: Some(acked),
-                    required: Some(required),
+            Ok((version, Err(QuorumFailure { acked, required }))) => {
+                Err(ReplicationError::WriteQuorumNotMet {
+                    key: req.key,
+                    version,
+                    acked,
+                    required,
+                    after_ms: u64::try_from(cluster.write_timeout().as_millis())
+                        .unwrap_or(u64::MAX),
                     leader: None,
                     term: None,
-                },
-            }),
-            Err(_) => Err(AppError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the node stopped before the write was acknowledged",
-            )),
+                    aftermath: Aftermath::Hinted,
+                })
+            }
+            Err(_) => Err(ReplicationError::Stopped),
         }
     }
 
@@ -496,7 +492,7 @@ impl Leaderless {
         let (clock, total, dropped, delivered, failed) = {
             let st = self.lock();
             for p in &mut status.peers {
-                p.pending_hints = Some(st.core.pending_hints(p.id));
+                p.progress.pending_hints = Some(st.core.pending_hints(p.id));
             }
             let h = st.core.hints();
             (

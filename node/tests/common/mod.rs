@@ -423,7 +423,7 @@ impl Cluster {
                         .peers
                         .iter()
                         .find(|p| p.id == id)
-                        .and_then(|p| p.lag_entries);
+                        .and_then(|p| p.progress.lag_entries);
                     ok &= lag == Some(0) && self.status(id).await.applied_seq == leader.applied_seq;
                 }
                 ok

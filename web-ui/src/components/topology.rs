@@ -270,7 +270,7 @@ fn replica_view(r: &ReplicaView, (x, y): (f64, f64), lag: Option<LagSample>, fla
         ("accepting writes".to_owned(), "state good")
     } else if let Some(l) = lag.filter(|l| l.entries > 0) {
         (format!("behind {} · {} ms", l.entries, l.ms), "state warn")
-    } else if let Some(h) = r.pending_hints.filter(|&h| h > 0) {
+    } else if let Some(h) = r.progress.pending_hints.filter(|&h| h > 0) {
         (format!("{h} hints held for it"), "state warn")
     } else {
         ("in sync".to_owned(), "state good")
@@ -300,7 +300,7 @@ fn replica_view(r: &ReplicaView, (x, y): (f64, f64), lag: Option<LagSample>, fla
            data-up={r.up.to_string()} data-seq={seq.clone()} data-behind={behind.to_string()}
            data-term={r.term.map(|t| t.to_string()).unwrap_or_default()}
            data-catching-up={r.catching_up.to_string()} data-faults={r.faults.len().to_string()}
-           data-hints={r.pending_hints.unwrap_or(0).to_string()}
+           data-hints={r.progress.pending_hints.unwrap_or(0).to_string()}
            transform={format!("translate({:.1},{:.1})", x - HALF_W, y - HALF_H)}>
             <title>{ title }</title>
             <rect class="box" width={(2.0 * HALF_W).to_string()} height={(2.0 * HALF_H).to_string()} rx="10" />
@@ -343,9 +343,7 @@ mod tests {
                     commit_seq: None,
                     catching_up: false,
                     rolled_back: None,
-                    lag_entries: None,
-                    lag_ms: None,
-                    pending_hints: None,
+                    progress: Default::default(),
                     config: None,
                     error: None,
                     faults: Vec::new(),
