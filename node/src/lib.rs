@@ -30,6 +30,8 @@
 //! - [`error`]: `AppError`, the one error type of the HTTP boundary, and the
 //!   extractors that turn every rejection into the same JSON shape.
 //! - [`api`]: the thin HTTP handlers of the client API.
+//! - [`openapi`]: the OpenAPI description of the client and admin API
+//!   (`GET /openapi.json`), checked against a real node by schemathesis.
 //! - [`events`]: the dashboard's live feed (`GET /events`, Server-Sent Events):
 //!   cluster snapshots gathered from the peers, and write traces.
 //! - [`ui`]: serves the dashboard built by trunk (embedded in release builds),
@@ -47,6 +49,7 @@ pub mod internal;
 pub mod leader_follower;
 pub mod leaderless;
 pub mod metrics;
+pub mod openapi;
 pub mod peers;
 pub mod reads;
 pub mod replication;
