@@ -8,9 +8,9 @@
 //!
 //! - Every operation lists every status it can answer, and every error
 //!   answer has the [`ErrorBody`] schema. What any route can answer is added
-//!   once, by the `BoundaryErrors` modifier: 403 for a `Host` the node does not answer
-//!   to (or a cross-origin write), and, for a request with a body, 400, 408,
-//!   413 and 415 (see [`crate::error`], [`crate::security`]).
+//!   once, by the `BoundaryErrors` modifier: 403 for a `Host` the node does
+//!   not answer to (or a cross-origin write), and, for a request with a
+//!   body, 400, 408, 413 and 415 (see [`crate::error`], [`crate::security`]).
 //! - Admin calls name the bearer scheme [`ADMIN_TOKEN_SCHEME`]
 //!   (`Authorization: Bearer <admin token>`); `POST /config` needs it only to
 //!   change W/R or the delay profile of a node that has a token.
@@ -19,8 +19,9 @@
 //! - The node-to-node endpoints (`/internal/...`) are left out: they take only
 //!   requests signed with the cluster secret, and no client calls them.
 //!
-//! **Checked against a real node.** `node/tests/openapi.rs` starts a node
-//! with an admin token and runs schemathesis (a property-based API tester,
+//! **Checked against real nodes.** `node/tests/openapi.rs` starts nodes
+//! with an admin token (standalone, leaderless, a leader-follower cluster)
+//! and runs schemathesis (a property-based API tester,
 //! installed by `scripts/setup.sh --tests` into
 //! `~/.cache/kv-store/schemathesis-venv`) on the document the node serves,
 //! with a fixed seed and bounded examples: no 5xx, every status documented,
