@@ -109,7 +109,7 @@ pub async fn openapi_json() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, JSON)], json())
 }
 
-/// `GET /events` (served by [`crate::events::events`]; described here, where
+/// `GET /events` (served by the handler in `crate::events`; described here, where
 /// the rest of the document is, since it is a stream rather than a body).
 #[utoipa::path(
     get,
