@@ -11,6 +11,8 @@
 #   - openssh-server, iproute2 and podman from Debian (the SSH deployment test runs sshd in
 #     network namespaces; the container test builds the image with podman)
 #   - the x86_64-unknown-linux-musl Rust target (the static kv-node: scripts/build.sh --static)
+#   - schemathesis from PyPI, pinned, in its own virtualenv (~/.cache/kv-store/schemathesis-venv;
+#     node/tests/openapi.rs checks GET /openapi.json against real nodes with it)
 #
 # Usage: scripts/setup.sh [--tests]
 set -euo pipefail
@@ -18,12 +20,15 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 TRUNK_VERSION=0.21.14
+# The version node/tests/openapi.rs was checked with; its path is the one that test looks in.
+SCHEMATHESIS_VERSION=4.32.5
+SCHEMATHESIS_VENV="$HOME/.cache/kv-store/schemathesis-venv"
 
 for_tests=0
 case "${1:-}" in
   "") ;;
   --tests) for_tests=1 ;;
-  -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) die "unknown option $1 (scripts/setup.sh --help)" ;;
 esac
 
@@ -35,6 +40,9 @@ if ((for_tests)); then
   [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
   [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || need_apt+=(iproute2)
   command -v podman >/dev/null || need_apt+=(podman)
+  command -v python3 >/dev/null || need_apt+=(python3)
+  # Debian's python3 creates virtualenvs only with python3-venv (ensurepip).
+  python3 -c 'import ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 fi
 # The tests start sshd themselves, in network namespaces: the package's own service (an sshd on
 # port 22 of every interface) must not run.
@@ -50,6 +58,14 @@ fi
 if ((for_tests)) && ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
   log "adding the x86_64-unknown-linux-musl target"
   rustup target add x86_64-unknown-linux-musl
+fi
+
+# schemathesis, the property-based API tester of node/tests/openapi.rs, in a virtualenv of its own
+# (no system Python package is touched); skipped when that version is there.
+if ((for_tests)) && ! "$SCHEMATHESIS_VENV/bin/st" --version 2>/dev/null | grep -q " $SCHEMATHESIS_VERSION\$"; then
+  log "installing schemathesis $SCHEMATHESIS_VERSION (PyPI) into $SCHEMATHESIS_VENV"
+  python3 -m venv "$SCHEMATHESIS_VENV"
+  "$SCHEMATHESIS_VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
 if ! trunk --version 2>/dev/null | grep -q " $TRUNK_VERSION"; then

@@ -15,11 +15,30 @@ use kv_shared::api::KeyQuery;
 use kv_shared::cluster::{ClusterConfig, ConfigUpdate, StatusResponse};
 use kv_shared::events::NodeEventKind;
 use kv_shared::limits::{validate_key, validate_set};
-use kv_shared::{GetResponse, HealthResponse, NodeId, SetRequest, SetResponse};
+use kv_shared::{ErrorBody, GetResponse, HealthResponse, NodeId, SetRequest, SetResponse};
 
 /// `POST /set`: writes a key and answers 201 with its new version. In a
 /// cluster, the write is decided by the mode (on a follower: forwarded to the
 /// leader).
+#[utoipa::path(
+    post,
+    path = kv_shared::SET_PATH,
+    tag = "data",
+    request_body = SetRequest,
+    responses(
+        (status = 201, description = "Written; the answer names the new version.", body = SetResponse),
+        (status = 400, description = "Not the JSON described, or a key that is empty, over 256 \
+            bytes or holds a control character.", body = ErrorBody),
+        (status = 409, description = "The key is at the highest version the cluster hands out.",
+            body = ErrorBody),
+        (status = 413, description = "A value over 64 KiB, or a body over 128 KiB.", body = ErrorBody),
+        (status = 502, description = "Leader-follower, on a follower: the leader's answer could \
+            not be read.", body = ErrorBody),
+        (status = 503, description = "The write quorum was not met (`acked`, `required`), or, in \
+            leader-follower mode, no leader is known or reachable, or it is not ready yet \
+            (`leader`, `term`).", body = ErrorBody),
+    ),
+)]
 pub async fn set(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -38,6 +57,20 @@ pub async fn set(
 }
 
 /// `GET /get?key=K`: the newest copy among R replicas.
+#[utoipa::path(
+    get,
+    path = kv_shared::GET_PATH,
+    tag = "data",
+    params(KeyQuery),
+    responses(
+        (status = 200, description = "The newest copy among R replicas.", body = GetResponse),
+        (status = 400, description = "No `key`, or a key that is empty, over 256 bytes, holds a \
+            control character or is not UTF-8.", body = ErrorBody),
+        (status = 404, description = "No replica consulted holds the key.", body = ErrorBody),
+        (status = 503, description = "The read quorum was not met, or, in leader-follower mode, \
+            no leader answered.", body = ErrorBody),
+    ),
+)]
 pub async fn get_query(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<KeyQuery>,
@@ -46,6 +79,24 @@ pub async fn get_query(
 }
 
 /// `GET /get/{key}`.
+#[utoipa::path(
+    get,
+    path = kv_shared::GET_KEY_ROUTE,
+    tag = "data",
+    params((
+        "key" = String, Path,
+        description = "The key to read: 1 to 256 bytes of UTF-8, no control character.",
+        min_length = 1, max_length = 256, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$"
+    )),
+    responses(
+        (status = 200, description = "The newest copy among R replicas.", body = GetResponse),
+        (status = 400, description = "A key that is empty, over 256 bytes, holds a \
+            control character or is not UTF-8.", body = ErrorBody),
+        (status = 404, description = "No replica consulted holds the key.", body = ErrorBody),
+        (status = 503, description = "The read quorum was not met, or, in leader-follower mode, \
+            no leader answered.", body = ErrorBody),
+    ),
+)]
 pub async fn get_path(
     State(state): State<AppState>,
     ApiPath(key): ApiPath<String>,
@@ -63,6 +114,18 @@ async fn read(state: &AppState, key: String) -> Result<Json<GetResponse>, AppErr
 }
 
 /// `GET /local_read?key=K`: this node's own copy, never coordinated.
+#[utoipa::path(
+    get,
+    path = kv_shared::LOCAL_READ_PATH,
+    tag = "data",
+    params(KeyQuery),
+    responses(
+        (status = 200, description = "This node's own copy.", body = GetResponse),
+        (status = 400, description = "No `key`, or a key that is empty, over 256 bytes, holds a \
+            control character or is not UTF-8.", body = ErrorBody),
+        (status = 404, description = "This node does not hold the key.", body = ErrorBody),
+    ),
+)]
 pub async fn local_read_query(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<KeyQuery>,
@@ -71,6 +134,22 @@ pub async fn local_read_query(
 }
 
 /// `GET /local_read/{key}`.
+#[utoipa::path(
+    get,
+    path = kv_shared::LOCAL_READ_KEY_ROUTE,
+    tag = "data",
+    params((
+        "key" = String, Path,
+        description = "The key to read: 1 to 256 bytes of UTF-8, no control character.",
+        min_length = 1, max_length = 256, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$"
+    )),
+    responses(
+        (status = 200, description = "This node's own copy.", body = GetResponse),
+        (status = 400, description = "A key that is empty, over 256 bytes, holds a \
+            control character or is not UTF-8.", body = ErrorBody),
+        (status = 404, description = "This node does not hold the key.", body = ErrorBody),
+    ),
+)]
 pub async fn local_read_path(
     State(state): State<AppState>,
     ApiPath(key): ApiPath<String>,
@@ -84,6 +163,12 @@ fn local(state: &AppState, key: String) -> Result<Json<GetResponse>, AppError> {
 }
 
 /// `GET /health`: answers 200 while the node runs.
+#[utoipa::path(
+    get,
+    path = kv_shared::HEALTH_PATH,
+    tag = "cluster",
+    responses((status = 200, description = "The node runs.", body = HealthResponse)),
+)]
 pub async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
     Json(HealthResponse {
         status: "healthy".into(),
@@ -98,6 +183,13 @@ pub async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
 
 /// `GET /status`: this node, its configuration, its peers and (on the
 /// leader) each follower's lag.
+#[utoipa::path(
+    get,
+    path = kv_shared::STATUS_PATH,
+    tag = "cluster",
+    responses((status = 200, description = "This node and its view of the cluster.",
+        body = StatusResponse)),
+)]
 pub async fn status(State(state): State<AppState>) -> Json<StatusResponse> {
     Json(full_status(&state))
 }
@@ -114,6 +206,13 @@ fn full_status(state: &AppState) -> StatusResponse {
 
 /// `GET /metrics`: requests and the `/status` figures in the Prometheus
 /// text format (see [`crate::metrics`]).
+#[utoipa::path(
+    get,
+    path = kv_shared::METRICS_PATH,
+    tag = "observability",
+    responses((status = 200, description = "Prometheus / OpenMetrics text.", body = String,
+        content_type = "application/openmetrics-text")),
+)]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let body = state.metrics.render(&full_status(&state));
     (
@@ -138,6 +237,18 @@ fn faults_status(state: &AppState) -> FaultsStatus {
 ///
 /// # Errors
 /// 401/403 without the admin token.
+#[utoipa::path(
+    get,
+    path = kv_shared::admin::FAULTS_PATH,
+    tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The faults in force.", body = FaultsStatus),
+        (status = 401, description = "No admin token, or another one.", body = ErrorBody),
+        (status = 403, description = "The node has no admin token (or a foreign `Host`).",
+            body = ErrorBody),
+    ),
+)]
 pub async fn get_faults(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -153,6 +264,25 @@ pub async fn get_faults(
 /// # Errors
 /// 401/403 without the admin token; 400 for an unknown peer or a value out
 /// of range, or a `restart` of a node that is not the `kv-node` executable.
+#[utoipa::path(
+    post,
+    path = kv_shared::admin::FAULTS_PATH,
+    tag = "admin",
+    security(("admin_token" = [])),
+    request_body = FaultRequest,
+    responses(
+        (status = 200, description = "Injected (or healed); the faults now in force.",
+            body = FaultsStatus),
+        (status = 202, description = "`crash` or `restart` taken: the process exits (or starts \
+            again, empty) right after this answer.", body = FaultsStatus),
+        (status = 400, description = "Not the JSON described, a peer that is not one, a value \
+            out of range, a skew outside leaderless mode, or a `restart` of a node that cannot.",
+            body = ErrorBody),
+        (status = 401, description = "No admin token, or another one.", body = ErrorBody),
+        (status = 403, description = "The node has no admin token (or a foreign `Host`, or a \
+            cross-origin call from an origin it does not allow).", body = ErrorBody),
+    ),
+)]
 pub async fn post_faults(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -229,6 +359,13 @@ fn restart_empty() {
 pub const CRASH_EXIT_CODE: i32 = 137;
 
 /// `GET /config`: N, W, R and the delay profile in force.
+#[utoipa::path(
+    get,
+    path = kv_shared::CONFIG_PATH,
+    tag = "cluster",
+    responses((status = 200, description = "N, W, R and the delay profile in force.",
+        body = ClusterConfig)),
+)]
 pub async fn get_config(State(state): State<AppState>) -> Json<ClusterConfig> {
     Json(state.cluster.config())
 }
@@ -241,6 +378,28 @@ pub async fn get_config(State(state): State<AppState>) -> Json<ClusterConfig> {
 /// 400 when W or R is outside 1..=N or a delay is over the limit; 401/403
 /// without the right admin token (see [`crate::security`]); 503 in
 /// leader-follower mode without a leader.
+#[utoipa::path(
+    post,
+    path = kv_shared::CONFIG_PATH,
+    tag = "cluster",
+    security((), ("admin_token" = [])),
+    request_body = ConfigUpdate,
+    responses(
+        (status = 200, description = "In force on every node (leader-follower) or here and sent \
+            to every peer (leaderless).", body = ClusterConfig),
+        (status = 400, description = "Not the JSON described, W or R outside 1..=N, or a delay \
+            over 10 s.", body = ErrorBody),
+        (status = 401, description = "A node with an admin token, and no token or another one.",
+            body = ErrorBody),
+        (status = 403, description = "An admin action the node refuses without an admin token \
+            (a delay profile; W/R on a node not bound to loopback), or a foreign `Host`.",
+            body = ErrorBody),
+        (status = 502, description = "Leader-follower, on a follower: the leader's answer could \
+            not be read.", body = ErrorBody),
+        (status = 503, description = "Leader-follower: no leader, leadership changed during the \
+            change, or it did not reach every node in time.", body = ErrorBody),
+    ),
+)]
 pub async fn post_config(
     State(state): State<AppState>,
     headers: HeaderMap,

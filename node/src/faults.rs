@@ -208,7 +208,8 @@ impl Faults {
                 if !skew_allowed {
                     return bad("a clock skew only affects leaderless mode".into());
                 }
-                if ms.abs() > MAX_SKEW_MS {
+                // `unsigned_abs`: `abs` overflows on i64::MIN.
+                if ms.unsigned_abs() > MAX_SKEW_MS.unsigned_abs() {
                     return bad(format!("a skew is at most {MAX_SKEW_MS} ms either way"));
                 }
                 self.inner.skew_ms.store(*ms, Ordering::Relaxed);
@@ -457,6 +458,11 @@ mod tests {
                 true
             )
             .is_err());
+        let most_negative = FaultRequest::Skew { ms: i64::MIN };
+        assert!(
+            f.apply(&most_negative, &peers, true).is_err(),
+            "no overflow"
+        );
         let odd = FaultRequest::Drop {
             peers: vec![2],
             probability: 1.5,

@@ -34,6 +34,8 @@
 //!   translation between them and the extractors that turn every rejection
 //!   into the same JSON shape.
 //! - [`api`]: the thin HTTP handlers of the client API.
+//! - [`openapi`]: the OpenAPI description of the client and admin API
+//!   (`GET /openapi.json`), checked against a real node by schemathesis.
 //! - [`events`]: the dashboard's live feed (`GET /events`, Server-Sent Events):
 //!   the hub the runtimes report traces into (`events::hub`), the aggregator
 //!   and relays (`events::relay`), the pure snapshot assembly
@@ -54,6 +56,7 @@ pub mod internal;
 pub mod leader_follower;
 pub mod leaderless;
 pub mod metrics;
+pub mod openapi;
 pub mod peers;
 pub mod reads;
 pub mod replication;

@@ -15,7 +15,7 @@ use crate::metrics::{self, Metrics};
 use crate::replication::Replication;
 use crate::security::{self, Security};
 use crate::store::Store;
-use crate::{api, error, events, internal, leaderless, transport, ui};
+use crate::{api, error, events, internal, leaderless, openapi, transport, ui};
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
@@ -30,7 +30,7 @@ use kv_shared::limits::{MAX_BODY_BYTES, MAX_INTERNAL_BODY_BYTES};
 use kv_shared::replication::{INTERNAL_CONFIG_PATH, INTERNAL_READ_PATH, REPAIR_PATH};
 use kv_shared::{
     CONFIG_PATH, GET_KEY_ROUTE, GET_PATH, HEALTH_PATH, LOCAL_READ_KEY_ROUTE, LOCAL_READ_PATH,
-    METRICS_PATH, SET_PATH, STATUS_PATH,
+    METRICS_PATH, OPENAPI_PATH, SET_PATH, STATUS_PATH,
 };
 use std::future::Future;
 use std::pin::Pin;
@@ -173,6 +173,7 @@ fn client_routes(state: &AppState) -> Router<AppState> {
         .route(kv_shared::events::EVENTS_PATH, get(events::events))
         .route(FAULTS_PATH, get(api::get_faults).post(api::post_faults))
         .route(METRICS_PATH, get(api::metrics))
+        .route(OPENAPI_PATH, get(openapi::openapi_json))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES as usize))
         .layer(axum::middleware::from_fn_with_state(
             u64::from(MAX_BODY_BYTES),

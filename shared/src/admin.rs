@@ -29,6 +29,7 @@ pub const MAX_SKEW_MS: i64 = 60_000;
 
 /// Which messages between this node and the named peers a fault hits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Direction {
     /// Both ways.
@@ -54,6 +55,7 @@ impl Direction {
 
 /// A fault to inject (`POST /admin/faults`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum FaultRequest {
     /// Stop answering and sending for `duration_ms` (as if the process were
@@ -61,6 +63,7 @@ pub enum FaultRequest {
     /// `/admin/faults` keeps answering (a `heal` ends the pause).
     Pause {
         /// How long, at most [`MAX_FAULT_MS`].
+        #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 600_000))]
         duration_ms: u64,
     },
     /// Exit the process at once, losing everything in memory (a supervisor
@@ -76,6 +79,7 @@ pub enum FaultRequest {
     /// a direction).
     Cut {
         /// The peers.
+        #[cfg_attr(feature = "openapi", schema(value_type = Vec<u32>))]
         peers: Vec<NodeId>,
         /// Which way.
         #[serde(default)]
@@ -84,8 +88,10 @@ pub enum FaultRequest {
     /// Delay every message to and/or from `peers` by `ms`.
     Delay {
         /// The peers.
+        #[cfg_attr(feature = "openapi", schema(value_type = Vec<u32>))]
         peers: Vec<NodeId>,
         /// The delay, at most [`MAX_FAULT_MS`].
+        #[cfg_attr(feature = "openapi", schema(maximum = 600_000))]
         ms: u64,
         /// Which way.
         #[serde(default)]
@@ -94,8 +100,10 @@ pub enum FaultRequest {
     /// Lose each message to and/or from `peers` with probability `probability`.
     Drop {
         /// The peers.
+        #[cfg_attr(feature = "openapi", schema(value_type = Vec<u32>))]
         peers: Vec<NodeId>,
         /// In 0..=1.
+        #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1))]
         probability: f64,
         /// Which way.
         #[serde(default)]
@@ -105,6 +113,7 @@ pub enum FaultRequest {
     /// clock: leaderless versions and clock readings shift by that much.
     Skew {
         /// The offset, at most [`MAX_SKEW_MS`] either way.
+        #[cfg_attr(feature = "openapi", schema(minimum = -60_000, maximum = 60_000))]
         ms: i64,
     },
     /// Remove every fault in force (pause, cuts, delays, drops, skew).
@@ -113,11 +122,13 @@ pub enum FaultRequest {
 
 /// A fault in force, as `GET /admin/faults` and `/status` list it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ActiveFault {
     /// `pause`, `cut`, `delay`, `drop` or `skew`.
     pub kind: String,
     /// The peers it hits (empty for pause and skew).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<u32>))]
     pub peers: Vec<NodeId>,
     /// Which way (cut, delay, drop).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -134,8 +145,10 @@ pub struct ActiveFault {
 
 /// The faults in force on a node.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FaultsStatus {
     /// The node.
+    #[cfg_attr(feature = "openapi", schema(value_type = u32))]
     pub node_id: NodeId,
     /// Every fault in force.
     pub active: Vec<ActiveFault>,

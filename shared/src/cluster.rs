@@ -15,13 +15,17 @@ pub type Seq = u64;
 /// The artificial delays of the assignment's delay profile, in milliseconds.
 /// All zero means the profile is off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DelayProfile {
     /// The leader (or write coordinator) waits this long after each
     /// replication message it sends to another replica.
+    #[cfg_attr(feature = "openapi", schema(maximum = 10_000))]
     pub send_ms: u32,
     /// A replica waits this long after receiving an update before acknowledging it.
+    #[cfg_attr(feature = "openapi", schema(maximum = 10_000))]
     pub ack_ms: u32,
     /// A replica waits this long before answering a read another node coordinates.
+    #[cfg_attr(feature = "openapi", schema(maximum = 10_000))]
     pub remote_read_ms: u32,
 }
 
@@ -49,6 +53,7 @@ impl DelayProfile {
 
 /// N, W and R of a cluster plus its delay profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClusterConfig {
     /// Number of replicas.
     pub n: u32,
@@ -63,12 +68,15 @@ pub struct ClusterConfig {
 
 /// Body of `POST /config`: the fields to change; absent fields stay as they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConfigUpdate {
     /// New write quorum, 1..=N.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub w: Option<u32>,
     /// New read quorum, 1..=N.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub r: Option<u32>,
     /// New delay profile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -159,8 +167,10 @@ impl ClusterConfig {
 
 /// One peer as a node sees it, in `/status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PeerStatus {
     /// The peer's id.
+    #[cfg_attr(feature = "openapi", schema(value_type = u32))]
     pub id: NodeId,
     /// The peer's base URL.
     pub url: String,
@@ -170,6 +180,7 @@ pub struct PeerStatus {
     pub up: bool,
     /// Leader only: highest log position the follower acknowledged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u64>))]
     pub acked_seq: Option<Seq>,
     /// How far the peer is behind (flattened: its fields sit beside the others).
     #[serde(flatten)]
@@ -180,6 +191,7 @@ pub struct PeerStatus {
 /// as the node that sends to the replica sees it) and the dashboard's feed
 /// ([`crate::events::ReplicaView`]). A new per-peer figure is added here once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Progress {
     /// Leader-follower: entries the replica is behind the leader.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -201,8 +213,10 @@ pub const CONFIG_PATH: &str = "/config";
 
 /// Answer of `GET /status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatusResponse {
     /// This node's id.
+    #[cfg_attr(feature = "openapi", schema(value_type = u32))]
     pub node_id: NodeId,
     /// This node's base URL as its peers reach it.
     pub url: String,
@@ -212,10 +226,12 @@ pub struct StatusResponse {
     pub role: Role,
     /// The leader's id (leader-follower mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u32>))]
     pub leader: Option<NodeId>,
     /// N, W, R and the delay profile in force.
     pub config: ClusterConfig,
     /// Highest log position applied locally (leader-follower mode).
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
     pub applied_seq: Seq,
     /// Number of keys in the local store.
     pub keys: u64,
@@ -237,6 +253,7 @@ pub struct StatusResponse {
 
 /// Who may change the configuration of a node (`/status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum AdminPolicy {
     /// W/R and the delay profile need `Authorization: Bearer <admin token>`.
@@ -249,6 +266,7 @@ pub enum AdminPolicy {
 
 /// Counters of what a node refused since it started, each also logged.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SecurityStatus {
     /// Who may change W, R and the delays.
     pub admin: Option<AdminPolicy>,

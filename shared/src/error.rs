@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// Body of every non-2xx response: `{"error": "..."}` plus optional details.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// Human-readable description of what went wrong.
     pub error: String,
@@ -16,10 +17,12 @@ pub struct ErrorBody {
     pub required: Option<u32>,
     /// For a request that had to reach the leader: which node that is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u32>))]
     pub leader: Option<NodeId>,
     /// Leader-follower mode, for a request that needed a leader: the term
     /// the answering node is in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u64>))]
     pub term: Option<Term>,
 }
 

@@ -16,6 +16,7 @@ pub type Term = u64;
 
 /// How a node replicates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
     /// A single node with no replication (the phase-1 `kv-service`).
@@ -29,6 +30,7 @@ pub enum Mode {
 
 /// The part a node plays in its cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
     /// The only node of a standalone deployment.

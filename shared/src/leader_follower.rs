@@ -233,14 +233,18 @@ fn last_by_default() -> bool {
 /// A write that a node undid because the elected leader's log does not
 /// hold it (it never reached a majority).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RolledBackWrite {
     /// The key.
     pub key: String,
     /// The version the write had.
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
     pub version: Version,
     /// Its log position.
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
     pub index: Seq,
     /// Its term.
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
     pub term: Term,
     /// Whether this node had answered 201 for it (it led and W was met).
     pub acknowledged: bool,
@@ -250,17 +254,23 @@ pub struct RolledBackWrite {
 
 /// Leader-follower fields of `/status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LeaderFollowerStatus {
     /// This node's current term.
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
     pub term: Term,
     /// Whom it voted for in that term.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u32>))]
     pub voted_for: Option<NodeId>,
     /// Entries up to here are committed (held by a majority; never undone).
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
     pub commit_seq: Seq,
     /// The first index the log still holds (earlier ones are compacted).
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
     pub log_start: Seq,
     /// The version floor of the current term.
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
     pub floor: Version,
     /// True while the node, after a (re)start, has not yet caught up with
     /// the leader's log as it was when they first spoke: it does not count

@@ -226,8 +226,10 @@ pub struct FetchResponse {
 
 /// The last completed anti-entropy round of a node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AntiEntropyRound {
     /// The peer compared with.
+    #[cfg_attr(feature = "openapi", schema(value_type = u32))]
     pub peer: NodeId,
     /// When the round ended, in ms since the Unix epoch.
     pub ended_at_ms: u64,
@@ -243,8 +245,10 @@ pub struct AntiEntropyRound {
 
 /// The leaderless fields of `/status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LeaderlessStatus {
     /// The node's hybrid logical clock: the highest version it has issued or seen.
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
     pub clock: Version,
     /// The physical part of `clock`, in ms since the Unix epoch.
     pub clock_ms: u64,

@@ -5,6 +5,12 @@
 //! else. The crate is pure Rust + serde so that it builds for the host and for
 //! `wasm32-unknown-unknown` alike; fixed-width integers only, never `usize`.
 //!
+//! With the `openapi` feature (kv-node's `GET /openapi.json`), the types of
+//! the client and admin API also derive `utoipa::ToSchema`, which reads their
+//! serde attributes. A field typed with a domain alias (`NodeId`, `Version`,
+//! `Term`, `Seq`) names its integer in `schema(value_type = ...)`: the derive
+//! sees the alias's name, not what it stands for.
+//!
 //! # Layout
 //! - [`ids`]: domain scalars (`NodeId`, `Version`) and the node's mode and role.
 //! - [`admin`]: fault injection (`/admin/faults`): pause, crash, cut, delay,
@@ -35,7 +41,7 @@ pub mod replication;
 
 pub use api::{
     GetResponse, HealthResponse, SetRequest, SetResponse, WriteStatus, GET_KEY_ROUTE, GET_PATH,
-    HEALTH_PATH, LOCAL_READ_KEY_ROUTE, LOCAL_READ_PATH, METRICS_PATH, SET_PATH,
+    HEALTH_PATH, LOCAL_READ_KEY_ROUTE, LOCAL_READ_PATH, METRICS_PATH, OPENAPI_PATH, SET_PATH,
 };
 pub use cluster::{CONFIG_PATH, STATUS_PATH};
 pub use error::ErrorBody;
