@@ -3,7 +3,7 @@
 //! Every node serves the feed; the browser talks to that node only.
 //!
 //! - **Cluster snapshots.** While at least one client is subscribed, an
-//!   aggregator task builds a [`ClusterView`] every [`AGGREGATE_EVERY`]: this
+//!   aggregator task builds a [`ClusterView`](kv_shared::events::ClusterView) every [`AGGREGATE_EVERY`]: this
 //!   node's own `/status` plus each peer's, fetched server-side with a short
 //!   timeout (a peer that does not answer is shown down, with the reason).
 //!   The task starts with the first subscriber and ends with the last, so an
@@ -12,12 +12,12 @@
 //!   [`EventHub`], when a write was accepted, when it was sent to each replica,
 //!   when each acknowledgement came back and when the client was answered.
 //!   The hub keeps a small book of the writes in flight and publishes a
-//!   [`WriteTrace`] each time one of its timestamps is filled in. All stamps
+//!   [`WriteTrace`](kv_shared::events::WriteTrace) each time one of its timestamps is filled in. All stamps
 //!   are this node's wall clock (ms since the epoch), so the dashboard can
 //!   replay them at the pace they happened.
 //!
 //! - **Read traces.** The read coordinator ([`crate::reads`]) reports each
-//!   coordinated read once it ended, as a [`ReadTrace`]: the replicas asked,
+//!   coordinated read once it ended, as a [`ReadTrace`](kv_shared::events::ReadTrace): the replicas asked,
 //!   each one's answer, the version returned and the repairs sent. At most
 //!   [`MAX_READS_PER_SECOND`] are published per second.
 //! - **What a page sees first.** A new page gets the last snapshot only if it
@@ -26,7 +26,7 @@
 //!   the stream opened (minus [`TRACE_GRACE_MS`]) are not sent to it either,
 //!   so writes left in flight while nobody watched do not reappear half done.
 //!   A write that ends without its quorum (503) is published once more with
-//!   its [`TraceOutcome`] and forgotten. A new page does get the final copies
+//!   its [`TraceOutcome`](kv_shared::events::TraceOutcome) and forgotten. A new page does get the final copies
 //!   of the last [`MAX_RECENT`] writes that ended (answered and acknowledged
 //!   everywhere, or failed) within [`RECENT_MS`] while the node was watched,
 //!   so that a 503 just before it opened shows as failed, not as waiting.
@@ -49,13 +49,13 @@
 
 //!
 //! # Layout
-//! - [`hub`]: the [`EventHub`] — the book of traced writes, publishing and
+//! - `hub`: the [`EventHub`] — the book of traced writes, publishing and
 //!   subscribing, the read-trace budget, the cached snapshot.
-//! - [`relay`]: the aggregator task — snapshots every [`AGGREGATE_EVERY`]
+//! - `relay`: the aggregator task — snapshots every [`AGGREGATE_EVERY`]
 //!   and the relays of the peers' own traces.
-//! - [`view`]: the pure assembly of a [`kv_shared::events::ClusterView`] from
+//! - `view`: the pure assembly of a [`kv_shared::events::ClusterView`] from
 //!   this node's and its peers' `/status`.
-//! - [`sse`]: the `GET /events` handler.
+//! - `sse`: the `GET /events` handler.
 
 mod hub;
 mod relay;
