@@ -37,7 +37,7 @@
 //!
 //! client ──GET /get──▶ node X: read itself and R-1 peers (GET /internal/read),
 //!   answer the highest version, push it to replicas that answered older
-//!   (POST /internal/repair) — the shared coordinated read of `reads.rs`.
+//!   (POST /internal/repair) — the shared coordinated read of `crate::reads`.
 //!
 //! every anti-entropy period (jittered), node X with one random peer P:
 //!   X ──digest(level 0: root)──▶ P; descend only into differing children
