@@ -15,10 +15,23 @@
 //! R; each answer that does not count (not current, failed, timed out)
 //! frees its place for the next candidate. The read is met at R counted
 //! copies, and fails once nothing is in flight and no candidate is left.
+//!
+//! Digest reads ([`ReadStart::digest`]): peers are asked for their version
+//! only. Once R copies counted, the newest version's value is taken from a
+//! copy in hand (the coordinator's own, usually); when none has it, one
+//! replica that answered that version is asked again for its full copy (a
+//! *fetch*, at most one in flight, each replica fetched at most once). The
+//! fetch's answer replaces the replica's counted answer, whatever it is: a
+//! newer copy (the replica moved on) becomes the newest, and the stale
+//! replicas are repaired against it; an older copy or none is counted as
+//! such and the newest is decided again; a failure, a timeout or "not
+//! current" takes the replica out of the count, and its place goes to the
+//! next candidate as for any failed ask. So a read with a fetch still ends
+//! met with the value of its newest counted version, or not met.
 
 use kv_shared::events::{ReadAnswer, ReadReplicaTrace, ReadTrace, TraceOutcome};
-use kv_shared::replication::{LeaderRead, VersionedValue};
-use kv_shared::{NodeId, Term};
+use kv_shared::replication::{LeaderRead, ReadCopy, VersionedValue};
+use kv_shared::{NodeId, Term, Version};
 use std::collections::BTreeMap;
 
 /// Identifies one ask of a read (chosen by the core, unique within the read).
@@ -62,6 +75,9 @@ pub struct ReadStart {
     pub local: Option<VersionedValue>,
     /// What the coordinator adds to its copy (term, leader answer).
     pub local_answer: LocalAnswer,
+    /// Ask peers for their version only, and fetch the newest value only
+    /// when no copy in hand has it.
+    pub digest: bool,
     /// When the read started (wall clock, ms).
     pub now_ms: u64,
 }
@@ -71,8 +87,8 @@ pub struct ReadStart {
 pub enum Reply {
     /// A current replica's copy (`None`: it has no copy of the key).
     Copy {
-        /// Its copy.
-        found: Option<VersionedValue>,
+        /// Its copy; without its value in the answer to a digest ask.
+        found: Option<ReadCopy>,
         /// Leader-follower: its term.
         term: Option<Term>,
         /// Leader-follower: its leader answer, when it leads a started term.
@@ -96,6 +112,8 @@ pub enum Output {
         ask: AskId,
         /// The replica.
         to: NodeId,
+        /// Its version only (a digest), not its value.
+        digest: bool,
     },
 }
 
@@ -162,7 +180,7 @@ pub struct Quorum {
     /// The newest copy among the counted replies, if any replica has the key.
     pub newest: Option<VersionedValue>,
     /// The counted replicas, in the order they answered (the coordinator first
-    /// when its copy counts).
+    /// when its copy counts; a fetched replica where its fetch answered).
     pub replied: Vec<NodeId>,
     /// Leader-follower: the highest term any counted replica is in.
     pub max_term: Option<Term>,
@@ -180,6 +198,19 @@ struct InFlight {
     to: NodeId,
     /// Its line in the trace.
     line: usize,
+    /// A fetch of the newest value from a replica already counted.
+    fetch: bool,
+}
+
+/// A counted reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Counted {
+    /// The replica.
+    id: NodeId,
+    /// Its copy's version, if it has one.
+    version: Option<Version>,
+    /// Its line in the trace.
+    line: usize,
 }
 
 /// The state of one coordinated read.
@@ -194,8 +225,14 @@ pub struct ReadCore {
     /// Asks in flight, by id.
     asks: BTreeMap<AskId, InFlight>,
     next_ask: AskId,
-    /// Counted replies, in the order they came.
-    counted: Vec<(NodeId, Option<VersionedValue>)>,
+    /// Counted replies, in the order they came, with their trace lines.
+    counted: Vec<Counted>,
+    /// Every copy whose value is known (the coordinator's own, full
+    /// answers, leader answers): where the newest value comes from.
+    in_hand: Vec<VersionedValue>,
+    /// Replicas fetched from (each at most once).
+    fetched: Vec<NodeId>,
+    digest: bool,
     not_current: Vec<NodeId>,
     max_term: Option<Term>,
     leader_read: Option<LeaderRead>,
@@ -205,12 +242,11 @@ pub struct ReadCore {
     decision: Option<Result<Quorum, ReadError>>,
 }
 
-/// A copy as a trace answer.
-fn answer_of(v: &Option<VersionedValue>) -> ReadAnswer {
-    v.as_ref()
-        .map_or(ReadAnswer::Missing, |v| ReadAnswer::Version {
-            version: v.version,
-        })
+/// A version as a trace answer.
+fn answer_of(v: Option<Version>) -> ReadAnswer {
+    v.map_or(ReadAnswer::Missing, |version| ReadAnswer::Version {
+        version,
+    })
 }
 
 /// The order in which peers are asked: `preferred` first (the leader, in
@@ -261,6 +297,9 @@ impl ReadCore {
             asks: BTreeMap::new(),
             next_ask: 0,
             counted: Vec::new(),
+            in_hand: Vec::new(),
+            fetched: Vec::new(),
+            digest: s.digest,
             not_current: Vec::new(),
             max_term: s.local_answer.term,
             leader_read: None,
@@ -268,15 +307,22 @@ impl ReadCore {
             trace: Vec::new(),
             decision: None,
         };
+        let version = s.local.as_ref().map(|v| v.version);
         let answer = if s.policy.count_self {
-            core.leader_read = s.local_answer.leader_read;
-            let answer = answer_of(&s.local);
-            core.counted.push((s.me, s.local));
-            answer
+            core.note_leader_read(s.local_answer.leader_read);
+            core.counted.push(Counted {
+                id: s.me,
+                version,
+                line: 0,
+            });
+            answer_of(version)
         } else {
             core.not_current.push(s.me);
             ReadAnswer::NotCurrent
         };
+        // Not counted while it catches up, the coordinator's copy is still a
+        // true value of its version.
+        core.in_hand.extend(s.local);
         core.trace.push(ReadReplicaTrace {
             id: s.me,
             asked_at_ms: s.now_ms,
@@ -294,22 +340,39 @@ impl ReadCore {
         if self.decision.is_some() {
             return Vec::new();
         }
-        let Some(InFlight { to, line }) = self.asks.remove(&ask) else {
+        let Some(InFlight { to, line, fetch }) = self.asks.remove(&ask) else {
             return Vec::new();
         };
+        if fetch {
+            // The fetch's answer replaces the replica's counted one.
+            self.counted.retain(|c| c.id != to);
+        }
         let (answer, answered_at_ms) = match reply {
+            Reply::Copy {
+                found: Some(ReadCopy { value: None, .. }),
+                ..
+            } if fetch => (ReadAnswer::Failed, None),
             Reply::Copy {
                 found,
                 term,
                 leader_read,
             } => {
                 self.max_term = self.max_term.max(term);
-                if leader_read.is_some() {
-                    self.leader_read = leader_read;
+                self.note_leader_read(leader_read);
+                let version = found.as_ref().map(|c| c.version);
+                if let Some(ReadCopy {
+                    version,
+                    value: Some(value),
+                }) = found
+                {
+                    self.in_hand.push(VersionedValue { value, version });
                 }
-                let answer = answer_of(&found);
-                self.counted.push((to, found));
-                (answer, Some(now_ms))
+                self.counted.push(Counted {
+                    id: to,
+                    version,
+                    line,
+                });
+                (answer_of(version), Some(now_ms))
             }
             Reply::NotCurrent => {
                 self.not_current.push(to);
@@ -323,56 +386,101 @@ impl ReadCore {
         self.advance(now_ms)
     }
 
+    /// Keeps a leader answer (the last one heard) and its copy.
+    fn note_leader_read(&mut self, leader_read: Option<LeaderRead>) {
+        if let Some(lr) = leader_read {
+            self.in_hand.extend(lr.found.clone());
+            self.leader_read = Some(lr);
+        }
+    }
+
+    /// The newest version among the counted replies.
+    fn newest_version(&self) -> Option<Version> {
+        self.counted.iter().filter_map(|c| c.version).max()
+    }
+
+    /// The value of `version`, if a copy in hand has it.
+    fn value_of(&self, version: Version) -> Option<&VersionedValue> {
+        self.in_hand.iter().find(|v| v.version == version)
+    }
+
     /// Asks candidates until counted copies plus asks in flight make R, then
     /// decides if the read is met or can no longer be.
     fn advance(&mut self, now_ms: u64) -> Vec<Output> {
         let mut out = Vec::new();
         while self.counted.len() + self.asks.len() < self.r as usize {
             let Some(to) = self.todo.next() else { break };
-            let ask = self.next_ask;
-            self.next_ask += 1;
-            self.asks.insert(
-                ask,
-                InFlight {
-                    to,
-                    line: self.trace.len(),
-                },
-            );
+            let line = self.trace.len();
             self.trace.push(ReadReplicaTrace {
                 id: to,
                 asked_at_ms: now_ms,
                 answered_at_ms: None,
                 answer: ReadAnswer::NotNeeded,
             });
-            out.push(Output::Ask { ask, to });
+            out.push(self.ask(to, line, false));
         }
         if self.counted.len() >= self.r as usize {
-            self.decision = Some(Ok(self.quorum()));
+            if !self.asks.is_empty() {
+                return out; // a fetch in flight
+            }
+            match self.newest_version() {
+                Some(v) if self.value_of(v).is_none() => match self.fetch_target(v) {
+                    Some((to, line)) => out.push(self.ask(to, line, true)),
+                    // Unreachable: a replica counted with `v` was never
+                    // fetched, or its fetch put the value in hand.
+                    None => self.decision = Some(Err(self.not_met())),
+                },
+                _ => self.decision = Some(Ok(self.quorum())),
+            }
         } else if self.asks.is_empty() {
             self.decision = Some(Err(self.not_met()));
         }
         out
     }
 
+    /// Registers an ask to `to`, traced on `line` (a fetch on the line of
+    /// the replica's first answer, which the fetch's answer replaces).
+    fn ask(&mut self, to: NodeId, line: usize, fetch: bool) -> Output {
+        let ask = self.next_ask;
+        self.next_ask += 1;
+        self.asks.insert(ask, InFlight { to, line, fetch });
+        if fetch {
+            self.fetched.push(to);
+        }
+        Output::Ask {
+            ask,
+            to,
+            digest: self.digest && !fetch,
+        }
+    }
+
+    /// The first counted replica that answered `version` and was not
+    /// fetched from yet, with its trace line.
+    fn fetch_target(&self, version: Version) -> Option<(NodeId, usize)> {
+        self.counted
+            .iter()
+            .find(|c| c.version == Some(version) && !self.fetched.contains(&c.id))
+            .map(|c| (c.id, c.line))
+    }
+
     /// The decision of a met read.
     fn quorum(&self) -> Quorum {
         let newest = self
-            .counted
-            .iter()
-            .filter_map(|(_, v)| v.clone())
-            .max_by_key(|v| v.version);
+            .newest_version()
+            .and_then(|v| self.value_of(v))
+            .cloned();
         let repair = match (&newest, self.policy.repair) {
             (Some(best), true) => self
                 .counted
                 .iter()
-                .filter(|(_, v)| v.as_ref().is_none_or(|v| v.version < best.version))
-                .map(|(id, _)| *id)
+                .filter(|c| c.version.is_none_or(|v| v < best.version))
+                .map(|c| c.id)
                 .collect(),
             _ => Vec::new(),
         };
         Quorum {
             newest,
-            replied: self.counted.iter().map(|(id, _)| *id).collect(),
+            replied: self.counted.iter().map(|c| c.id).collect(),
             max_term: self.max_term,
             leader_read: self.leader_read.clone(),
             repair,
@@ -471,7 +579,30 @@ mod tests {
 
     fn copy(found: Option<VersionedValue>) -> Reply {
         Reply::Copy {
-            found,
+            found: found.map(|v| ReadCopy {
+                version: v.version,
+                value: Some(v.value),
+            }),
+            term: None,
+            leader_read: None,
+        }
+    }
+
+    /// A full copy in an answer.
+    fn full(version: u64) -> Option<ReadCopy> {
+        Some(ReadCopy {
+            version,
+            value: Some(format!("v{version}")),
+        })
+    }
+
+    /// A digest answer: the version only.
+    fn digest(version: Option<u64>) -> Reply {
+        Reply::Copy {
+            found: version.map(|version| ReadCopy {
+                version,
+                value: None,
+            }),
             term: None,
             leader_read: None,
         }
@@ -492,6 +623,26 @@ mod tests {
             policy,
             local,
             local_answer: LocalAnswer::default(),
+            digest: false,
+            now_ms: 0,
+        })
+    }
+
+    /// As [`read`], with digest asks.
+    fn digest_read(
+        r: u32,
+        peers: &[NodeId],
+        local: Option<VersionedValue>,
+    ) -> (ReadCore, Vec<Output>) {
+        ReadCore::start(ReadStart {
+            me: 1,
+            key: "k".into(),
+            r,
+            candidates: peers.to_vec(),
+            policy: LEADERLESS,
+            local,
+            local_answer: LocalAnswer::default(),
+            digest: true,
             now_ms: 0,
         })
     }
@@ -501,10 +652,17 @@ mod tests {
         out.iter().map(|Output::Ask { to, .. }| *to).collect()
     }
 
+    /// The replicas `out` asks, with whether each ask is a digest.
+    fn asked_digest(out: &[Output]) -> Vec<(NodeId, bool)> {
+        out.iter()
+            .map(|Output::Ask { to, digest, .. }| (*to, *digest))
+            .collect()
+    }
+
     /// The ask id `out` sends to `to`.
     fn ask_to(out: &[Output], to: NodeId) -> AskId {
         out.iter()
-            .find_map(|&Output::Ask { ask, to: t }| (t == to).then_some(ask))
+            .find_map(|&Output::Ask { ask, to: t, .. }| (t == to).then_some(ask))
             .expect("asked")
     }
 
@@ -724,6 +882,7 @@ mod tests {
                 term: Some(3),
                 leader_read: None,
             },
+            digest: false,
             now_ms: 0,
         });
         let lr = LeaderRead {
@@ -731,13 +890,13 @@ mod tests {
             found: v(1),
         };
         let leader = Reply::Copy {
-            found: v(1),
+            found: full(1),
             term: Some(3),
             leader_read: Some(lr.clone()),
         };
         core.step(ask_to(&out, 2), leader, 1);
         let follower = Reply::Copy {
-            found: v(1),
+            found: full(1),
             term: Some(4),
             leader_read: None,
         };
@@ -806,13 +965,112 @@ mod tests {
         let (core, _) = read(1, &[], LEADERLESS, v(1));
         assert_eq!(core.finish(1, None).1, None);
     }
+    #[test]
+    fn digest_reads_ask_peers_for_versions_only() {
+        let (_, out) = digest_read(3, &[2, 3, 4], v(1));
+        assert_eq!(asked_digest(&out), [(2, true), (3, true)]);
+        let (_, out) = read(3, &[2, 3, 4], LEADERLESS, v(1));
+        assert_eq!(asked_digest(&out), [(2, false), (3, false)]);
+    }
+
+    #[test]
+    fn a_newest_copy_in_hand_needs_no_fetch() {
+        // The coordinator holds version 4, the peers answer 4 and older: its
+        // own value is the answer, and nothing more is asked.
+        let (mut core, out) = digest_read(3, &[2, 3], v(4));
+        assert!(core.step(ask_to(&out, 2), digest(Some(4)), 1).is_empty());
+        assert!(core.step(ask_to(&out, 3), digest(Some(2)), 2).is_empty());
+        let q = met(&core);
+        assert_eq!((q.newest.clone(), q.repair.clone()), (v(4), vec![3]));
+    }
+
+    #[test]
+    fn a_newer_version_elsewhere_is_fetched_from_a_replica_that_holds_it() {
+        // Node 3 answers version 6 as a digest: once R counted, node 3 alone
+        // is asked for its full copy, and the read ends with its value.
+        let (mut core, out) = digest_read(3, &[2, 3, 4], v(4));
+        assert!(core.step(ask_to(&out, 3), digest(Some(6)), 1).is_empty());
+        let fetch = core.step(ask_to(&out, 2), digest(Some(4)), 2);
+        assert_eq!(asked_digest(&fetch), [(3, false)]);
+        assert!(!core.is_done(), "waits for the value");
+        core.step(ask_to(&fetch, 3), copy(v(6)), 3);
+        let q = met(&core);
+        assert_eq!((q.newest.clone(), q.repair.clone()), (v(6), vec![1, 2]));
+    }
+
+    #[test]
+    fn a_fetch_that_finds_the_replica_moved_on_returns_the_newer_copy() {
+        // Between its digest (6) and the fetch, node 3 took version 8: the
+        // read returns 8, and every other counted replica is repaired to it.
+        let (mut core, out) = digest_read(3, &[2, 3], v(4));
+        core.step(ask_to(&out, 3), digest(Some(6)), 1);
+        let fetch = core.step(ask_to(&out, 2), digest(Some(6)), 2);
+        core.step(ask_to(&fetch, asked(&fetch)[0]), copy(v(8)), 3);
+        let q = met(&core);
+        assert_eq!(q.newest, v(8));
+        assert_eq!(q.repair, [1, 2]);
+        let (_, trace) = core.finish(4, Some(1));
+        assert_eq!(trace.expect("traced").winner, Some(8));
+    }
+
+    #[test]
+    fn a_failed_fetch_gives_the_replicas_place_to_the_next_candidate() {
+        // Node 3 had version 6 but fails when fetched: it no longer counts,
+        // node 4 is asked in its place, and the read ends on what it answers.
+        let (mut core, out) = digest_read(3, &[2, 3, 4], v(4));
+        core.step(ask_to(&out, 2), digest(Some(4)), 1);
+        let fetch = core.step(ask_to(&out, 3), digest(Some(6)), 2);
+        let next = core.step(ask_to(&fetch, 3), Reply::Failed, 3);
+        assert_eq!(asked_digest(&next), [(4, true)]);
+        assert_eq!(core.counted(), 2);
+        core.step(ask_to(&next, 4), digest(Some(4)), 4);
+        let q = met(&core);
+        assert_eq!((q.newest.clone(), q.replied.clone()), (v(4), vec![1, 2, 4]));
+    }
+
+    #[test]
+    fn a_fetch_that_answers_older_counts_that_copy() {
+        // Node 3 restarted between its digest and the fetch and now has
+        // version 2: its new answer counts, and the newest is decided again.
+        let (mut core, out) = digest_read(2, &[2, 3], v(4));
+        let fetch = core.step(ask_to(&out, 2), digest(Some(6)), 1);
+        core.step(ask_to(&fetch, 2), copy(v(2)), 2);
+        let q = met(&core);
+        assert_eq!((q.newest.clone(), q.repair.clone()), (v(4), vec![2]));
+    }
+
+    #[test]
+    fn a_fetch_failing_with_no_candidate_left_fails_the_quorum() {
+        let (mut core, out) = digest_read(2, &[2], v(4));
+        let fetch = core.step(ask_to(&out, 2), digest(Some(6)), 1);
+        assert!(core.step(ask_to(&fetch, 2), Reply::TimedOut, 2).is_empty());
+        assert!(matches!(
+            core.decision(),
+            Some(Err(ReadError::QuorumNotMet {
+                acked: 1,
+                required: 2,
+                ..
+            }))
+        ));
+    }
+
+    #[test]
+    fn a_digest_answer_to_a_fetch_does_not_count() {
+        // A fetch must bring the value: a version alone takes the replica out.
+        let (mut core, out) = digest_read(2, &[2, 3], v(4));
+        let fetch = core.step(ask_to(&out, 2), digest(Some(6)), 1);
+        let next = core.step(ask_to(&fetch, 2), digest(Some(6)), 2);
+        assert_eq!(asked_digest(&next), [(3, true)]);
+    }
 }
 
 #[cfg(test)]
 mod random {
     //! Seeded random reads: answers in random order, lost (timed out),
-    //! duplicated, failed, not current, and answers to asks that are not in
-    //! flight — with the core's promises checked after every step.
+    //! duplicated, failed, not current, answers to asks that are not in
+    //! flight, and — in digest reads — replicas that move on or lose the key
+    //! between their digest and a fetch, with the core's promises checked
+    //! after every step.
     //!
     //! `READ_SEED=1234 cargo test -p kv-node --lib reads::core::random --
     //! --nocapture` replays one case and prints its trace; `READ_CASES=N`
@@ -836,6 +1094,16 @@ mod random {
         Down,
     }
 
+    /// An ask sent and not answered yet.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    struct Pending {
+        ask: AskId,
+        to: NodeId,
+        digest: bool,
+        /// A second ask to a replica already counted.
+        fetch: bool,
+    }
+
     /// One random read and what the test knows about it.
     struct Case {
         seed: u64,
@@ -843,24 +1111,28 @@ mod random {
         me: NodeId,
         r: u32,
         policy: ReadPolicy,
+        digest: bool,
         /// Each peer's copy (its version) and profile.
         peers: BTreeMap<NodeId, (Option<u64>, Profile)>,
         candidates: Vec<NodeId>,
         core: ReadCore,
-        /// Asks sent and not answered yet.
-        pending: Vec<(AskId, NodeId)>,
+        pending: Vec<Pending>,
         /// Every answer delivered, for duplicates.
         delivered: Vec<(AskId, Reply)>,
-        /// Every replica asked.
+        /// Every replica asked, and every replica fetched from.
         asked: BTreeSet<NodeId>,
-        /// The counted replies, as the test saw them.
+        fetched: BTreeSet<NodeId>,
+        /// The counted replies, as the test saw them (a fetch's answer
+        /// replaces the replica's).
         counted: Vec<(NodeId, Option<u64>)>,
         decision: Option<Result<Quorum, ReadError>>,
+        fetches: u64,
         now: u64,
         log: String,
         verbose: bool,
     }
 
+    /// The one value of each version.
     fn value(version: u64) -> VersionedValue {
         VersionedValue {
             value: format!("v{version}"),
@@ -892,14 +1164,15 @@ mod random {
                     repair: false,
                 },
             };
+            let digest = rng.random_bool(0.6);
             let me = 1;
             let mut peers = BTreeMap::new();
             for id in 2..=n {
                 let copy = rng.random_bool(0.8).then(|| rng.random_range(1..6));
                 let profile = match rng.random_range(0..10) {
-                    0..=4 => Profile::Steady,
-                    5 => Profile::CatchingUp,
-                    6 | 7 => Profile::Flaky,
+                    0..=5 => Profile::Steady,
+                    6 => Profile::CatchingUp,
+                    7 | 8 => Profile::Flaky,
                     _ => Profile::Down,
                 };
                 peers.insert(id, (copy, profile));
@@ -911,7 +1184,8 @@ mod random {
             let mut log = String::new();
             let _ = writeln!(
                 log,
-                "n={n} r={r} {policy:?} local={:?} peers={peers:?} candidates={candidates:?}",
+                "n={n} r={r} {policy:?} digest={digest} local={:?} peers={peers:?} \
+                 candidates={candidates:?}",
                 local.as_ref().map(|v| v.version)
             );
             let (core, out) = ReadCore::start(ReadStart {
@@ -922,6 +1196,7 @@ mod random {
                 policy,
                 local: local.clone(),
                 local_answer: LocalAnswer::default(),
+                digest,
                 now_ms: 0,
             });
             let mut case = Self {
@@ -930,14 +1205,17 @@ mod random {
                 me,
                 r,
                 policy,
+                digest,
                 peers,
                 candidates,
                 core,
                 pending: Vec::new(),
                 delivered: Vec::new(),
                 asked: BTreeSet::new(),
+                fetched: BTreeSet::new(),
                 counted: Vec::new(),
                 decision: None,
+                fetches: 0,
                 now: 0,
                 log,
                 verbose,
@@ -966,25 +1244,64 @@ mod random {
             self.log.push('\n');
         }
 
-        /// Records the asks the core sent; each replica at most once.
+        /// Records the asks the core sent: each replica asked at most once,
+        /// fetched at most once, and only once R counted with the newest
+        /// version's value missing.
         fn take(&mut self, out: Vec<Output>) {
-            for Output::Ask { ask, to } in out {
-                self.note(format!("  ask #{ask} -> node {to}"));
+            for Output::Ask { ask, to, digest } in out {
+                self.note(format!("  ask #{ask} -> node {to} digest={digest}"));
                 if to == self.me || !self.candidates.contains(&to) {
                     self.fail(&format!("asked node {to}, not a candidate"));
                 }
-                if !self.asked.insert(to) {
-                    self.fail(&format!("asked node {to} twice"));
+                if digest && !self.digest {
+                    self.fail("a digest ask in a read without digests");
                 }
-                self.pending.push((ask, to));
+                let fetch = self.asked.contains(&to);
+                if fetch {
+                    self.check_fetch(to, digest);
+                } else {
+                    self.asked.insert(to);
+                }
+                self.pending.push(Pending {
+                    ask,
+                    to,
+                    digest,
+                    fetch,
+                });
             }
         }
 
-        /// What peer `to` answers now.
-        fn answer(&mut self, to: NodeId) -> Reply {
+        fn check_fetch(&mut self, to: NodeId, digest: bool) {
+            self.fetches += 1;
+            if !self.fetched.insert(to) {
+                self.fail(&format!("fetched from node {to} twice"));
+            }
+            // Even without digest asks, a replica that answered without
+            // its value is fetched from.
+            if digest {
+                self.fail(&format!("asked node {to} twice, the second time a digest"));
+            }
+            let newest = self.counted.iter().filter_map(|(_, v)| *v).max();
+            let holds = self
+                .counted
+                .iter()
+                .any(|&(id, v)| id == to && v.is_some() && v == newest);
+            if !holds || self.counted.len() < self.r as usize || !self.pending.is_empty() {
+                self.fail(&format!(
+                    "fetched from node {to}, which does not hold the newest of R counted \
+                     copies, or with asks in flight"
+                ));
+            }
+        }
+
+        /// What peer `to` answers now; `digest` leaves the value out.
+        fn answer(&mut self, to: NodeId, digest: bool) -> Reply {
             let (copy, profile) = self.peers[&to];
             let copy_reply = Reply::Copy {
-                found: copy.map(value),
+                found: copy.map(|version| ReadCopy {
+                    version,
+                    value: (!digest).then(|| value(version).value),
+                }),
                 term: None,
                 leader_read: None,
             };
@@ -1001,14 +1318,12 @@ mod random {
         /// Feeds one answer to the core and checks it.
         fn feed(&mut self, ask: AskId, reply: Reply) {
             self.now += self.rng.random_range(0..50);
-            let live = self.pending.iter().position(|&(a, _)| a == ask);
+            let live = self.pending.iter().position(|p| p.ask == ask);
             self.note(format!("t={} #{ask} {reply:?}", self.now));
             if let Some(i) = live {
-                let (_, to) = self.pending.remove(i);
+                let p = self.pending.remove(i);
                 if !self.core.is_done() {
-                    if let Reply::Copy { found, .. } = &reply {
-                        self.counted.push((to, found.as_ref().map(|v| v.version)));
-                    }
+                    self.expect(p, &reply);
                 }
             }
             let out = self.core.step(ask, reply.clone(), self.now);
@@ -1020,17 +1335,61 @@ mod random {
             self.check();
         }
 
+        /// What a live answer does to the counted replies, as the module
+        /// docs say.
+        fn expect(&mut self, p: Pending, reply: &Reply) {
+            if p.fetch {
+                self.counted.retain(|&(id, _)| id != p.to);
+            }
+            if let Reply::Copy { found, .. } = reply {
+                let no_value = found.as_ref().is_some_and(|c| c.value.is_none());
+                if !(p.fetch && no_value) {
+                    self.counted.push((p.to, found.as_ref().map(|c| c.version)));
+                }
+            }
+        }
+
+        /// Between asks, a peer may take a newer write or lose the key
+        /// (restarted empty).
+        fn churn(&mut self) {
+            let Some(&id) = self
+                .peers
+                .keys()
+                .nth(self.rng.random_range(0..self.peers.len()))
+            else {
+                return;
+            };
+            let lose = self.rng.random_bool(0.3);
+            let Some((copy, _)) = self.peers.get_mut(&id) else {
+                return;
+            };
+            *copy = if lose {
+                None
+            } else {
+                Some(copy.unwrap_or(0) + 2)
+            };
+            let line = format!("  node {id} now holds {copy:?}");
+            self.note(line);
+        }
+
         /// One random event.
         fn step(&mut self) {
             let roll = self.rng.random_range(0..100);
-            if roll < 60 && !self.pending.is_empty() {
-                let (ask, to) = self.pending[self.rng.random_range(0..self.pending.len())];
-                let reply = self.answer(to);
-                self.feed(ask, reply);
-            } else if roll < 75 && !self.pending.is_empty() {
+            if roll < 55 && !self.pending.is_empty() {
+                let p = self.pending[self.rng.random_range(0..self.pending.len())];
+                let reply = self.answer(p.to, p.digest);
+                self.feed(p.ask, reply);
+            } else if roll < 65 && !self.pending.is_empty() {
                 // Lost: the runtime's timeout reports it.
-                let (ask, _) = self.pending[self.rng.random_range(0..self.pending.len())];
-                self.feed(ask, Reply::TimedOut);
+                let p = self.pending[self.rng.random_range(0..self.pending.len())];
+                self.feed(p.ask, Reply::TimedOut);
+            } else if roll < 72 && !self.pending.is_empty() {
+                // A replica that answers a version alone to any ask.
+                let p = self.pending[self.rng.random_range(0..self.pending.len())];
+                let reply = self.answer(p.to, true);
+                self.feed(p.ask, reply);
+            } else if roll < 80 && !self.peers.is_empty() {
+                self.churn();
             } else if roll < 88 && !self.delivered.is_empty() {
                 let (ask, reply) =
                     self.delivered[self.rng.random_range(0..self.delivered.len())].clone();
@@ -1041,7 +1400,10 @@ mod random {
                 self.feed(
                     ask,
                     Reply::Copy {
-                        found: Some(value(99)),
+                        found: Some(ReadCopy {
+                            version: 99,
+                            value: Some(value(99).value),
+                        }),
                         term: None,
                         leader_read: None,
                     },
@@ -1062,12 +1424,17 @@ mod random {
                     self.counted
                 ));
             }
-            if self.core.in_flight() + self.core.counted() > r.max(self.core.counted()) {
+            let fetching = self.pending.iter().filter(|p| p.fetch).count();
+            let gathering = self.pending.len() - fetching;
+            let undecided = self.decision.is_none();
+            if undecided && (gathering + self.counted.len() > r.max(self.counted.len())) {
                 self.fail(&format!(
-                    "{} asks in flight with {} counted, R = {r}",
-                    self.core.in_flight(),
-                    self.core.counted()
+                    "{gathering} asks in flight with {} counted, R = {r}",
+                    self.counted.len()
                 ));
+            }
+            if undecided && (fetching > 1 || (fetching == 1 && gathering > 0)) {
+                self.fail("more than one fetch, or a fetch beside other asks");
             }
             if let Some(before) = &self.decision {
                 if self.core.decision() != Some(before) {
@@ -1100,8 +1467,10 @@ mod random {
             if self.counted.len() < self.r as usize {
                 self.fail("met with fewer than R counted replies");
             }
-            let ids: Vec<NodeId> = self.counted.iter().map(|(id, _)| *id).collect();
-            if q.replied != ids {
+            let ids: BTreeSet<NodeId> = self.counted.iter().map(|(id, _)| *id).collect();
+            if q.replied.iter().copied().collect::<BTreeSet<_>>() != ids
+                || q.replied.len() != ids.len()
+            {
                 self.fail(&format!("replied {:?}, counted {ids:?}", q.replied));
             }
             let newest = self.counted.iter().filter_map(|(_, v)| *v).max();
@@ -1112,9 +1481,9 @@ mod random {
                 ));
             }
             if q.newest.as_ref().is_some_and(|v| *v != value(v.version)) {
-                self.fail("returned a value that belongs to no version");
+                self.fail("returned a value that is not its version's");
             }
-            let expected: Vec<NodeId> = match newest {
+            let mut expected: Vec<NodeId> = match newest {
                 Some(best) if self.policy.repair => self
                     .counted
                     .iter()
@@ -1123,7 +1492,10 @@ mod random {
                     .collect(),
                 _ => Vec::new(),
             };
-            if q.repair != expected {
+            let mut repair = q.repair.clone();
+            expected.sort_unstable();
+            repair.sort_unstable();
+            if repair != expected {
                 self.fail(&format!("repairs {:?}, expected {expected:?}", q.repair));
             }
         }
@@ -1146,20 +1518,21 @@ mod random {
 
         /// Runs the case: random events, then every ask still pending answered.
         fn run(mut self) -> Self {
-            let bound = 8 * self.peers.len() + 16;
+            let bound = 10 * self.peers.len() + 16;
             for _ in 0..bound {
                 if self.decision.is_some() && self.rng.random_bool(0.3) {
                     break;
                 }
                 self.step();
             }
-            // Bounded: each pending ask is answered once and removed.
-            for _ in 0..=self.peers.len() {
-                let Some(&(ask, to)) = self.pending.first() else {
+            // Bounded: each peer is asked at most twice (an ask and a fetch),
+            // and every pending ask is answered here once.
+            for _ in 0..=2 * self.peers.len() {
+                let Some(&p) = self.pending.first() else {
                     break;
                 };
-                let reply = self.answer(to);
-                self.feed(ask, reply);
+                let reply = self.answer(p.to, p.digest);
+                self.feed(p.ask, reply);
             }
             if self.decision.is_none() {
                 self.fail("every ask answered, yet the read did not end");
@@ -1182,32 +1555,35 @@ mod random {
     #[test]
     fn random_reads_keep_every_promise() {
         // Thousands of seeded reads with answers reordered, lost, duplicated,
-        // failed and not current: never more than R asks and counted copies,
-        // never met with fewer than R, the newest counted copy returned,
-        // repairs exactly to the stale counted replicas, and every read ends.
+        // failed and not current, and replicas that change between a digest
+        // and a fetch: never more than R asks and counted copies, at most one
+        // fetch and only at R, never met with fewer than R, the newest counted
+        // copy returned with its own value, repairs exactly to the stale
+        // counted replicas, and every read ends.
         let verbose = std::env::var("READ_SEED").is_ok();
         let seeds = cases();
-        let (mut met, mut not_met, mut repairs, mut late) = (0, 0, 0, 0);
+        let mut stats: BTreeMap<&str, u64> = BTreeMap::new();
         for &seed in &seeds {
             let case = Case::new(seed, verbose).run();
-            match &case.decision {
+            let what = match &case.decision {
                 Some(Ok(q)) => {
-                    met += 1;
-                    repairs += q.repair.len();
+                    *stats.entry("repairs").or_default() += q.repair.len() as u64;
+                    "met"
                 }
-                _ => not_met += 1,
-            }
-            late += case.delivered.len();
+                _ => "not met",
+            };
+            *stats.entry(what).or_default() += 1;
+            *stats.entry("answers").or_default() += case.delivered.len() as u64;
+            *stats.entry("fetches").or_default() += case.fetches;
         }
-        println!(
-            "{} reads: {met} met, {not_met} not met, {repairs} repairs, {late} answers",
-            seeds.len()
-        );
+        println!("{} reads: {stats:?}", seeds.len());
         if seeds.len() >= 100 {
-            assert!(
-                met > 0 && not_met > 0 && repairs > 0,
-                "the cases exercise both ends"
-            );
+            for what in ["met", "not met", "repairs", "fetches"] {
+                assert!(
+                    stats.get(what).copied().unwrap_or(0) > 0,
+                    "no read had {what}"
+                );
+            }
         }
     }
 }

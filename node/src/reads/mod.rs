@@ -15,6 +15,17 @@
 //! with [`ReadError::QuorumNotMet`] (503 `{"error","acked","required"}` at the
 //! HTTP boundary).
 //!
+//! In leaderless mode reads are *digest reads*, as in Cassandra: the peers
+//! are asked for their version only (`digest=true`), and a value travels
+//! only when a peer's version is newer than every copy the coordinator holds
+//! (its own, usually) — then one replica that answered that version is asked
+//! for its full copy (a *fetch*). The fetch's answer replaces that replica's
+//! first one: if it moved on meanwhile, its newer copy is the one returned;
+//! if it fails, it no longer counts and the next candidate takes its place,
+//! so the read still ends with R counted copies and the value of the newest,
+//! or with the quorum not met. Leader-follower reads ask for full copies:
+//! what they return is the leader's answer, which carries its value anyway.
+//!
 //! In leaderless mode every counted replica that answered with an older
 //! version (or none) is sent the newest record (`POST /internal/repair`) in
 //! the background; a replica keeps a repaired record only if it is newer than
@@ -30,8 +41,8 @@
 //! # Structure
 //! - [`core`]: the read as a state machine ([`ReadCore`]) — the candidate
 //!   order, the asks in flight, the replies, replacements, the quorum, the
-//!   newest copy, the repairs and the trace. No I/O, no clock: tested alone,
-//!   with a seeded random test of its promises.
+//!   newest copy and its fetch, the repairs and the trace. No I/O, no clock:
+//!   tested alone, with a seeded random test of its promises.
 //! - this module: the runtime, which sends the asks the core returns, feeds
 //!   the answers back, sends the repairs and publishes the trace.
 //!
@@ -40,6 +51,10 @@
 //!   the read has no deadline of its own, so a read that has to replace
 //!   peers one after another can take several peer timeouts.
 //! - Repairs are fire-and-forget: a lost repair is left to anti-entropy.
+//! - A fetch appears in the trace only through the fetched replica's line,
+//!   which shows the fetch's answer (the one that counted).
+//! - A digest answer is still read from the store with its value (the
+//!   store has no version-only lookup); only the wire is spared.
 
 pub mod core;
 
@@ -55,7 +70,7 @@ use kv_shared::replication::{
     InternalReadResponse, LeaderRead, Record, RepairRequest, RepairResponse, VersionedValue,
     INTERNAL_READ_PATH, REPAIR_PATH,
 };
-use kv_shared::{NodeId, Term};
+use kv_shared::{Mode, NodeId, Term};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
@@ -159,6 +174,7 @@ pub async fn coordinate_read(
             version: e.version,
         }),
         local_answer,
+        digest: cluster.mode() == Mode::Leaderless,
         now_ms: wall_ms(),
     });
     let mut asks = Asks::new(cluster, key);
@@ -197,6 +213,7 @@ pub async fn coordinate_read(
 /// The asks of one read in flight, each a task of a [`JoinSet`].
 struct Asks<'a> {
     cluster: &'a Cluster,
+    /// The path of a full read of the key (a digest adds `&digest=true`).
     path: String,
     set: JoinSet<(AskId, Reply)>,
     /// The ask of each task, for a task that panicked.
@@ -215,10 +232,14 @@ impl<'a> Asks<'a> {
 
     /// Sends what the core asks.
     fn send(&mut self, out: Vec<Output>) {
-        for Output::Ask { ask, to } in out {
-            let (t, path, timeout) = (
+        for Output::Ask { ask, to, digest } in out {
+            let path = if digest {
+                format!("{}&digest=true", self.path)
+            } else {
+                self.path.clone()
+            };
+            let (t, timeout) = (
                 self.cluster.transport().clone(),
-                self.path.clone(),
                 self.cluster.peer_timeout(),
             );
             let handle = self.set.spawn(async move {
