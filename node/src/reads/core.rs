@@ -216,14 +216,19 @@ struct Counted {
 /// The state of one coordinated read.
 #[derive(Debug, Clone)]
 pub struct ReadCore {
+    /// The coordinator.
     me: NodeId,
+    /// The key read.
     key: String,
+    /// The read quorum.
     r: u32,
+    /// Whether the coordinator's copy counts, whether stale replicas are repaired.
     policy: ReadPolicy,
     /// Peers not asked yet, in order.
     todo: std::vec::IntoIter<NodeId>,
     /// Asks in flight, by id.
     asks: BTreeMap<AskId, InFlight>,
+    /// The id of the next ask.
     next_ask: AskId,
     /// Counted replies, in the order they came, with their trace lines.
     counted: Vec<Counted>,
@@ -232,11 +237,17 @@ pub struct ReadCore {
     in_hand: Vec<VersionedValue>,
     /// Replicas fetched from (each at most once).
     fetched: Vec<NodeId>,
+    /// Whether peers are asked for their version only.
     digest: bool,
+    /// Replicas that answered "not current" (the coordinator included).
     not_current: Vec<NodeId>,
+    /// Leader-follower: the highest term heard from a counted replica.
     max_term: Option<Term>,
+    /// Leader-follower: the last leader answer heard from a counted replica.
     leader_read: Option<LeaderRead>,
+    /// When the read started (wall clock, ms).
     started_at_ms: u64,
+    /// One line per replica asked, in the order asked.
     trace: Vec<ReadReplicaTrace>,
     /// Set once the read ended.
     decision: Option<Result<Quorum, ReadError>>,
