@@ -540,6 +540,23 @@ pub async fn method_not_allowed() -> AppError {
     )
 }
 
+impl From<crate::reads::ReadError> for AppError {
+    /// 503 for a read that missed its quorum, with `acked` and `required`.
+    fn from(e: crate::reads::ReadError) -> Self {
+        use crate::reads::ReadError;
+        let mut err = Self::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+        match e {
+            ReadError::QuorumNotMet {
+                acked, required, ..
+            } => {
+                err.body.acked = Some(acked);
+                err.body.required = Some(required);
+            }
+        }
+        err
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,12 +10,12 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use kv_shared::api::KeyQuery;
 use kv_shared::leader_follower::{
     AppendRequest, AppendResponse, SnapshotRequest, VoteRequest, VoteResponse,
 };
 use kv_shared::replication::{
-    ConfigEnvelope, InternalReadResponse, RepairRequest, RepairResponse, VersionedValue,
+    ConfigEnvelope, InternalReadQuery, InternalReadResponse, ReadCopy, RepairRequest,
+    RepairResponse,
 };
 use kv_shared::NodeId;
 use std::time::Duration;
@@ -100,11 +100,12 @@ pub async fn snapshot(
     Ok(Json(lf_only(&state)?.on_snapshot(req).await?))
 }
 
-/// `GET /internal/read?key=K`: this replica's copy, after the remote-read
-/// delay, and whether it counts towards R.
+/// `GET /internal/read?key=K[&digest=true]`: this replica's copy (its
+/// version only for a digest), after the remote-read delay, and whether it
+/// counts towards R.
 pub async fn read(
     State(state): State<AppState>,
-    ApiQuery(q): ApiQuery<KeyQuery>,
+    ApiQuery(q): ApiQuery<InternalReadQuery>,
 ) -> Json<InternalReadResponse> {
     let ms = state.cluster.delays().remote_read_ms;
     if ms > 0 {
@@ -113,9 +114,9 @@ pub async fn read(
     let local = state.replication.local_answer(&q.key);
     Json(InternalReadResponse {
         node_id: state.cluster.node_id(),
-        found: state.store.get(&q.key).map(|e| VersionedValue {
-            value: e.value,
+        found: state.store.get(&q.key).map(|e| ReadCopy {
             version: e.version,
+            value: (!q.digest).then_some(e.value),
         }),
         current: state.replication.is_current(),
         term: local.term,

@@ -16,7 +16,10 @@
 //!   configurations, versions, clock offsets) before it reaches a store.
 //! - [`cluster`]: the node's cluster context: identity, peers, transport, the
 //!   live W/R configuration and its propagation.
-//! - [`reads`]: reads coordinated over R replicas, with read repair.
+//! - [`reads`]: reads coordinated over R replicas (digest reads in
+//!   leaderless mode), with read repair: the read quorum as a state machine
+//!   (`reads::core`, with a seeded random test in its tests), the runtime in
+//!   the module.
 //! - [`leader_follower`]: leader-follower replication: terms, elections, the
 //!   replicated log (`leader_follower::log`), the node's state machine
 //!   (`leader_follower::core`, with a seeded simulation in its tests), the

@@ -6,7 +6,7 @@
 //!
 //! | endpoint | body | answer | used by |
 //! | --- | --- | --- | --- |
-//! | `GET /internal/read?key=K` | — | [`InternalReadResponse`] | read coordinator → replica: the replica's copy of one key |
+//! | `GET /internal/read?key=K[&digest=true]` ([`InternalReadQuery`]) | — | [`InternalReadResponse`] | read coordinator → replica: the replica's copy of one key (with `digest=true`, its version only) |
 //! | `POST /internal/repair` | [`RepairRequest`] | [`RepairResponse`] | leaderless read coordinator → stale replica: newer records seen by a read |
 //! | `POST /internal/config` | [`ConfigEnvelope`] | [`ConfigEnvelope`] | leaderless: any node → every peer, a changed W/R or delay profile; leader-follower: a follower → the leader, a change to carry out |
 
@@ -28,7 +28,8 @@ pub const FROM_HEADER: &str = "x-kv-from";
 /// Every node-to-node path starts with this prefix.
 pub const INTERNAL_PREFIX: &str = "/internal/";
 /// Path of a replica's copy of one key for a coordinated read, `GET
-/// /internal/read?key=K`, answered with [`InternalReadResponse`].
+/// /internal/read?key=K[&digest=true]` ([`InternalReadQuery`]), answered
+/// with [`InternalReadResponse`].
 pub const INTERNAL_READ_PATH: &str = "/internal/read";
 /// Path of [`RepairRequest`] (`POST`).
 pub const REPAIR_PATH: &str = "/internal/repair";
@@ -84,14 +85,38 @@ pub struct VersionedValue {
     pub version: Version,
 }
 
+/// Query of `GET /internal/read`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InternalReadQuery {
+    /// The key to read.
+    pub key: String,
+    /// Answer the version only, without the value (a *digest* read: the
+    /// coordinator fetches the value only from a replica whose version is
+    /// newer than every copy it holds).
+    #[serde(default)]
+    pub digest: bool,
+}
+
+/// A replica's copy of a key in a read answer. With its value, it is
+/// [`VersionedValue`] on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadCopy {
+    /// The version of the replica's copy.
+    pub version: Version,
+    /// Its value; absent in the answer to a digest read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
 /// Answer of `GET /internal/read?key=K`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InternalReadResponse {
     /// The answering replica.
     pub node_id: NodeId,
-    /// Its copy of the key, if it has one.
+    /// Its copy of the key, if it has one (without the value when the read
+    /// asked for a digest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub found: Option<VersionedValue>,
+    pub found: Option<ReadCopy>,
     /// Whether the copy counts towards R: false on a leader-follower replica
     /// that restarted and has not caught up yet (it may lack writes it once
     /// acknowledged). Always true in leaderless mode.
@@ -166,5 +191,21 @@ mod tests {
             origin: 1,
         };
         assert!(b.is_newer_than(&a) && c.is_newer_than(&b) && !a.is_newer_than(&a));
+    }
+
+    #[test]
+    fn a_full_read_copy_is_a_versioned_value_on_the_wire_and_a_digest_has_no_value() {
+        let full = ReadCopy {
+            version: 7,
+            value: Some("x".into()),
+        };
+        let json = serde_json::to_string(&full).unwrap();
+        let as_versioned: VersionedValue = serde_json::from_str(&json).unwrap();
+        assert_eq!(as_versioned.version, 7);
+        let digest = ReadCopy {
+            version: 7,
+            value: None,
+        };
+        assert_eq!(serde_json::to_string(&digest).unwrap(), r#"{"version":7}"#);
     }
 }

@@ -1,0 +1,310 @@
+//! Coordinated reads over R replicas. Shared by both replication modes.
+//!
+//! The coordinator reads its own copy, asks R-1 peers for theirs (`GET
+//! /internal/read`), and returns the highest version. Peers are tried in a
+//! preferred order (the leader first in leader-follower mode, then peers that
+//! answered lately, rotated per key so that the load spreads); a peer that
+//! fails or times out is replaced by the next candidate. Only *current*
+//! copies count: a leader-follower replica that restarted and has not caught
+//! up yet answers `"current": false` (it may lack writes it once
+//! acknowledged), and the coordinator asks the next candidate instead — the
+//! coordinator's own copy counts under the same rule. At most R asks and
+//! counted copies are outstanding together, so a read sends R-1 asks when
+//! nothing fails, and each peer is asked at most once. If fewer than R current
+//! replicas answer once every candidate answered or failed, the read fails
+//! with [`ReadError::QuorumNotMet`] (503 `{"error","acked","required"}` at the
+//! HTTP boundary).
+//!
+//! In leaderless mode reads are *digest reads*, as in Cassandra: the peers
+//! are asked for their version only (`digest=true`), and a value travels
+//! only when a peer's version is newer than every copy the coordinator holds
+//! (its own, usually) — then one replica that answered that version is asked
+//! for its full copy (a *fetch*). The fetch's answer replaces that replica's
+//! first one: if it moved on meanwhile, its newer copy is the one returned;
+//! if it fails, it no longer counts and the next candidate takes its place,
+//! so the read still ends with R counted copies and the value of the newest,
+//! or with the quorum not met. Leader-follower reads ask for full copies:
+//! what they return is the leader's answer, which carries its value anyway.
+//!
+//! In leaderless mode every counted replica that answered with an older
+//! version (or none) is sent the newest record (`POST /internal/repair`) in
+//! the background; a replica keeps a repaired record only if it is newer than
+//! its own copy, so repairs race safely with replication. Leader-follower mode
+//! does not repair: its log brings every replica the same entries, and a
+//! repair could spread a write the next leader rolls back.
+//!
+//! Every coordinated read is reported to the dashboard's feed as a
+//! [`ReadTrace`] once it ended ([`crate::events::EventHub::trace_read`]): who
+//! was asked when, what each answered, the version returned and the repairs
+//! sent.
+//!
+//! # Structure
+//! - [`core`]: the read as a state machine ([`ReadCore`]) — the candidate
+//!   order, the asks in flight, the replies, replacements, the quorum, the
+//!   newest copy and its fetch, the repairs and the trace. No I/O, no clock:
+//!   tested alone, with a seeded random test of its promises.
+//! - this module: the runtime, which sends the asks the core returns, feeds
+//!   the answers back, sends the repairs and publishes the trace.
+//!
+//! # Implementation caveats
+//! - Each ask is bounded by the peer timeout of the transport (`--peer-timeout-ms`);
+//!   the read has no deadline of its own, so a read that has to replace
+//!   peers one after another can take several peer timeouts.
+//! - Repairs are fire-and-forget: a lost repair is left to anti-entropy.
+//! - A fetch appears in the trace only through the fetched replica's line,
+//!   which shows the fetch's answer (the one that counted).
+//! - A digest answer is still read from the store with its value (the
+//!   store has no version-only lookup); only the wire is spared.
+
+pub mod core;
+
+pub use self::core::{LocalAnswer, ReadError, ReadPolicy};
+
+use self::core::{candidate_order, AskId, Output, Quorum, ReadCore, ReadStart, Reply};
+use crate::cluster::Cluster;
+use crate::events::wall_ms;
+use crate::store::Store;
+use crate::transport::TransportError;
+use kv_shared::events::{ReadTrace, TraceOutcome};
+use kv_shared::replication::{
+    InternalReadResponse, LeaderRead, Record, RepairRequest, RepairResponse, VersionedValue,
+    INTERNAL_READ_PATH, REPAIR_PATH,
+};
+use kv_shared::{Mode, NodeId, Term};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
+
+/// The outcome of a coordinated read that met its quorum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadOutcome {
+    /// The newest copy among the replies, if any replica has the key.
+    pub newest: Option<VersionedValue>,
+    /// The replicas that answered, the coordinator included.
+    pub replied: Vec<NodeId>,
+    /// Leader-follower: the highest term any counted replica is in.
+    pub max_term: Option<Term>,
+    /// Leader-follower: the answer of a leader among the counted replicas.
+    pub leader_read: Option<LeaderRead>,
+    /// The read's trace for the dashboard, not published yet: the caller
+    /// decides which copy the client gets ([`publish_read`]).
+    pub trace: Option<ReadTrace>,
+}
+
+/// Publishes a read's trace with the copy the client got (`Ok`) or the
+/// reason it got a 503 instead.
+pub fn publish_read(
+    cluster: &Cluster,
+    trace: Option<ReadTrace>,
+    answer: Result<Option<u64>, TraceOutcome>,
+) {
+    if let Some(mut t) = trace {
+        match answer {
+            Ok(version) => t.winner = version,
+            Err(o) => {
+                t.winner = None;
+                t.outcome = Some(o);
+            }
+        }
+        cluster.events().trace_read(t);
+    }
+}
+
+/// Percent-encodes `s` for a query string (everything but unreserved characters).
+pub fn encode_query_value(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A transport answer as a reply to the core.
+fn reply_of(
+    answer: Result<InternalReadResponse, TransportError>,
+    elapsed: Duration,
+    timeout: Duration,
+) -> Reply {
+    match answer {
+        Ok(resp) if resp.current => Reply::Copy {
+            found: resp.found,
+            term: resp.term,
+            leader_read: resp.leader_read,
+        },
+        Ok(_) => Reply::NotCurrent,
+        Err(TransportError::Unreachable(_)) if elapsed >= timeout => Reply::TimedOut,
+        Err(_) => Reply::Failed,
+    }
+}
+
+/// Reads `key` over `r` current replicas (this node, if its copy counts,
+/// plus peers) and, if the policy says so, repairs the stale ones.
+///
+/// # Errors
+/// [`ReadError::QuorumNotMet`] when fewer than `r` current replicas answer
+/// (its trace is published here).
+pub async fn coordinate_read(
+    cluster: &Cluster,
+    store: &Store,
+    key: &str,
+    r: u32,
+    preferred: Option<NodeId>,
+    policy: ReadPolicy,
+    local_answer: LocalAnswer,
+) -> Result<ReadOutcome, ReadError> {
+    let me = cluster.node_id();
+    let peers = cluster.peers();
+    let view: Vec<(NodeId, bool)> = peers
+        .ids()
+        .into_iter()
+        .map(|id| (id, peers.is_up(id)))
+        .collect();
+    let (mut core, out) = ReadCore::start(ReadStart {
+        me,
+        key: key.to_owned(),
+        r,
+        candidates: candidate_order(me, key, &view, preferred),
+        policy,
+        local: store.get(key).map(|e| VersionedValue {
+            value: e.value,
+            version: e.version,
+        }),
+        local_answer,
+        digest: cluster.mode() == Mode::Leaderless,
+        now_ms: wall_ms(),
+    });
+    let mut asks = Asks::new(cluster, key);
+    asks.send(out);
+    // Bounded: every peer is asked at most once, and each answer is joined once.
+    while !core.is_done() {
+        let Some((ask, reply)) = asks.next().await else {
+            break;
+        };
+        let out = core.step(ask, reply, wall_ms());
+        asks.send(out);
+    }
+    // Dropping the asks aborts those the read no longer needs.
+    drop(asks);
+    let events = cluster.events();
+    let trace_id = events.is_watched().then(|| events.next_read_id());
+    let (decision, trace) = core.finish(wall_ms(), trace_id);
+    match decision {
+        Ok(q) => {
+            repair(cluster, store, key, &q);
+            Ok(ReadOutcome {
+                newest: q.newest,
+                replied: q.replied,
+                max_term: q.max_term,
+                leader_read: q.leader_read,
+                trace,
+            })
+        }
+        Err(e) => {
+            publish_read(cluster, trace, Err(e.trace_outcome()));
+            Err(e)
+        }
+    }
+}
+
+/// The asks of one read in flight, each a task of a [`JoinSet`].
+struct Asks<'a> {
+    cluster: &'a Cluster,
+    /// The path of a full read of the key (a digest adds `&digest=true`).
+    path: String,
+    set: JoinSet<(AskId, Reply)>,
+    /// The ask of each task, for a task that panicked.
+    by_task: HashMap<tokio::task::Id, AskId>,
+}
+
+impl<'a> Asks<'a> {
+    fn new(cluster: &'a Cluster, key: &str) -> Self {
+        Self {
+            cluster,
+            path: format!("{INTERNAL_READ_PATH}?key={}", encode_query_value(key)),
+            set: JoinSet::new(),
+            by_task: HashMap::new(),
+        }
+    }
+
+    /// Sends what the core asks.
+    fn send(&mut self, out: Vec<Output>) {
+        for Output::Ask { ask, to, digest } in out {
+            let path = if digest {
+                format!("{}&digest=true", self.path)
+            } else {
+                self.path.clone()
+            };
+            let (t, timeout) = (
+                self.cluster.transport().clone(),
+                self.cluster.peer_timeout(),
+            );
+            let handle = self.set.spawn(async move {
+                let sent = Instant::now();
+                let answer = t.get::<InternalReadResponse>(to, &path, timeout).await;
+                (ask, reply_of(answer, sent.elapsed(), timeout))
+            });
+            self.by_task.insert(handle.id(), ask);
+        }
+    }
+
+    /// The next answer (a task that panicked counts as a failed ask);
+    /// `None` when no ask is in flight.
+    async fn next(&mut self) -> Option<(AskId, Reply)> {
+        loop {
+            match self.set.join_next_with_id().await? {
+                Ok((id, answer)) => {
+                    self.by_task.remove(&id);
+                    return Some(answer);
+                }
+                Err(e) => {
+                    if let Some(ask) = self.by_task.remove(&e.id()) {
+                        return Some((ask, Reply::Failed));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sends the newest copy to every replica the core found stale (the
+/// coordinator's own store directly, peers in the background).
+fn repair(cluster: &Cluster, store: &Store, key: &str, q: &Quorum) {
+    let Some(best) = &q.newest else { return };
+    let me = cluster.node_id();
+    for &id in &q.repair {
+        if id == me {
+            store.apply(key, best.value.clone(), best.version);
+            continue;
+        }
+        let req = RepairRequest {
+            from: me,
+            records: vec![Record {
+                key: key.to_owned(),
+                value: best.value.clone(),
+                version: best.version,
+            }],
+        };
+        let (t, timeout) = (cluster.transport().clone(), cluster.peer_timeout());
+        tokio::spawn(async move {
+            let r: Result<RepairResponse, _> = t.post(id, REPAIR_PATH, &req, timeout).await;
+            if let Err(e) = r {
+                tracing::debug!(peer = id, error = %e, "read repair failed");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(encode_query_value("a b/c&d=é"), "a%20b%2Fc%26d%3D%C3%A9");
+        assert_eq!(encode_query_value("Plain-_.~9"), "Plain-_.~9");
+    }
+}
