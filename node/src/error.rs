@@ -113,6 +113,9 @@ pub enum ReplicationError {
         /// The leader now, if known.
         leader: Option<NodeId>,
     },
+    /// A coordinated read missed its quorum (see [`crate::reads`]).
+    #[error("{0}")]
+    Read(#[from] crate::reads::ReadError),
     /// No replica asked has the key.
     #[error("key not found: {key}")]
     KeyNotFound {
@@ -332,7 +335,8 @@ impl ReplicationError {
             | E::ConfigAbandoned { .. }
             | E::ConfigTimedOut { .. }
             | E::NewerTerm { .. }
-            | E::NoLeaderRead => StatusCode::SERVICE_UNAVAILABLE,
+            | E::NoLeaderRead
+            | E::Read(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -383,6 +387,12 @@ impl From<ReplicationError> for AppError {
                 body.term = Some(term);
             }
             E::ConfigAbandoned { term } => body.term = Some(term),
+            E::Read(crate::reads::ReadError::QuorumNotMet {
+                acked, required, ..
+            }) => {
+                body.acked = Some(acked);
+                body.required = Some(required);
+            }
             E::LeaderUnreachable { leader, term, .. } => {
                 body.leader = Some(leader);
                 body.term = term;
@@ -540,23 +550,6 @@ pub async fn method_not_allowed() -> AppError {
     )
 }
 
-impl From<crate::reads::ReadError> for AppError {
-    /// 503 for a read that missed its quorum, with `acked` and `required`.
-    fn from(e: crate::reads::ReadError) -> Self {
-        use crate::reads::ReadError;
-        let mut err = Self::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
-        match e {
-            ReadError::QuorumNotMet {
-                acked, required, ..
-            } => {
-                err.body.acked = Some(acked);
-                err.body.required = Some(required);
-            }
-        }
-        err
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -689,6 +682,14 @@ mod tests {
             (ReplicationError::Stopped, 503),
             (ReplicationError::CutOff { from: 2 }, 503),
             (ReplicationError::NoLeaderRead, 503),
+            (
+                ReplicationError::Read(crate::reads::ReadError::QuorumNotMet {
+                    acked: 1,
+                    required: 3,
+                    not_current: vec![4],
+                }),
+                503,
+            ),
             (ReplicationError::ConfigTimedOut { after_ms: 10 }, 503),
         ];
         for (e, status) in cases {

@@ -5,7 +5,7 @@
 
 use crate::cluster::Cluster;
 use crate::config::Config;
-use crate::error::{AppError, ReplicationError};
+use crate::error::ReplicationError;
 use crate::leader_follower::LeaderFollower;
 use crate::leaderless::Leaderless;
 use crate::reads::{coordinate_read, publish_read, LocalAnswer, ReadOutcome, ReadPolicy};
@@ -113,9 +113,9 @@ impl Replication {
         cluster: &Cluster,
         store: &Store,
         key: String,
-    ) -> Result<GetResponse, AppError> {
+    ) -> Result<GetResponse, ReplicationError> {
         let (r, policy) = match self {
-            Self::Standalone => return Ok(local_read(cluster, store, key)?),
+            Self::Standalone => return local_read(cluster, store, key),
             Self::LeaderFollower(lf) => (
                 lf.read_quorum(),
                 ReadPolicy {
@@ -135,8 +135,8 @@ impl Replication {
         if r <= 1 && policy.count_self {
             return match local.leader_read {
                 // A leader answers R = 1 from its read index, never a write in flight.
-                Some(lr) => Ok(found(cluster, key, lr.found)?),
-                None => Ok(local_read(cluster, store, key)?),
+                Some(lr) => found(cluster, key, lr.found),
+                None => local_read(cluster, store, key),
             };
         }
         let mut outcome = coordinate_read(
@@ -159,7 +159,7 @@ impl Replication {
             Err(_) => Err(TraceOutcome::NoLeader),
         };
         publish_read(cluster, trace, answer);
-        Ok(found(cluster, key, copy?)?)
+        found(cluster, key, copy?)
     }
 
     /// What this node adds to its copy of `key` in a read answer: its term
