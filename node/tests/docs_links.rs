@@ -37,7 +37,7 @@ fn local_file(target: &str) -> Option<&str> {
     let target = target.trim();
     let external = ["http://", "https://", "mailto:"]
         .iter()
-        .any(|scheme| target.starts_with(scheme));
+        .any(|scheme| target.starts_with(*scheme));
     if external || target.is_empty() || target.starts_with('#') {
         return None;
     }
