@@ -15,7 +15,7 @@
 #   PRESET  lf-w3r3 (default: leader-follower N=5 W=3 R=3), lf-w5r1, lf-w1r5, leaderless
 #           (terraform/presets/PRESET.tfvars)
 #   KV_TARGET=ssh scripts/deploy.sh lf-w3r3 -var-file=hosts.tfvars   (hosts.tfvars in terraform/:
-#           the hosts variable; see the README's "Beyond one machine")
+#           the hosts variable; see docs/operations.md, "Hosts over SSH")
 #
 # Environment:
 #   KV_TARGET     local (default) or ssh

@@ -194,7 +194,7 @@ pub struct WorkloadArgs {
     pub quiet: bool,
     /// Faults to inject during the load, e.g.
     /// `partition-leader@5s+8s,kill:2@15s,skew:3=+300ms@20s`, or `random[:SEED]`
-    /// (see `kv-loadtester --help` and the README's nemesis section). Needs
+    /// (see `kv-loadtester --help` and docs/loadtester.md, "Nemesis"). Needs
     /// --admin-token, except kills of nodes the tester started itself.
     #[arg(long, value_parser = crate::nemesis::parse)]
     pub nemesis: Option<crate::nemesis::Spec>,

@@ -6,8 +6,8 @@
 //! monotonic reads per session) and the staleness measures ([`crate::pbs`]:
 //! stale-after-ack reads, the inconsistency window, t-visibility,
 //! k-staleness). [`promise`] says which of these the configuration promises
-//! given the faults the run injected — the same table as the README's
-//! "Guarantees" document — and [`Consistency::broken`] lists every promise
+//! given the faults the run injected — the same table as the guarantees
+//! page (`docs/GUARANTEES.md`) — and [`Consistency::broken`] lists every promise
 //! the run broke; `kv-loadtester` exits with status 3 when one was.
 //!
 //! | configuration | promised (without faults) | with faults |

@@ -489,8 +489,10 @@ pub struct RedisCluster {
 }
 
 /// The command line of a Redis server on `port`, a replica of `primary`
-/// when given; no persistence.
-pub fn redis_args(port: u16, primary: Option<u16>) -> Vec<String> {
+/// when given; no persistence. Its working directory is `dir`: a replica
+/// still writes the primary's snapshot there while it first syncs, and it
+/// must not land in whatever directory the tool was started from.
+pub fn redis_args(port: u16, primary: Option<u16>, dir: &Path) -> Vec<String> {
     let mut args: Vec<String> = [
         "--port",
         &port.to_string(),
@@ -505,6 +507,12 @@ pub fn redis_args(port: u16, primary: Option<u16>) -> Vec<String> {
     ]
     .map(str::to_string)
     .to_vec();
+    args.extend([
+        "--dir".into(),
+        dir.display().to_string(),
+        "--dbfilename".into(),
+        format!("redis-{port}.rdb"),
+    ]);
     if let Some(p) = primary {
         args.extend(["--replicaof".into(), "127.0.0.1".into(), p.to_string()]);
     }
@@ -526,13 +534,13 @@ impl RedisCluster {
         };
         procs.spawn(
             "redis-server",
-            &redis_args(ports[0], None),
+            &redis_args(ports[0], None, dir),
             "redis-primary.log",
         )?;
         for (i, port) in ports[1..].iter().enumerate() {
             procs.spawn(
                 "redis-server",
-                &redis_args(*port, Some(ports[0])),
+                &redis_args(*port, Some(ports[0]), dir),
                 &format!("redis-replica-{}.log", i + 1),
             )?;
         }
@@ -606,14 +614,17 @@ mod tests {
 
     #[test]
     fn redis_replicas_follow_the_primary_without_persistence() {
-        let args = redis_args(7001, Some(7000));
+        let args = redis_args(7001, Some(7000), Path::new("/tmp/bench"));
         assert_eq!(&args[..4], ["--port", "7001", "--bind", "127.0.0.1"]);
         assert!(args.windows(2).any(|w| w == ["--save", ""]));
         assert_eq!(
             &args[args.len() - 3..],
             ["--replicaof", "127.0.0.1", "7000"]
         );
-        assert!(!redis_args(7000, None).contains(&"--replicaof".to_string()));
+        assert!(args.windows(2).any(|w| w == ["--dir", "/tmp/bench"]));
+        assert!(
+            !redis_args(7000, None, Path::new("/tmp/bench")).contains(&"--replicaof".to_string())
+        );
     }
 
     #[test]

@@ -260,7 +260,7 @@ async fn more_connections_than_file_descriptors_are_refused_not_fatal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_per_key_stays_bounded() {
-    // KV_MEMORY_KEYS distinct keys (default 100 000; the README's figure is
+    // KV_MEMORY_KEYS distinct keys (default 100 000; docs/results.md's figure is
     // for 1 000 000), 16-byte values, 32 writers. The bound: 512 bytes of
     // RSS per key, all overheads included.
     let keys: u32 = std::env::var("KV_MEMORY_KEYS")

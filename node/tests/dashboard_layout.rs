@@ -1,7 +1,7 @@
 //! The dashboard's layout and weight in a real headless Chromium: no
 //! sideways scroll from a 390 px phone to a wide screen (panels stack on a
 //! narrow one), the page's bytes as transferred (compressed) and its time to
-//! first render, printed for the README. Every wait is bounded and waits on
+//! first render, printed for docs/results.md. Every wait is bounded and waits on
 //! the page.
 
 mod common;

@@ -119,11 +119,17 @@
 //! it committed logs an error, discards its state and follows that leader.
 //!
 //! # Reads and R
-//! `GET /get` reads the coordinator's own copy (if current) plus peers (the
-//! leader first) until R current replicas answered, and returns the highest
-//! version; leader-follower does no read repair (the log brings every
-//! replica the same entries, and a repair could spread a write the next
-//! leader rolls back). R = 1 on a current node is its own copy.
+//! `GET /get` asks the coordinator's own copy (if current) plus peers (the
+//! leader first) until R current replicas answered ([`crate::reads`]), and
+//! returns the **leader's** answer among them: the key as of its read index
+//! (committed writes; with W below a majority, writes W replicas hold),
+//! never a write still in flight — provided none of the R replicas is in a
+//! newer term than that leader. Without the leader among them, or with a
+//! newer term seen, the read answers 503 (a newer leader may exist; retry).
+//! Leader-follower does no read repair (the log brings every replica the
+//! same entries, and a repair could spread a write the next leader rolls
+//! back). R = 1 on a current node: a leader answers from its read index, a
+//! follower its own copy.
 //!
 //! # Configuration changes
 //! `POST /config` on any node goes to the leader, which writes the change
@@ -186,8 +192,10 @@
 //! - Membership is static (`--peers`); N cannot change.
 //! - A configuration change interrupted by a failover may leave the
 //!   intermediate phase (the larger W and R) in force; `POST /config` again.
-//! - Reads are not linearizable while writes are in flight (a read may see a
-//!   write that a later read, asking other replicas, does not see yet).
+//! - Reads are not linearizable in every configuration: with R = 1 a
+//!   follower answers its own copy (possibly behind the leader), and with W
+//!   below a majority the leader's read index holds writes a failover may
+//!   roll back.
 
 pub mod core;
 pub mod log;
