@@ -23,7 +23,10 @@
 //! the absolute figures move from run to run, the ratios much less. The
 //! client shares the cores with the system measured, so the fastest
 //! systems are client-bound; the CPU time the tool itself used per
-//! operation is printed to show how much.
+//! operation is printed to show how much. For the kv-node systems the table
+//! also gives the CPU time of the node that takes the writes (the leader; the
+//! one node) per write, and of all the nodes per operation, read from
+//! `/proc` (Linux only).
 
 use crate::cli::{KeyDist, ModeArg, ReadEndpoint, ReadFrom, RunArgs, WorkloadArgs};
 use crate::cluster::{default_node_bin, ClusterKind, ClusterSpec, LocalCluster};
@@ -175,6 +178,10 @@ pub struct BenchArgs {
 pub struct Measured {
     /// Operations answered per second (errors included).
     pub ops_per_s: f64,
+    /// Operations answered (errors included).
+    pub ops: u64,
+    /// Writes answered successfully.
+    pub writes_answered: u64,
     /// Of those, errors (timeouts, 503s, failed WAITs…).
     pub errors: u64,
     /// Write latency, ms.
@@ -183,6 +190,28 @@ pub struct Measured {
     pub reads: LatencySummary,
     /// CPU time this tool used per operation, µs (client cost).
     pub client_cpu_us_per_op: Option<f64>,
+    /// CPU time of the node that takes the writes (the leader, or the one
+    /// node) per write, µs; kv-node systems other than leaderless, on Linux.
+    pub leader_cpu_us_per_write: Option<f64>,
+    /// CPU time of every node together per operation, µs (kv-node systems, Linux).
+    pub nodes_cpu_us_per_op: Option<f64>,
+}
+
+/// The processes of a kv-node system whose CPU time a measurement reads.
+#[derive(Debug, Clone, Default)]
+pub struct NodeProcesses {
+    /// Every node's pid.
+    pub all: Vec<u32>,
+    /// The pid of the node that takes the writes (leader-follower's leader,
+    /// the standalone node); `None` for leaderless.
+    pub writer: Option<u32>,
+}
+
+impl NodeProcesses {
+    /// CPU time used so far by every process (`None` where unreadable).
+    fn cpu(&self) -> Vec<Option<Duration>> {
+        self.all.iter().map(|&pid| process_cpu_of(pid)).collect()
+    }
 }
 
 /// One row: a system and a workload.
@@ -342,6 +371,10 @@ async fn measure_system(
         None if system == System::Etcd => Running::Etcd(EtcdCluster::start(5, logs).await?),
         None => Running::Redis(RedisCluster::start(4, logs).await?),
     };
+    let processes = match &running {
+        Running::Kv(c) => Some(kv_processes(c, system).await),
+        Running::Etcd(_) | Running::Redis(_) => None,
+    };
     let urls = match &running {
         Running::Kv(c) => c.urls.clone(),
         Running::Etcd(c) => c.urls.clone(),
@@ -351,7 +384,7 @@ async fn measure_system(
     let mut failure = None;
     for &workload in workloads {
         let run = run_args(args, system, workload, &urls);
-        match measure_workload(args, &run).await {
+        match measure_workload(args, &run, processes.as_ref()).await {
             Ok((peak, half_peak)) => rows.push(Row {
                 system,
                 workload,
@@ -376,8 +409,26 @@ async fn measure_system(
     }
 }
 
+/// The pids of a running kv-node system's nodes, and which one takes the writes.
+async fn kv_processes(c: &LocalCluster, system: System) -> NodeProcesses {
+    let all = c.ids().into_iter().filter_map(|id| c.pid(id)).collect();
+    let writer = match system {
+        System::LlW3 | System::LlW5 => None,
+        System::Single => c.ids().first().and_then(|&id| c.pid(id)),
+        _ => match c.leader().await {
+            Some((id, _)) => c.pid(id),
+            None => None,
+        },
+    };
+    NodeProcesses { all, writer }
+}
+
 /// The peak (closed loop) and, unless `--no-latency`, the latency at half of it (open loop).
-async fn measure_workload(args: &BenchArgs, run: &RunArgs) -> Result<(Measured, Option<Measured>)> {
+async fn measure_workload(
+    args: &BenchArgs,
+    run: &RunArgs,
+    processes: Option<&NodeProcesses>,
+) -> Result<(Measured, Option<Measured>)> {
     let closed = Plan {
         pace: Pace::Closed {
             clients: args.clients.max(1),
@@ -386,7 +437,7 @@ async fn measure_workload(args: &BenchArgs, run: &RunArgs) -> Result<(Measured, 
         max_requests: None,
         drain: Duration::from_secs(6),
     };
-    let peak = measure(run, closed).await?;
+    let peak = measure_nodes(run, closed, processes).await?;
     if args.no_latency || peak.ops_per_s < 2.0 {
         return Ok((peak, None));
     }
@@ -397,8 +448,41 @@ async fn measure_workload(args: &BenchArgs, run: &RunArgs) -> Result<(Measured, 
         },
         ..closed
     };
-    let half = measure(run, open).await?;
+    let half = measure_nodes(run, open, processes).await?;
     Ok((peak, Some(half)))
+}
+
+/// [`measure`], with the CPU time `processes` used meanwhile.
+async fn measure_nodes(
+    run: &RunArgs,
+    plan: Plan,
+    processes: Option<&NodeProcesses>,
+) -> Result<Measured> {
+    let Some(p) = processes else {
+        return measure(run, plan).await;
+    };
+    let before = p.cpu();
+    let mut m = measure(run, plan).await?;
+    let after = p.cpu();
+    let used = |pid: u32| {
+        let i = p.all.iter().position(|&q| q == pid)?;
+        after
+            .get(i)
+            .copied()??
+            .checked_sub(before.get(i).copied()??)
+    };
+    let writes = m.writes_answered as f64;
+    m.leader_cpu_us_per_write = p
+        .writer
+        .and_then(used)
+        .filter(|_| writes > 0.0)
+        .map(|d| d.as_secs_f64() * 1e6 / writes);
+    let total: Option<Duration> = p.all.iter().map(|&pid| used(pid)).sum();
+    let ops = m.ops as f64;
+    m.nodes_cpu_us_per_op = total
+        .filter(|_| ops > 0.0)
+        .map(|d| d.as_secs_f64() * 1e6 / ops);
+    Ok(m)
 }
 
 /// One measurement of `run` (its target) paced by `plan`.
@@ -438,10 +522,14 @@ pub async fn measure(run: &RunArgs, plan: Plan) -> Result<Measured> {
     };
     Ok(Measured {
         ops_per_s: ops as f64 / driven.elapsed.as_secs_f64().max(1e-9),
+        ops,
+        writes_answered: stats.writes.len(),
         errors: stats.error_count(),
         writes: LatencySummary::of(&stats.writes),
         reads: LatencySummary::of(&stats.reads),
         client_cpu_us_per_op: cpu,
+        leader_cpu_us_per_write: None,
+        nodes_cpu_us_per_op: None,
     })
 }
 
@@ -466,6 +554,25 @@ fn process_cpu() -> Option<Duration> {
     }
 }
 
+/// CPU time (user + system) process `pid` used so far, from
+/// `/proc/PID/stat` (Linux; `None` elsewhere or once it is gone).
+fn process_cpu_of(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces: count from after it.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    // Fields 3 (state) … 13 come first; 14 is utime, 15 stime, in clock ticks.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    #[cfg(unix)]
+    // SAFETY: sysconf reads a constant of the system and touches no memory.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    #[cfg(not(unix))]
+    let ticks = 100;
+    let ticks = u64::try_from(ticks).ok().filter(|&t| t > 0)?;
+    Some(Duration::from_micros((utime + stime) * 1_000_000 / ticks))
+}
+
 /// The Markdown table of `r`: one row per system and workload.
 pub fn render(r: &BenchResult) -> String {
     let peak_of = |system: System, workload: BenchWorkload| {
@@ -477,15 +584,15 @@ pub fn render(r: &BenchResult) -> String {
     };
     let mut md = format!(
         "# kv-store benchmark\n\nGenerated {} by `{}`.\n\n\
-         | system | workload | peak ops/s | × one node | × etcd | × Redis SET | p50 / p99 / p99.9 ms at half the peak | errors | client CPU µs/op |\n\
-         |---|---|---:|---:|---:|---:|---|---:|---:|\n",
+         | system | workload | peak ops/s | × one node | × etcd | × Redis SET | p50 / p99 / p99.9 ms at half the peak | errors | client CPU µs/op | leader CPU µs/write | nodes CPU µs/op |\n\
+         |---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|\n",
         r.started_at, r.command
     );
     for row in &r.rows {
         let Some(peak) = &row.peak else {
             let _ = writeln!(
                 md,
-                "| {} | {} | not run: {} | | | | | | |",
+                "| {} | {} | not run: {} | | | | | | | | |",
                 row.system.label(),
                 row.workload.label(),
                 row.not_run.as_deref().unwrap_or("")
@@ -505,9 +612,10 @@ pub fn render(r: &BenchResult) -> String {
             format!("{:.2} / {:.2} / {:.2}", l.p50_ms, l.p99_ms, l.p999_ms)
         });
         let errors = peak.errors + row.half_peak.as_ref().map_or(0, |h| h.errors);
+        let us = |v: Option<f64>| v.map_or("–".into(), |c| format!("{c:.1}"));
         let _ = writeln!(
             md,
-            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |",
             row.system.label(),
             row.workload.label(),
             peak.ops_per_s,
@@ -516,8 +624,9 @@ pub fn render(r: &BenchResult) -> String {
             ratio(System::Redis),
             latency,
             errors,
-            peak.client_cpu_us_per_op
-                .map_or("–".into(), |c| format!("{c:.1}"))
+            us(peak.client_cpu_us_per_op),
+            us(peak.leader_cpu_us_per_write),
+            us(peak.nodes_cpu_us_per_op),
         );
     }
     md
@@ -530,10 +639,14 @@ mod tests {
     fn measured(ops_per_s: f64) -> Measured {
         Measured {
             ops_per_s,
+            ops: 0,
+            writes_answered: 0,
             errors: 0,
             writes: LatencySummary::default(),
             reads: LatencySummary::default(),
             client_cpu_us_per_op: Some(12.5),
+            leader_cpu_us_per_write: Some(20.0),
+            nodes_cpu_us_per_op: None,
         }
     }
 

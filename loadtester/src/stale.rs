@@ -129,7 +129,9 @@ impl StaleTracker {
         });
         if version > state.version {
             state.version = version;
-            state.value = value.to_owned();
+            // Reuses the buffer of the previous value.
+            state.value.clear();
+            state.value.push_str(value);
         }
         state.unread_write_at = Some(now);
     }

@@ -89,7 +89,13 @@ impl Default for Stats {
 impl Stats {
     /// Adds one sample.
     pub fn record(&mut self, s: &Sample) {
-        let node = self.nodes.entry(s.node.clone()).or_default();
+        // Looked up first: a new entry (and a copy of the name) once per node.
+        if !self.nodes.contains_key(&s.node) {
+            self.nodes.insert(s.node.clone(), NodeCounts::default());
+        }
+        let Some(node) = self.nodes.get_mut(&s.node) else {
+            return;
+        };
         if s.is_error() {
             node.errors += 1;
             *self.errors.entry(s.outcome.clone()).or_default() += 1;

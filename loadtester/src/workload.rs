@@ -15,12 +15,12 @@
 //! write's answer is reported back to it), reads judged by the
 //! [`crate::stale`] tracker.
 
-use crate::cli::{KeyDist, ReadEndpoint, RunArgs, WorkloadArgs};
+use crate::cli::{KeyDist, RunArgs, WorkloadArgs};
 use crate::error::{Error, Result};
 use crate::keys::{key_name, KeyGenerator, LocalInTime, Uniform, Zipfian};
 use crate::stale::{judge, Acked, ReadAnswer, StaleTracker};
 use crate::targets::{Targets, WriteFeedback};
-use kv_shared::{ErrorBody, GetResponse, NodeId, SetRequest, SetResponse, Version};
+use kv_shared::{ErrorBody, GetResponse, NodeId, Version};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -130,14 +130,40 @@ struct Generator {
     seq: u64,
 }
 
+/// The URLs a node's requests go to, parsed once (the hot path clones them).
+struct Endpoints {
+    /// `POST /set`.
+    set: reqwest::Url,
+    /// `GET /get` or `/local_read`, without the query.
+    read: reqwest::Url,
+}
+
+/// The body of `POST /set`, borrowing the key and value (the same JSON as
+/// [`kv_shared::SetRequest`]).
+#[derive(Serialize)]
+struct SetBody<'a> {
+    key: &'a str,
+    value: &'a str,
+}
+
+/// What the workload needs of a 201 to `POST /set` ([`kv_shared::SetResponse`]
+/// without the key and value it echoes, which are skipped unread).
+#[derive(Deserialize)]
+struct SetAnswer {
+    version: Version,
+    #[serde(default)]
+    served_by: Option<NodeId>,
+}
+
 /// The key-value workload.
 pub struct KvWorkload {
     client: reqwest::Client,
     targets: Targets,
+    /// Per node of `targets.nodes`, by index.
+    endpoints: Vec<Endpoints>,
     write_ratio: f64,
     value_size: usize,
     key_prefix: String,
-    read_endpoint: ReadEndpoint,
     timeout: Duration,
     gen: Mutex<Generator>,
     tracker: StaleTracker,
@@ -169,13 +195,27 @@ impl KvWorkload {
     pub fn new(client: reqwest::Client, targets: Targets, args: &RunArgs) -> Result<Self> {
         let w = &args.workload;
         let keys = key_generator(w)?;
+        let endpoints = targets
+            .nodes
+            .iter()
+            .map(|n| {
+                let parse = |path: &str| {
+                    reqwest::Url::parse(&format!("{}{path}", n.url))
+                        .map_err(|e| Error::Config(format!("node URL {}: {e}", n.url)))
+                };
+                Ok(Endpoints {
+                    set: parse(kv_shared::SET_PATH)?,
+                    read: parse(w.read_endpoint.path())?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             client,
             targets,
+            endpoints,
             write_ratio: args.write_ratio,
             value_size: w.value_size,
             key_prefix: w.key_prefix.clone(),
-            read_endpoint: w.read_endpoint,
             timeout: Duration::from_millis(w.timeout_ms.max(1)),
             gen: Mutex::new(Generator {
                 rng: ChaCha8Rng::seed_from_u64(w.seed),
@@ -201,7 +241,9 @@ impl KvWorkload {
     }
 
     fn value(&self, seq: u64) -> String {
-        let mut v = format!("{}{seq}-", self.run_tag);
+        use std::fmt::Write as _;
+        let mut v = String::with_capacity(self.value_size.max(self.run_tag.len() + 21));
+        let _ = write!(v, "{}{seq}-", self.run_tag);
         let pad = self.value_size.saturating_sub(v.len());
         v.extend(std::iter::repeat_n('x', pad));
         v
@@ -212,26 +254,30 @@ impl KvWorkload {
         self.tracker.acked()
     }
 
-    /// Sends a write to `url`; also returns what its answer says about the leader.
+    /// Sends a write of `key` to node `node`; also returns what its answer
+    /// says about the leader.
     async fn write(
         &self,
         op: &Op,
-        url: &str,
+        key: &str,
+        node: usize,
         error: &mut Option<String>,
     ) -> (String, Option<Version>, Option<NodeId>, WriteFeedback) {
-        let body = SetRequest {
-            key: key_name(&self.key_prefix, op.key),
-            value: op.value.clone(),
-        };
+        let body = serde_json::to_vec(&SetBody {
+            key,
+            value: &op.value,
+        })
+        .unwrap_or_default();
         let res = self
             .client
-            .post(format!("{url}{}", kv_shared::SET_PATH))
-            .json(&body)
+            .post(self.endpoints[node].set.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
             .timeout(self.timeout)
             .send()
             .await;
         match res {
-            Ok(r) if r.status().is_success() => match r.json::<SetResponse>().await {
+            Ok(r) if r.status().is_success() => match r.json::<SetAnswer>().await {
                 Ok(set) => {
                     self.tracker.write_acked(
                         op.key,
@@ -263,18 +309,13 @@ impl KvWorkload {
 
     async fn read(
         &self,
-        op: &Op,
-        url: &str,
+        key: &str,
+        node: usize,
         error: &mut Option<String>,
     ) -> (String, Option<ReadAnswer>, Option<NodeId>, Option<String>) {
-        let key = key_name(&self.key_prefix, op.key);
-        let res = self
-            .client
-            .get(format!("{url}{}", self.read_endpoint.path()))
-            .query(&[("key", &key)])
-            .timeout(self.timeout)
-            .send()
-            .await;
+        let mut url = self.endpoints[node].read.clone();
+        url.query_pairs_mut().append_pair("key", key);
+        let res = self.client.get(url).timeout(self.timeout).send().await;
         match res {
             Ok(r) if r.status().is_success() => match r.json::<GetResponse>().await {
                 Ok(get) => (
@@ -421,12 +462,12 @@ impl Workload for KvWorkload {
             OpKind::Write => self.targets.write_node(op.node),
             OpKind::Read => self.targets.read_node(op.node),
         };
-        let url = self.targets.nodes[node].url.clone();
+        let key = key_name(&self.key_prefix, op.key);
         let sent = Instant::now();
         let mut sample = Sample {
             seq: op.seq,
             kind: op.kind,
-            key: key_name(&self.key_prefix, op.key),
+            key: String::new(),
             node: String::new(),
             intended_us: 0,
             queue_us: micros(sent.saturating_duration_since(intended)),
@@ -445,16 +486,16 @@ impl Workload for KvWorkload {
         let served_by = match op.kind {
             OpKind::Write => {
                 let (outcome, version, served_by, feedback) =
-                    self.write(&op, &url, &mut sample.error).await;
+                    self.write(&op, &key, node, &mut sample.error).await;
                 self.targets.note_write(node, feedback, &self.client);
                 (sample.outcome, sample.version) = (outcome, version);
-                sample.value = Some(op.value.clone());
+                sample.value = Some(op.value);
                 served_by
             }
             OpKind::Read => {
                 let ticket = self.tracker.begin_read(op.key, sent.into_std());
                 let (outcome, answer, served_by, value) =
-                    self.read(&op, &url, &mut sample.error).await;
+                    self.read(&key, node, &mut sample.error).await;
                 sample.outcome = outcome;
                 sample.value = value;
                 sample.known_version = Some(ticket.known);
@@ -469,6 +510,7 @@ impl Workload for KvWorkload {
             }
         };
         let done = Instant::now();
+        sample.key = key;
         sample.latency_us = micros(done.saturating_duration_since(intended));
         sample.service_us = micros(done.saturating_duration_since(sent));
         sample.node = self.targets.label(served_by, node);

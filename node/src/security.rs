@@ -200,6 +200,39 @@ impl Secret {
         })
     }
 
+    fn frame(&self, stream: &str, direction: &str, seq: u64, payload: &[u8]) -> HmacSha256 {
+        let mut mac = self.mac(&["kv1-frame", stream, direction, &seq.to_string()]);
+        mac.update(payload);
+        mac
+    }
+
+    /// The MAC of frame `seq` (from 0) travelling `direction` on the stream
+    /// opened by the request signed `stream`, carrying `payload` (see
+    /// [`kv_shared::leader_follower`]'s append stream).
+    pub fn frame_mac(&self, stream: &str, direction: &str, seq: u64, payload: &[u8]) -> [u8; 32] {
+        let out = self
+            .frame(stream, direction, seq, payload)
+            .finalize()
+            .into_bytes();
+        let mut tag = [0u8; 32];
+        tag.copy_from_slice(&out);
+        tag
+    }
+
+    /// Whether `tag` is the MAC of that frame (constant time).
+    pub fn verify_frame(
+        &self,
+        stream: &str,
+        direction: &str,
+        seq: u64,
+        payload: &[u8],
+        tag: &[u8],
+    ) -> bool {
+        self.frame(stream, direction, seq, payload)
+            .verify_slice(tag)
+            .is_ok()
+    }
+
     /// The headers of a request of node `from` signed now: [`FROM_HEADER`],
     /// [`TIME_HEADER`], [`BODY_DIGEST_HEADER`], [`SIGNATURE_HEADER`].
     pub fn signed_headers(

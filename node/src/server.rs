@@ -24,7 +24,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use kv_shared::admin::FAULTS_PATH;
-use kv_shared::leader_follower::{APPEND_PATH, SNAPSHOT_PATH, VOTE_PATH};
+use kv_shared::leader_follower::{APPEND_PATH, SNAPSHOT_PATH, STREAM_PATH, VOTE_PATH};
 use kv_shared::leaderless::{LL_DIGEST_PATH, LL_FETCH_PATH, LL_KEYS_PATH, LL_WRITE_PATH};
 use kv_shared::limits::{MAX_BODY_BYTES, MAX_INTERNAL_BODY_BYTES};
 use kv_shared::replication::{INTERNAL_CONFIG_PATH, INTERNAL_READ_PATH, REPAIR_PATH};
@@ -191,6 +191,7 @@ fn internal_routes(state: &AppState) -> Router<AppState> {
         .route(VOTE_PATH, post(internal::vote))
         .route(APPEND_PATH, post(internal::append))
         .route(SNAPSHOT_PATH, post(internal::snapshot))
+        .route(STREAM_PATH, post(internal::append_stream))
         .route(INTERNAL_READ_PATH, get(internal::read))
         .route(REPAIR_PATH, post(internal::repair))
         .route(INTERNAL_CONFIG_PATH, post(internal::config))

@@ -9,7 +9,10 @@
 //!
 //! Flow control (one in-flight replication message per follower, later
 //! entries batched into the next one) lives in the replication cores, which
-//! decide what to send; this module only carries it.
+//! decide what to send; this module only carries it. Leader-follower
+//! appends usually travel on the leader's append stream instead
+//! ([`crate::leader_follower::stream`], built on this transport's peers,
+//! faults and secret); they come here when it is busy or not offered.
 
 use crate::faults::{Fate, Faults};
 use crate::peers::Peers;
@@ -99,6 +102,11 @@ impl Transport {
     /// The underlying client (for calls whose answer is passed on as is).
     pub fn client(&self) -> &reqwest::Client {
         &self.client
+    }
+
+    /// The cluster secret that signs this node's requests, if it has one.
+    pub fn secret(&self) -> Option<&crate::security::Secret> {
+        self.secret.as_ref()
     }
 
     /// The peer list this transport reaches.

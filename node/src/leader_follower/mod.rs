@@ -46,7 +46,7 @@
 //! ```text
 //! client ──POST /set──▶ follower ──forward──▶ leader: version = max(current + 1, floor),
 //!                                              append (term, index), apply
-//!      ┌──── /internal/lf/append (entries after (prev_index, prev_term)) ───┤ one batch in flight per follower
+//!      ┌──── append (entries after (prev_index, prev_term)), on the stream ──┤ one batch in flight per follower
 //!      ▼                                                                     │
 //!  follower: log matches at prev? append (undo a conflicting suffix), apply  │
 //!      └──── match_index ──────────────────────────────────────────────────▶│ W holders → 201
@@ -162,6 +162,17 @@
 //!   get a heartbeat every `--heartbeat-ms`. A follower further behind than
 //!   the leader's log (`--log-capacity` committed entries) gets a snapshot of
 //!   the committed state, then the tail.
+//! - Appends travel on the leader's **append stream** to each follower
+//!   ([`stream`]): one connection, upgraded from a signed request, carrying
+//!   one append and its answer at a time, each frame authenticated with the
+//!   cluster secret and bounded in size. An append that finds the stream
+//!   busy (a heartbeat while a batch is out) goes as a request of its own
+//!   (`POST /internal/lf/append`), so nothing waits behind another message;
+//!   so do appends to a follower that refuses the upgrade. A stream that
+//!   breaks or does not answer within the peer timeout fails its message
+//!   like a failed request (the core backs off and sends again, on a new
+//!   stream); the faults injected into either node apply to each frame as
+//!   they do to a request. Votes and snapshots are requests.
 //!
 //! # Delay profile
 //! With `--delay-profile assignment`, the leader holds a send slot for 200 ms
@@ -201,6 +212,7 @@ pub mod core;
 pub mod log;
 #[cfg(test)]
 mod sim;
+pub mod stream;
 
 use self::core::{Clock, Core, Event, Message, Output, ProposeError, Settings};
 use crate::cluster::Cluster;
@@ -214,7 +226,7 @@ use kv_shared::cluster::{ClusterConfig, ConfigUpdate, Seq, StatusResponse};
 use kv_shared::events::{NodeEventKind, TraceOutcome};
 use kv_shared::leader_follower::{
     AppendRequest, AppendResponse, LeaderFollowerStatus, SnapshotRequest, VoteRequest,
-    VoteResponse, APPEND_PATH, SNAPSHOT_PATH, VOTE_PATH,
+    VoteResponse, SNAPSHOT_PATH, VOTE_PATH,
 };
 use kv_shared::replication::{LeaderRead, VersionedValue};
 use kv_shared::{ErrorBody, NodeId, Role, SetRequest, SetResponse, Term};
@@ -287,6 +299,10 @@ struct Inner {
     /// room in the uncommitted window look again.
     stepped: Notify,
     stopped: AtomicBool,
+    /// Woken when the node stops: ends the append streams it serves.
+    halt: Notify,
+    /// The append streams to the followers (see [`stream`]).
+    links: stream::Links,
     /// One configuration change at a time.
     changing: tokio::sync::Mutex<()>,
 }
@@ -355,6 +371,7 @@ impl LeaderFollower {
             wall_origin: (start.now, start.wall_ms),
         };
         let lease_wait = settings.lease + settings.election_timeout * 2 + settings.lease_margin;
+        let cluster_peers = cluster.peers().ids();
         Self {
             inner: Arc::new(Inner {
                 cluster,
@@ -367,6 +384,8 @@ impl LeaderFollower {
                 }),
                 stepped: Notify::new(),
                 stopped: AtomicBool::new(false),
+                halt: Notify::new(),
+                links: stream::Links::new(&cluster_peers),
                 changing: tokio::sync::Mutex::new(()),
             }),
         }
@@ -430,9 +449,23 @@ impl LeaderFollower {
         }))
     }
 
-    /// Stops sending: messages in flight finish, no new one leaves.
+    /// Stops sending: messages in flight finish, no new one leaves; the
+    /// append streams this node serves end.
     pub fn stop(&self) {
         self.inner.stopped.store(true, Ordering::Relaxed);
+        self.inner.halt.notify_waiters();
+        self.inner.links.close();
+    }
+
+    /// Whether [`LeaderFollower::stop`] was called.
+    pub fn is_stopped(&self) -> bool {
+        self.inner.stopped.load(Ordering::Relaxed)
+    }
+
+    /// Completes when [`LeaderFollower::stop`] is called after it was
+    /// created (enable it, then check [`LeaderFollower::is_stopped`]).
+    pub fn stopping(&self) -> tokio::sync::futures::Notified<'_> {
+        self.inner.halt.notified()
     }
 
     /// The node's role now.
@@ -949,12 +982,12 @@ impl LeaderFollower {
                     .zip(req.entries.last().map(|l| l.index));
                 let stamp = req.sent_at_ms;
                 let events = cluster.events().clone();
+                let this = self.clone();
                 let send = async move {
                     if let Some((a, b)) = range {
                         events.trace_sent(to, a..=b);
                     }
-                    t.post::<_, AppendResponse>(to, APPEND_PATH, &req, timeout)
-                        .await
+                    this.inner.links.append(&t, to, &req, timeout).await
                 };
                 let r = if range.is_some() {
                     cluster

@@ -1,0 +1,555 @@
+//! The append stream: one connection per follower over which the leader
+//! sends its appends, instead of one HTTP request each.
+//!
+//! The leader opens it with a signed `POST /internal/lf/stream` (checked by
+//! [`crate::security::authenticate_peer`] like every node-to-node request)
+//! that the follower upgrades; then each append is one frame and its answer
+//! one frame back ([`kv_shared::leader_follower`] gives the format). Every
+//! frame is authenticated with the cluster secret, numbered, and bounded by
+//! [`MAX_INTERNAL_BODY_BYTES`]; a frame that fails a check ends the stream.
+//!
+//! What a message meets is what it met as a request: the leader waits out a
+//! pause and applies its outgoing faults to each frame ([`Links::append`],
+//! as [`Transport`] does for a request); the follower holds each frame while
+//! paused, refuses it when its incoming faults say so, and applies its
+//! outgoing faults to the answer ([`serve`], as the server's middleware
+//! does). The follower answers exactly what `POST /internal/lf/append` would
+//! (its status and body), so the core sees the same answers and failures,
+//! and counts each frame in `/metrics` as that request.
+//!
+//! One append is on a stream at a time, which the cores' flow control (one
+//! message in flight per follower) fits: an append that finds the stream
+//! busy — a heartbeat while a batch is out, or a message sent again after a
+//! timeout — goes as a request of its own, so nothing waits behind another
+//! message. A stream that breaks (reset, closed, no answer in time, a bad
+//! frame) is dropped and the message reported failed, as a failed request
+//! is; the next append opens a new one. A follower that does not offer the
+//! stream (it refuses the upgrade) gets requests for [`UPGRADE_RETRY`].
+
+use crate::error::AppError;
+use crate::faults::{Fate, Faults};
+use crate::security::Secret;
+use crate::server::AppState;
+use crate::transport::{Transport, TransportError};
+use axum::body::Body;
+use axum::http::{header, HeaderValue, Request, StatusCode};
+use bytes::Bytes;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use kv_shared::leader_follower::{
+    AppendRequest, AppendResponse, StreamAnswer, APPEND_PATH, STREAM_MAC_BYTES, STREAM_PATH,
+    STREAM_PROTOCOL,
+};
+use kv_shared::limits::MAX_INTERNAL_BODY_BYTES;
+use kv_shared::replication::SIGNATURE_HEADER;
+use kv_shared::NodeId;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+
+/// Direction label of the leader's frames in their MAC.
+const REQUEST: &str = "request";
+/// Direction label of the follower's frames in their MAC.
+const ANSWER: &str = "answer";
+/// After a follower refused the upgrade, appends to it go as requests for
+/// this long before the leader asks again.
+pub const UPGRADE_RETRY: Duration = Duration::from_secs(1);
+/// A stream unused for this long is opened anew rather than reused: well
+/// under the peers' `--idle-timeout-ms` (60 s by default), as for the
+/// transport's pooled connections.
+const IDLE_REUSE: Duration = Duration::from_secs(20);
+/// Most time the TCP connection of a new stream may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One end of a stream: numbered, authenticated frames.
+struct Framed {
+    io: BufReader<TokioIo<Upgraded>>,
+    secret: Secret,
+    /// The signature of the upgrade request: names the stream in every MAC.
+    stream: String,
+    /// The direction label of what this end sends, and of what it reads.
+    out: &'static str,
+    inn: &'static str,
+    sent: u64,
+    received: u64,
+    last_used: Instant,
+}
+
+impl Framed {
+    fn new(io: Upgraded, secret: Secret, stream: String, leader_end: bool) -> Self {
+        let (out, inn) = if leader_end {
+            (REQUEST, ANSWER)
+        } else {
+            (ANSWER, REQUEST)
+        };
+        Self {
+            io: BufReader::new(TokioIo::new(io)),
+            secret,
+            stream,
+            out,
+            inn,
+            sent: 0,
+            received: 0,
+            last_used: Instant::now(),
+        }
+    }
+
+    /// Sends one frame (one write: length, MAC and payload together).
+    async fn write(&mut self, payload: &[u8]) -> std::io::Result<()> {
+        let len = u32::try_from(payload.len())
+            .ok()
+            .filter(|&n| n <= MAX_INTERNAL_BODY_BYTES)
+            .ok_or_else(|| invalid("frame over the node-to-node size limit"))?;
+        let tag = self
+            .secret
+            .frame_mac(&self.stream, self.out, self.sent, payload);
+        self.sent += 1;
+        let mut frame = Vec::with_capacity(4 + STREAM_MAC_BYTES + payload.len());
+        frame.extend_from_slice(&len.to_be_bytes());
+        frame.extend_from_slice(&tag);
+        frame.extend_from_slice(payload);
+        self.io.write_all(&frame).await?;
+        self.io.flush().await?;
+        self.last_used = Instant::now();
+        Ok(())
+    }
+
+    /// Reads one frame and checks its size and MAC.
+    async fn read(&mut self) -> std::io::Result<Vec<u8>> {
+        let mut head = [0u8; 4 + STREAM_MAC_BYTES];
+        self.io.read_exact(&mut head).await?;
+        let mut len = [0u8; 4];
+        len.copy_from_slice(&head[..4]);
+        let len = u32::from_be_bytes(len);
+        if len > MAX_INTERNAL_BODY_BYTES {
+            return Err(invalid("frame over the node-to-node size limit"));
+        }
+        let mut payload = vec![0u8; len as usize];
+        self.io.read_exact(&mut payload).await?;
+        let genuine =
+            self.secret
+                .verify_frame(&self.stream, self.inn, self.received, &payload, &head[4..]);
+        if !genuine {
+            return Err(invalid("frame not signed with the cluster secret"));
+        }
+        self.received += 1;
+        self.last_used = Instant::now();
+        Ok(payload)
+    }
+}
+
+fn invalid(what: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned())
+}
+
+/// The state of the stream to one follower.
+#[derive(Default)]
+struct Link {
+    conn: Option<Framed>,
+    /// When the follower last refused the upgrade.
+    refused_at: Option<Instant>,
+}
+
+/// Why a stream could not be opened.
+enum OpenError {
+    /// The follower does not offer it: send requests instead.
+    NotOffered,
+    /// The peer is unreachable, or its answer not genuine: the message fails.
+    Failed(TransportError),
+}
+
+/// The leader's streams, one per follower; each carries one append at a time.
+pub struct Links {
+    links: BTreeMap<NodeId, tokio::sync::Mutex<Link>>,
+}
+
+impl Links {
+    /// No stream open yet to any of `peers`.
+    pub fn new(peers: &[NodeId]) -> Self {
+        Self {
+            links: peers
+                .iter()
+                .map(|&id| (id, tokio::sync::Mutex::new(Link::default())))
+                .collect(),
+        }
+    }
+
+    /// Closes every idle stream (the node stops).
+    pub fn close(&self) {
+        for link in self.links.values() {
+            if let Ok(mut l) = link.try_lock() {
+                l.conn = None;
+            }
+        }
+    }
+
+    /// Carries `req` to `to` over its stream, or as a request when the
+    /// stream is busy or not offered; answers as [`Transport::post`] to
+    /// [`APPEND_PATH`] would.
+    ///
+    /// # Errors
+    /// As [`Transport::post`].
+    pub async fn append(
+        &self,
+        t: &Transport,
+        to: NodeId,
+        req: &AppendRequest,
+        timeout: Duration,
+    ) -> Result<AppendResponse, TransportError> {
+        let over_http = || t.post::<_, AppendResponse>(to, APPEND_PATH, req, timeout);
+        let (Some(secret), Some(link)) = (t.secret(), self.links.get(&to)) else {
+            return over_http().await;
+        };
+        let Ok(mut link) = link.try_lock() else {
+            return over_http().await;
+        };
+        let refused_lately = link
+            .refused_at
+            .is_some_and(|at| at.elapsed() < UPGRADE_RETRY);
+        if link.conn.is_none() && refused_lately {
+            drop(link);
+            return over_http().await;
+        }
+        let body = serde_json::to_vec(req).map_err(|e| TransportError::Decode(e.to_string()))?;
+        if body.len() > MAX_INTERNAL_BODY_BYTES as usize {
+            drop(link);
+            return over_http().await;
+        }
+        // A paused node sends nothing until the pause is over.
+        t.faults().wait_unpaused().await;
+        let fresh = link
+            .conn
+            .as_ref()
+            .is_none_or(|c| c.last_used.elapsed() >= IDLE_REUSE);
+        if fresh {
+            match open(t, secret, to, timeout).await {
+                Ok(c) => link.conn = Some(c),
+                Err(OpenError::NotOffered) => {
+                    link.refused_at = Some(Instant::now());
+                    link.conn = None;
+                    drop(link);
+                    return over_http().await;
+                }
+                Err(OpenError::Failed(e)) => {
+                    link.conn = None;
+                    t.peers().mark_down(to, e.to_string());
+                    return Err(e);
+                }
+            }
+        }
+        match t.faults().outgoing(to) {
+            Fate::Cut => return Err(TransportError::Cut(to)),
+            Fate::Dropped => {
+                return Err(TransportError::Unreachable(
+                    "lost: dropped by an injected fault".into(),
+                ))
+            }
+            Fate::Pass(d) if !d.is_zero() => tokio::time::sleep(d).await,
+            Fate::Pass(_) => {}
+        }
+        let mut result = exchange(&mut link, &body, timeout).await;
+        if matches!(result, Err(Broken::Io(_))) && !fresh {
+            // A reused stream the follower closed meanwhile (it restarted, or
+            // timed the stream out): appends are idempotent, so send it once
+            // more over a new one, as a connection pool retries a request on
+            // a fresh connection.
+            match open(t, secret, to, timeout).await {
+                Ok(c) => {
+                    link.conn = Some(c);
+                    result = exchange(&mut link, &body, timeout).await;
+                }
+                Err(OpenError::NotOffered) => {
+                    link.refused_at = Some(Instant::now());
+                    drop(link);
+                    return over_http().await;
+                }
+                Err(OpenError::Failed(e)) => {
+                    t.peers().mark_down(to, e.to_string());
+                    return Err(e);
+                }
+            }
+        }
+        let answer = match result {
+            Ok(a) => a,
+            Err(b) => {
+                let e = b.into_error(timeout);
+                t.peers().mark_down(to, e.to_string());
+                return Err(e);
+            }
+        };
+        t.peers().mark_up(to);
+        match answer {
+            StreamAnswer {
+                status: 200,
+                answer: Some(resp),
+                ..
+            } => Ok(resp),
+            StreamAnswer { status, error, .. } => Err(TransportError::Status(
+                status,
+                error.map(|e| e.error).unwrap_or_default(),
+            )),
+        }
+    }
+}
+
+/// How an exchange on a stream failed (the stream is dropped).
+enum Broken {
+    /// Reset, closed, or a frame that fails its checks.
+    Io(std::io::Error),
+    /// No answer within the timeout.
+    TimedOut,
+    /// An answer that does not parse.
+    Decode(String),
+}
+
+impl Broken {
+    fn into_error(self, timeout: Duration) -> TransportError {
+        match self {
+            Broken::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                TransportError::Unauthenticated(format!("append stream: {e}"))
+            }
+            Broken::Io(e) => TransportError::Unreachable(format!("append stream broken: {e}")),
+            Broken::TimedOut => TransportError::Unreachable(format!(
+                "append stream: no answer within {} ms",
+                timeout.as_millis()
+            )),
+            Broken::Decode(e) => TransportError::Decode(e),
+        }
+    }
+}
+
+/// One append and its answer on the link's stream; drops the stream unless
+/// the exchange completed.
+async fn exchange(link: &mut Link, body: &[u8], timeout: Duration) -> Result<StreamAnswer, Broken> {
+    // Taken out while in use: an exchange cut short leaves no stream behind
+    // in an unknown state.
+    let Some(mut conn) = link.conn.take() else {
+        return Err(Broken::Io(invalid("no stream")));
+    };
+    let answered = tokio::time::timeout(timeout, async {
+        conn.write(body).await?;
+        conn.read().await
+    })
+    .await;
+    let payload = match answered {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => return Err(Broken::Io(e)),
+        Err(_) => return Err(Broken::TimedOut),
+    };
+    let answer = serde_json::from_slice::<StreamAnswer>(&payload)
+        .map_err(|e| Broken::Decode(e.to_string()))?;
+    link.conn = Some(conn);
+    Ok(answer)
+}
+
+/// Opens a stream to `to`: a TCP connection, and a signed upgrade request
+/// whose answer must be signed too.
+async fn open(
+    t: &Transport,
+    secret: &Secret,
+    to: NodeId,
+    timeout: Duration,
+) -> Result<Framed, OpenError> {
+    let failed = OpenError::Failed;
+    let unreachable = |e: String| OpenError::Failed(TransportError::Unreachable(e));
+    let base = t
+        .peers()
+        .url(to)
+        .ok_or(failed(TransportError::UnknownPeer(to)))?;
+    let url = reqwest::Url::parse(base).map_err(|e| unreachable(format!("bad peer URL: {e}")))?;
+    let (Some(host), Some(port), "http") =
+        (url.host_str(), url.port_or_known_default(), url.scheme())
+    else {
+        // Not plain HTTP (a proxy, TLS): requests only.
+        return Err(OpenError::NotOffered);
+    };
+    let authority = format!("{host}:{port}");
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let tcp = match tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        tokio::net::TcpStream::connect((host, port)),
+    )
+    .await
+    {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            return Err(failed(TransportError::Refused(e.to_string())))
+        }
+        Ok(Err(e)) => return Err(unreachable(e.to_string())),
+        Err(_) => return Err(unreachable("connect timed out".into())),
+    };
+    let _ = tcp.set_nodelay(true);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    // Drives the connection until the upgrade hands it over.
+    tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
+    let me = t.peers().self_id();
+    let (headers, sig) = secret.signed_headers("POST", STREAM_PATH, me, b"");
+    let mut req = Request::post(STREAM_PATH)
+        .header(header::HOST, authority)
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, STREAM_PROTOCOL)
+        .body(http_body_util::Empty::<Bytes>::new())
+        .map_err(|e| unreachable(e.to_string()))?;
+    req.headers_mut().extend(headers);
+    let resp = match tokio::time::timeout(timeout, sender.send_request(req)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return Err(unreachable(e.to_string())),
+        Err(_) => return Err(unreachable("no answer to the stream upgrade".into())),
+    };
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return Err(OpenError::NotOffered);
+    }
+    let genuine = resp
+        .headers()
+        .get(SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| secret.verify_response(&sig.signature, 101, b"", a));
+    if !genuine {
+        return Err(failed(TransportError::Unauthenticated(
+            "the stream upgrade is not signed with the cluster secret".into(),
+        )));
+    }
+    let upgraded = match tokio::time::timeout(timeout, hyper::upgrade::on(resp)).await {
+        Ok(Ok(u)) => u,
+        Ok(Err(e)) => return Err(unreachable(e.to_string())),
+        Err(_) => return Err(unreachable("the stream upgrade did not complete".into())),
+    };
+    Ok(Framed::new(upgraded, secret.clone(), sig.signature, true))
+}
+
+/// The answer that accepts the upgrade of an authenticated stream request.
+pub fn switching_protocols() -> axum::response::Response {
+    let mut resp = axum::response::Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static(STREAM_PROTOCOL));
+    resp
+}
+
+/// The follower's end: answers the frames of leader `from` until the stream
+/// ends or the node stops.
+pub async fn serve(state: AppState, from: NodeId, stream: String, io: Upgraded) {
+    let Some(lf) = state.replication.leader_follower().cloned() else {
+        return;
+    };
+    let Some(secret) = state.security.cluster_secret().cloned() else {
+        return;
+    };
+    let mut framed = Framed::new(io, secret, stream, false);
+    loop {
+        let stop = lf.stopping();
+        tokio::pin!(stop);
+        stop.as_mut().enable();
+        if lf.is_stopped() {
+            return;
+        }
+        let payload = tokio::select! {
+            () = &mut stop => return,
+            read = framed.read() => match read {
+                Ok(p) => p,
+                Err(e) => {
+                    if e.kind() == std::io::ErrorKind::InvalidData {
+                        let n = crate::security::count(&state.security.refusals().unauthenticated);
+                        tracing::warn!(from, refused = n, "append stream closed: {e}");
+                    }
+                    return;
+                }
+            },
+        };
+        let started = Instant::now();
+        let answer = answer(&state, &lf, from, &payload).await;
+        // Counted for `/metrics` as the request it stands for.
+        state
+            .metrics
+            .observe(APPEND_PATH, "POST", answer.status, started.elapsed());
+        let Ok(bytes) = serde_json::to_vec(&answer) else {
+            return;
+        };
+        if framed.write(&bytes).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// What `POST /internal/lf/append` with `payload` would answer, with the
+/// faults the server's middleware applies around it.
+async fn answer(
+    state: &AppState,
+    lf: &crate::leader_follower::LeaderFollower,
+    from: NodeId,
+    payload: &[u8],
+) -> StreamAnswer {
+    let faults: &Faults = state.cluster.faults();
+    // As the pause gate holds a request.
+    faults.wait_unpaused().await;
+    if let Some(gone) = lost(
+        faults.incoming(from),
+        format!("messages from node {from} are cut off by an injected fault"),
+        "the message was dropped by an injected fault",
+    )
+    .await
+    {
+        return gone;
+    }
+    let answer = match serde_json::from_slice::<AppendRequest>(payload) {
+        Ok(req) => match lf.on_append(req).await {
+            Ok(resp) => StreamAnswer {
+                status: 200,
+                answer: Some(resp),
+                error: None,
+            },
+            Err(e) => refused(e),
+        },
+        Err(e) => refused(AppError::bad_request(format!("invalid append: {e}"))),
+    };
+    if answer.status == StatusCode::BAD_REQUEST.as_u16() {
+        let n = crate::security::count(&state.security.refusals().invalid_messages);
+        tracing::warn!(
+            from,
+            path = STREAM_PATH,
+            refused = n,
+            "refused a malformed node-to-node message"
+        );
+    }
+    if let Some(gone) = lost(
+        faults.outgoing(from),
+        format!("the answer to node {from} is cut off by an injected fault"),
+        "the answer was dropped by an injected fault",
+    )
+    .await
+    {
+        return gone;
+    }
+    answer
+}
+
+/// The 503 of a cut or dropped message (after waiting out a delay, `None`).
+async fn lost(fate: Fate, cut: String, dropped: &str) -> Option<StreamAnswer> {
+    let error = match fate {
+        Fate::Cut => cut,
+        Fate::Dropped => dropped.to_owned(),
+        Fate::Pass(d) => {
+            if !d.is_zero() {
+                tokio::time::sleep(d).await;
+            }
+            return None;
+        }
+    };
+    Some(refused(AppError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        error,
+    )))
+}
+
+fn refused(e: AppError) -> StreamAnswer {
+    StreamAnswer {
+        status: e.status.as_u16(),
+        answer: None,
+        error: Some(e.body),
+    }
+}
