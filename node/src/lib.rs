@@ -8,6 +8,9 @@
 //! - [`peers`]: static membership and up/down tracking of the other nodes.
 //! - [`transport`]: node-to-node HTTP over one keep-alive pool, the send pacer
 //!   of the delay profile, the health prober.
+//! - [`append_stream`]: the leader's append stream to each follower (one
+//!   upgraded connection of authenticated, numbered frames instead of one
+//!   request per append) and the follower's end of it.
 //! - [`faults`]: faults injected into the node's own transport (cut messages
 //!   to or from chosen peers).
 //! - [`security`]: the cluster secret, the admin token, the `Host` and
@@ -23,14 +26,16 @@
 //! - [`leader_follower`]: leader-follower replication: terms, elections, the
 //!   replicated log (`leader_follower::log`), the node's state machine
 //!   (`leader_follower::core`, with a seeded simulation in its tests), the
-//!   runtime in the module.
+//!   runtime in the module, its node-to-node handlers
+//!   (`leader_follower::endpoints`).
 //! - [`leaderless`]: leaderless (Dynamo-style) replication: hybrid logical
 //!   clock, write coordinator, hints, Merkle anti-entropy (state machines
 //!   and their runtime).
 //! - [`replication`]: which mode a node runs; dispatches client operations.
 //! - [`metrics`]: `GET /metrics` in the Prometheus text format: requests by
 //!   route and status with latency histograms, and the `/status` figures.
-//! - [`internal`]: the thin handlers of the node-to-node endpoints.
+//! - [`internal`]: the thin handlers of the node-to-node endpoints both modes
+//!   share, and the fault middleware of every node-to-node request.
 //! - [`error`]: `ReplicationError`, what the runtimes and the read path
 //!   return (no HTTP in it), `Invalid` for refused peer messages, and
 //!   `AppError`, the one error type of the HTTP boundary, with the one
@@ -50,6 +55,7 @@
 //!   time).
 
 pub mod api;
+pub mod append_stream;
 pub mod cluster;
 pub mod config;
 pub mod error;

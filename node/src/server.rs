@@ -15,7 +15,7 @@ use crate::metrics::{self, Metrics};
 use crate::replication::Replication;
 use crate::security::{self, Security};
 use crate::store::Store;
-use crate::{api, error, events, internal, leaderless, openapi, transport, ui};
+use crate::{api, error, events, internal, leader_follower, leaderless, openapi, transport, ui};
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
@@ -188,10 +188,10 @@ fn client_routes(state: &AppState) -> Router<AppState> {
 /// Node-to-node endpoints, with a body limit sized for batches and snapshots.
 fn internal_routes(state: &AppState) -> Router<AppState> {
     Router::new()
-        .route(VOTE_PATH, post(internal::vote))
-        .route(APPEND_PATH, post(internal::append))
-        .route(SNAPSHOT_PATH, post(internal::snapshot))
-        .route(STREAM_PATH, post(internal::append_stream))
+        .route(VOTE_PATH, post(leader_follower::endpoints::vote))
+        .route(APPEND_PATH, post(leader_follower::endpoints::append))
+        .route(SNAPSHOT_PATH, post(leader_follower::endpoints::snapshot))
+        .route(STREAM_PATH, post(leader_follower::endpoints::append_stream))
         .route(INTERNAL_READ_PATH, get(internal::read))
         .route(REPAIR_PATH, post(internal::repair))
         .route(INTERNAL_CONFIG_PATH, post(internal::config))

@@ -11,7 +11,7 @@
 //! entries batched into the next one) lives in the replication cores, which
 //! decide what to send; this module only carries it. Leader-follower
 //! appends usually travel on the leader's append stream instead
-//! ([`crate::leader_follower::stream`], built on this transport's peers,
+//! ([`crate::append_stream`], built on this transport's peers,
 //! faults and secret); they come here when it is busy or not offered.
 
 use crate::faults::{Fate, Faults};

@@ -163,7 +163,7 @@
 //!   the leader's log (`--log-capacity` committed entries) gets a snapshot of
 //!   the committed state, then the tail.
 //! - Appends travel on the leader's **append stream** to each follower
-//!   ([`stream`]): one connection, upgraded from a signed request, carrying
+//!   ([`crate::append_stream`]): one connection, upgraded from a signed request, carrying
 //!   one append and its answer at a time, each frame authenticated with the
 //!   cluster secret and bounded in size. An append that finds the stream
 //!   busy (a heartbeat while a batch is out) goes as a request of its own
@@ -209,10 +209,10 @@
 //!   roll back.
 
 pub mod core;
+pub mod endpoints;
 pub mod log;
 #[cfg(test)]
 mod sim;
-pub mod stream;
 
 use self::core::{Clock, Core, Event, Message, Output, ProposeError, Settings};
 use crate::cluster::Cluster;
@@ -301,8 +301,8 @@ struct Inner {
     stopped: AtomicBool,
     /// Woken when the node stops: ends the append streams it serves.
     halt: Notify,
-    /// The append streams to the followers (see [`stream`]).
-    links: stream::Links,
+    /// The append streams to the followers (see [`crate::append_stream`]).
+    links: crate::append_stream::Links,
     /// One configuration change at a time.
     changing: tokio::sync::Mutex<()>,
 }
@@ -385,7 +385,7 @@ impl LeaderFollower {
                 stepped: Notify::new(),
                 stopped: AtomicBool::new(false),
                 halt: Notify::new(),
-                links: stream::Links::new(&cluster_peers),
+                links: crate::append_stream::Links::new(&cluster_peers),
                 changing: tokio::sync::Mutex::new(()),
             }),
         }

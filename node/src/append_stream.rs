@@ -503,7 +503,7 @@ async fn answer(
                 answer: Some(resp),
                 error: None,
             },
-            Err(e) => refused(e),
+            Err(e) => refused(e.into()),
         },
         Err(e) => refused(AppError::bad_request(format!("invalid append: {e}"))),
     };
