@@ -237,16 +237,7 @@ impl Links {
                 }
             }
         }
-        match t.faults().outgoing(to) {
-            Fate::Cut => return Err(TransportError::Cut(to)),
-            Fate::Dropped => {
-                return Err(TransportError::Unreachable(
-                    "lost: dropped by an injected fault".into(),
-                ))
-            }
-            Fate::Pass(d) if !d.is_zero() => tokio::time::sleep(d).await,
-            Fate::Pass(_) => {}
-        }
+        crate::transport::outgoing_fault(t.faults(), to).await?;
         let mut result = exchange(&mut link, &body, timeout).await;
         if matches!(result, Err(Broken::Io(_))) && !fresh {
             // A reused stream the follower closed meanwhile (it restarted, or

@@ -22,6 +22,29 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::time::Duration;
 
+/// What the faults injected into this node do to one message it sends to
+/// `to`: cut or drop it (an error, as the real failure would be), delay it,
+/// or let it pass. Every outgoing message meets this, as a request or as a
+/// frame of the append stream.
+///
+/// # Errors
+/// [`TransportError::Cut`] or [`TransportError::Unreachable`] for a cut or
+/// dropped message.
+pub async fn outgoing_fault(faults: &Faults, to: NodeId) -> Result<(), TransportError> {
+    match faults.outgoing(to) {
+        Fate::Cut => Err(TransportError::Cut(to)),
+        Fate::Dropped => Err(TransportError::Unreachable(
+            "lost: dropped by an injected fault".into(),
+        )),
+        Fate::Pass(d) => {
+            if !d.is_zero() {
+                tokio::time::sleep(d).await;
+            }
+            Ok(())
+        }
+    }
+}
+
 /// Why a call to a peer failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TransportError {
@@ -161,16 +184,7 @@ impl Transport {
     ) -> Result<Resp, TransportError> {
         // A paused node sends nothing until the pause is over.
         self.faults.wait_unpaused().await;
-        match self.faults.outgoing(to) {
-            Fate::Cut => return Err(TransportError::Cut(to)),
-            Fate::Dropped => {
-                return Err(TransportError::Unreachable(
-                    "lost: dropped by an injected fault".into(),
-                ))
-            }
-            Fate::Pass(d) if !d.is_zero() => tokio::time::sleep(d).await,
-            Fate::Pass(_) => {}
-        }
+        outgoing_fault(&self.faults, to).await?;
         let url = reqwest::Url::parse(&url)
             .map_err(|e| TransportError::Unreachable(format!("bad peer URL: {e}")))?;
         // What the peer sees as the request target.
