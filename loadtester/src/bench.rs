@@ -168,6 +168,11 @@ pub struct BenchArgs {
     /// The kv-node binary (default: kv-node next to this executable).
     #[arg(long)]
     pub node_bin: Option<PathBuf>,
+    /// `--worker-threads` of every kv-node started (0: one per core). Five
+    /// nodes and this tool share the machine's cores, so 1 thread per node
+    /// avoids most wake-ups across threads.
+    #[arg(long, default_value_t = 1)]
+    pub node_worker_threads: usize,
     /// Directory for bench.json, bench.md and the processes' logs.
     #[arg(long, default_value = "bench-results")]
     pub out: PathBuf,
@@ -360,7 +365,10 @@ async fn measure_system(
                 delay_profile: false,
                 node_bin: args.node_bin.clone().unwrap_or_else(default_node_bin),
                 log_dir: Some(logs.to_owned()),
-                extra_args: Vec::new(),
+                extra_args: vec![
+                    "--worker-threads".into(),
+                    args.node_worker_threads.to_string(),
+                ],
                 env: Vec::new(),
             };
             std::fs::create_dir_all(logs).map_err(|e| Error::io(logs, e))?;

@@ -61,9 +61,10 @@ const IDLE_REUSE: Duration = Duration::from_secs(20);
 /// Most time the TCP connection of a new stream may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// One end of a stream: numbered, authenticated frames.
-struct Framed {
-    io: BufReader<TokioIo<Upgraded>>,
+/// One end of a stream: numbered, authenticated frames over `S` (the
+/// upgraded connection; an in-memory pipe in the tests).
+struct Framed<S = TokioIo<Upgraded>> {
+    io: BufReader<S>,
     secret: Secret,
     /// The signature of the upgrade request: names the stream in every MAC.
     stream: String,
@@ -75,15 +76,15 @@ struct Framed {
     last_used: Instant,
 }
 
-impl Framed {
-    fn new(io: Upgraded, secret: Secret, stream: String, leader_end: bool) -> Self {
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Framed<S> {
+    fn new(io: S, secret: Secret, stream: String, leader_end: bool) -> Self {
         let (out, inn) = if leader_end {
             (REQUEST, ANSWER)
         } else {
             (ANSWER, REQUEST)
         };
         Self {
-            io: BufReader::new(TokioIo::new(io)),
+            io: BufReader::new(io),
             secret,
             stream,
             out,
@@ -409,7 +410,12 @@ async fn open(
         Ok(Err(e)) => return Err(unreachable(e.to_string())),
         Err(_) => return Err(unreachable("the stream upgrade did not complete".into())),
     };
-    Ok(Framed::new(upgraded, secret.clone(), sig.signature, true))
+    Ok(Framed::new(
+        TokioIo::new(upgraded),
+        secret.clone(),
+        sig.signature,
+        true,
+    ))
 }
 
 /// The answer that accepts the upgrade of an authenticated stream request.
@@ -431,7 +437,7 @@ pub async fn serve(state: AppState, from: NodeId, stream: String, io: Upgraded) 
     let Some(secret) = state.security.cluster_secret().cloned() else {
         return;
     };
-    let mut framed = Framed::new(io, secret, stream, false);
+    let mut framed = Framed::new(TokioIo::new(io), secret, stream, false);
     loop {
         let stop = lf.stopping();
         tokio::pin!(stop);
@@ -542,5 +548,123 @@ fn refused(e: AppError) -> StreamAnswer {
         status: e.status.as_u16(),
         answer: None,
         error: Some(e.body),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::DuplexStream;
+
+    const STREAM: &str = "signature-of-the-upgrade";
+
+    /// The leader's and the follower's ends of one stream over a pipe.
+    fn pair(
+        leader_secret: &str,
+        follower_secret: &str,
+    ) -> (Framed<DuplexStream>, Framed<DuplexStream>) {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        (
+            Framed::new(a, Secret::new(leader_secret), STREAM.into(), true),
+            Framed::new(b, Secret::new(follower_secret), STREAM.into(), false),
+        )
+    }
+
+    /// A frame as `write` puts it on the wire, signed by `secret`.
+    fn raw_frame(secret: &str, stream: &str, direction: &str, seq: u64, payload: &[u8]) -> Vec<u8> {
+        let tag = Secret::new(secret).frame_mac(stream, direction, seq, payload);
+        let len = u32::try_from(payload.len()).unwrap();
+        [&len.to_be_bytes()[..], &tag[..], payload].concat()
+    }
+
+    async fn send_raw(to: &mut DuplexStream, bytes: &[u8]) {
+        to.write_all(bytes).await.unwrap();
+        to.flush().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn frames_cross_both_ways_in_order() {
+        let (mut leader, mut follower) = pair("s3cret-s3cret-s3cret", "s3cret-s3cret-s3cret");
+        for i in 0..3u8 {
+            leader.write(&[i; 5]).await.unwrap();
+            assert_eq!(follower.read().await.unwrap(), vec![i; 5]);
+            follower.write(b"ack").await.unwrap();
+            assert_eq!(leader.read().await.unwrap(), b"ack");
+        }
+        assert_eq!((leader.sent, leader.received), (3, 3));
+    }
+
+    #[tokio::test]
+    async fn a_frame_under_another_secret_is_refused() {
+        let (mut leader, mut follower) = pair("another-secret-entirely", "s3cret-s3cret-s3cret");
+        leader.write(b"{}").await.unwrap();
+        let e = follower.read().await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+        assert!(e.to_string().contains("not signed"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_changed_byte_a_replayed_frame_or_another_streams_frame_is_refused() {
+        let secret = "s3cret-s3cret-s3cret";
+        let good = raw_frame(secret, STREAM, REQUEST, 0, b"{\"entries\":[]}");
+        let cases: [(&str, Vec<u8>); 4] = [
+            ("a payload byte changed", {
+                let mut f = good.clone();
+                *f.last_mut().unwrap() ^= 1;
+                f
+            }),
+            (
+                "numbered for a later place",
+                raw_frame(secret, STREAM, REQUEST, 1, b"{}"),
+            ),
+            (
+                "signed for another stream",
+                raw_frame(secret, "other-stream", REQUEST, 0, b"{}"),
+            ),
+            (
+                "signed as an answer",
+                raw_frame(secret, STREAM, ANSWER, 0, b"{}"),
+            ),
+        ];
+        for (what, frame) in cases {
+            let (mut wire, b) = tokio::io::duplex(1 << 16);
+            let mut follower = Framed::new(b, Secret::new(secret), STREAM.into(), false);
+            send_raw(&mut wire, &frame).await;
+            assert!(follower.read().await.is_err(), "{what} was accepted");
+        }
+        // The genuine frame passes once; sent again (a replay), it is refused.
+        let (mut wire, b) = tokio::io::duplex(1 << 16);
+        let mut follower = Framed::new(b, Secret::new(secret), STREAM.into(), false);
+        send_raw(&mut wire, &good).await;
+        assert!(follower.read().await.is_ok());
+        send_raw(&mut wire, &good).await;
+        assert!(
+            follower.read().await.is_err(),
+            "a replayed frame was accepted"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_frame_declared_over_the_limit_is_refused_before_its_payload_is_read() {
+        let (mut wire, b) = tokio::io::duplex(1 << 16);
+        let mut follower =
+            Framed::new(b, Secret::new("s3cret-s3cret-s3cret"), STREAM.into(), false);
+        let mut head = (MAX_INTERNAL_BODY_BYTES + 1).to_be_bytes().to_vec();
+        head.extend_from_slice(&[0u8; STREAM_MAC_BYTES]);
+        // Only the head is sent: a node that waited for the payload would hang here.
+        send_raw(&mut wire, &head).await;
+        let e = tokio::time::timeout(Duration::from_secs(5), follower.read())
+            .await
+            .expect("the read waited for a payload over the limit")
+            .unwrap_err();
+        assert!(e.to_string().contains("size limit"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_payload_over_the_limit_is_never_sent() {
+        let (mut leader, _follower) = pair("s3cret-s3cret-s3cret", "s3cret-s3cret-s3cret");
+        let big = vec![b'x'; MAX_INTERNAL_BODY_BYTES as usize + 1];
+        assert!(leader.write(&big).await.is_err());
+        assert_eq!(leader.sent, 0);
     }
 }

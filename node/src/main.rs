@@ -7,11 +7,22 @@ use kv_node::{run, AppState, Config};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> std::io::Result<()> {
+fn main() -> std::io::Result<()> {
     let matches = Config::command().get_matches();
     let mut config = Config::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     config.self_restart = true;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if config.worker_threads > 0 {
+        runtime.worker_threads(config.worker_threads);
+    }
+    runtime
+        .enable_all()
+        .build()?
+        .block_on(serve(&matches, config))
+}
+
+/// Sets up logging, then serves until SIGINT or SIGTERM.
+async fn serve(matches: &clap::ArgMatches, config: Config) -> std::io::Result<()> {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(config.log_level.clone()));
     tracing_subscriber::fmt().with_env_filter(filter).init();

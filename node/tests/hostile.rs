@@ -15,7 +15,7 @@ use kv_node::security::Secret;
 use kv_shared::cluster::{ClusterConfig, DelayProfile, StatusResponse};
 use kv_shared::leader_follower::{
     AppendRequest, Command, LogEntry, SnapshotRequest, VoteRequest, APPEND_PATH, SNAPSHOT_PATH,
-    VOTE_PATH,
+    STREAM_PATH, VOTE_PATH,
 };
 use kv_shared::leaderless::{DigestRequest, LlWrite, TreeShape, WriteKind};
 use kv_shared::limits::{MAX_DELAY_MS, MAX_TERM, MAX_VERSION};
@@ -723,6 +723,12 @@ async fn a_leader_follower_cluster_refuses_every_attack_and_keeps_serving() {
                     400,
                 ),
                 ("a vote request with term u64::MAX", VOTE_PATH, vote, 400),
+                (
+                    "an append stream asked for without the upgrade",
+                    STREAM_PATH,
+                    json!({}),
+                    400,
+                ),
                 (
                     "a snapshot with a version past the limit",
                     SNAPSHOT_PATH,
