@@ -168,10 +168,10 @@ pub struct BenchArgs {
     /// The kv-node binary (default: kv-node next to this executable).
     #[arg(long)]
     pub node_bin: Option<PathBuf>,
-    /// `--worker-threads` of every kv-node started (0: one per core). Five
-    /// nodes and this tool share the machine's cores, so 1 thread per node
-    /// avoids most wake-ups across threads.
-    #[arg(long, default_value_t = 1)]
+    /// `--worker-threads` of every kv-node started (0: one per core, the
+    /// node's default). 1 lowers a leader's CPU per replicated write (fewer
+    /// wake-ups across threads) but slows the single node.
+    #[arg(long, default_value_t = 0)]
     pub node_worker_threads: usize,
     /// Directory for bench.json, bench.md and the processes' logs.
     #[arg(long, default_value = "bench-results")]
