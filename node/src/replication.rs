@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::error::ReplicationError;
 use crate::leader_follower::LeaderFollower;
 use crate::leaderless::Leaderless;
-use crate::reads::{coordinate_read, publish_read, LocalAnswer, ReadOutcome, ReadPolicy};
+use crate::reads::{coordinate_read, publish_read, LocalAnswer, Quorum, ReadPolicy};
 use crate::store::Store;
 use kv_shared::cluster::StatusResponse;
 use kv_shared::events::TraceOutcome;
@@ -151,8 +151,8 @@ impl Replication {
         .await?;
         let trace = outcome.trace.take();
         let copy = match self {
-            Self::LeaderFollower(_) => linearizable(&outcome),
-            _ => Ok(outcome.newest),
+            Self::LeaderFollower(_) => linearizable(&outcome.quorum),
+            _ => Ok(outcome.quorum.newest),
         };
         let answer = match &copy {
             Ok(c) => Ok(c.as_ref().map(|v| v.version)),
@@ -281,7 +281,7 @@ fn found(
 /// replicas and none of them is in a newer term (else that leader was
 /// deposed and a newer one may have acknowledged newer writes; R + W > N
 /// makes one of the R replicas hold them). 503 otherwise: the client retries.
-fn linearizable(outcome: &ReadOutcome) -> Result<Option<VersionedValue>, ReplicationError> {
+fn linearizable(outcome: &Quorum) -> Result<Option<VersionedValue>, ReplicationError> {
     match &outcome.leader_read {
         Some(lr) if outcome.max_term.is_none_or(|t| t <= lr.term) => Ok(lr.found.clone()),
         Some(lr) => Err(ReplicationError::NewerTerm {

@@ -58,19 +58,19 @@
 
 pub mod core;
 
-pub use self::core::{LocalAnswer, ReadError, ReadPolicy};
+pub use self::core::{LocalAnswer, Quorum, ReadError, ReadPolicy};
 
-use self::core::{candidate_order, AskId, Output, Quorum, ReadCore, ReadStart, Reply};
+use self::core::{candidate_order, AskId, Output, ReadCore, ReadStart, Reply};
 use crate::cluster::Cluster;
 use crate::events::wall_ms;
 use crate::store::Store;
 use crate::transport::TransportError;
 use kv_shared::events::{ReadTrace, TraceOutcome};
 use kv_shared::replication::{
-    InternalReadResponse, LeaderRead, Record, RepairRequest, RepairResponse, VersionedValue,
+    InternalReadResponse, Record, RepairRequest, RepairResponse, VersionedValue,
     INTERNAL_READ_PATH, REPAIR_PATH,
 };
-use kv_shared::{Mode, NodeId, Term};
+use kv_shared::{Mode, NodeId};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
@@ -78,14 +78,9 @@ use tokio::task::JoinSet;
 /// The outcome of a coordinated read that met its quorum.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadOutcome {
-    /// The newest copy among the replies, if any replica has the key.
-    pub newest: Option<VersionedValue>,
-    /// The replicas that answered, the coordinator included.
-    pub replied: Vec<NodeId>,
-    /// Leader-follower: the highest term any counted replica is in.
-    pub max_term: Option<Term>,
-    /// Leader-follower: the answer of a leader among the counted replicas.
-    pub leader_read: Option<LeaderRead>,
+    /// What the read decided: the newest copy, the counted replicas, the
+    /// highest term and a leader's answer among them (its repairs are sent).
+    pub quorum: Quorum,
     /// The read's trace for the dashboard, not published yet: the caller
     /// decides which copy the client gets ([`publish_read`]).
     pub trace: Option<ReadTrace>,
@@ -195,13 +190,7 @@ pub async fn coordinate_read(
     match decision {
         Ok(q) => {
             repair(cluster, store, key, &q);
-            Ok(ReadOutcome {
-                newest: q.newest,
-                replied: q.replied,
-                max_term: q.max_term,
-                leader_read: q.leader_read,
-                trace,
-            })
+            Ok(ReadOutcome { quorum: q, trace })
         }
         Err(e) => {
             publish_read(cluster, trace, Err(e.trace_outcome()));
