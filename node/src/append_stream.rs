@@ -60,6 +60,11 @@ pub const UPGRADE_RETRY: Duration = Duration::from_secs(1);
 const IDLE_REUSE: Duration = Duration::from_secs(20);
 /// Most time the TCP connection of a new stream may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// A frame's head: its length and its MAC.
+const HEAD_BYTES: usize = 4 + STREAM_MAC_BYTES;
+/// The buffers a stream keeps between frames (so that a frame costs no
+/// allocation) are dropped after a frame larger than this.
+const KEEP_BUFFER_BYTES: usize = 256 * 1024;
 
 /// One end of a stream: numbered, authenticated frames over `S` (the
 /// upgraded connection; an in-memory pipe in the tests).
@@ -74,6 +79,9 @@ struct Framed<S = TokioIo<Upgraded>> {
     sent: u64,
     received: u64,
     last_used: Instant,
+    /// The frame being sent, and the payload last read: kept between frames.
+    out_buf: Vec<u8>,
+    in_buf: Vec<u8>,
 }
 
 impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Framed<S> {
@@ -92,32 +100,58 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Framed<S> {
             sent: 0,
             received: 0,
             last_used: Instant::now(),
+            out_buf: Vec::new(),
+            in_buf: Vec::new(),
         }
     }
 
     /// Sends one frame (one write: length, MAC and payload together).
     async fn write(&mut self, payload: &[u8]) -> std::io::Result<()> {
-        let len = u32::try_from(payload.len())
+        self.send(|frame| {
+            frame.extend_from_slice(payload);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Sends `value`, in JSON, as one frame.
+    async fn write_json<T: serde::Serialize>(&mut self, value: &T) -> std::io::Result<()> {
+        self.send(|frame| serde_json::to_writer(frame, value).map_err(std::io::Error::other))
+            .await
+    }
+
+    /// Sends one frame whose payload `fill` appends to the frame's head.
+    async fn send(
+        &mut self,
+        fill: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        let frame = &mut self.out_buf;
+        frame.clear();
+        frame.resize(HEAD_BYTES, 0);
+        fill(frame)?;
+        let len = u32::try_from(frame.len() - HEAD_BYTES)
             .ok()
             .filter(|&n| n <= MAX_INTERNAL_BODY_BYTES)
             .ok_or_else(|| invalid("frame over the node-to-node size limit"))?;
         let tag = self
             .secret
-            .frame_mac(&self.stream, self.out, self.sent, payload);
+            .frame_mac(&self.stream, self.out, self.sent, &frame[HEAD_BYTES..]);
+        frame[..4].copy_from_slice(&len.to_be_bytes());
+        frame[4..HEAD_BYTES].copy_from_slice(&tag);
         self.sent += 1;
-        let mut frame = Vec::with_capacity(4 + STREAM_MAC_BYTES + payload.len());
-        frame.extend_from_slice(&len.to_be_bytes());
-        frame.extend_from_slice(&tag);
-        frame.extend_from_slice(payload);
-        self.io.write_all(&frame).await?;
+        self.io.write_all(frame).await?;
         self.io.flush().await?;
+        if self.out_buf.capacity() > KEEP_BUFFER_BYTES {
+            self.out_buf = Vec::new();
+        }
         self.last_used = Instant::now();
         Ok(())
     }
 
-    /// Reads one frame and checks its size and MAC.
-    async fn read(&mut self) -> std::io::Result<Vec<u8>> {
-        let mut head = [0u8; 4 + STREAM_MAC_BYTES];
+    /// Reads one frame and checks its size and MAC; the payload stays valid
+    /// until the next read.
+    async fn read(&mut self) -> std::io::Result<&[u8]> {
+        let mut head = [0u8; HEAD_BYTES];
         self.io.read_exact(&mut head).await?;
         let mut len = [0u8; 4];
         len.copy_from_slice(&head[..4]);
@@ -125,17 +159,26 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Framed<S> {
         if len > MAX_INTERNAL_BODY_BYTES {
             return Err(invalid("frame over the node-to-node size limit"));
         }
-        let mut payload = vec![0u8; len as usize];
-        self.io.read_exact(&mut payload).await?;
-        let genuine =
-            self.secret
-                .verify_frame(&self.stream, self.inn, self.received, &payload, &head[4..]);
+        let len = len as usize;
+        if self.in_buf.capacity() > KEEP_BUFFER_BYTES && len <= KEEP_BUFFER_BYTES {
+            self.in_buf = Vec::new();
+        }
+        self.in_buf.clear();
+        self.in_buf.resize(len, 0);
+        self.io.read_exact(&mut self.in_buf).await?;
+        let genuine = self.secret.verify_frame(
+            &self.stream,
+            self.inn,
+            self.received,
+            &self.in_buf,
+            &head[4..],
+        );
         if !genuine {
             return Err(invalid("frame not signed with the cluster secret"));
         }
         self.received += 1;
         self.last_used = Instant::now();
-        Ok(payload)
+        Ok(&self.in_buf)
     }
 }
 
@@ -149,6 +192,8 @@ struct Link {
     conn: Option<Framed>,
     /// When the follower last refused the upgrade.
     refused_at: Option<Instant>,
+    /// The append being sent, in JSON: kept between appends.
+    body: Vec<u8>,
 }
 
 /// Why a stream could not be opened.
@@ -211,8 +256,13 @@ impl Links {
             drop(link);
             return over_http().await;
         }
-        let body = serde_json::to_vec(req).map_err(|e| TransportError::Decode(e.to_string()))?;
-        if body.len() > MAX_INTERNAL_BODY_BYTES as usize {
+        link.body.clear();
+        if link.body.capacity() > KEEP_BUFFER_BYTES {
+            link.body = Vec::new();
+        }
+        serde_json::to_writer(&mut link.body, req)
+            .map_err(|e| TransportError::Decode(e.to_string()))?;
+        if link.body.len() > MAX_INTERNAL_BODY_BYTES as usize {
             drop(link);
             return over_http().await;
         }
@@ -239,7 +289,7 @@ impl Links {
             }
         }
         crate::transport::outgoing_fault(t.faults(), to).await?;
-        let mut result = exchange(&mut link, &body, timeout).await;
+        let mut result = link.exchange(timeout).await;
         if matches!(result, Err(Broken::Io(_))) && !fresh {
             // A reused stream the follower closed meanwhile (it restarted, or
             // timed the stream out): appends are idempotent, so send it once
@@ -248,7 +298,7 @@ impl Links {
             match open(t, secret, to, timeout).await {
                 Ok(c) => {
                     link.conn = Some(c);
-                    result = exchange(&mut link, &body, timeout).await;
+                    result = link.exchange(timeout).await;
                 }
                 Err(OpenError::NotOffered) => {
                     link.refused_at = Some(Instant::now());
@@ -310,28 +360,29 @@ impl Broken {
     }
 }
 
-/// One append and its answer on the link's stream; drops the stream unless
-/// the exchange completed.
-async fn exchange(link: &mut Link, body: &[u8], timeout: Duration) -> Result<StreamAnswer, Broken> {
-    // Taken out while in use: an exchange cut short leaves no stream behind
-    // in an unknown state.
-    let Some(mut conn) = link.conn.take() else {
-        return Err(Broken::Io(invalid("no stream")));
-    };
-    let answered = tokio::time::timeout(timeout, async {
-        conn.write(body).await?;
-        conn.read().await
-    })
-    .await;
-    let payload = match answered {
-        Ok(Ok(p)) => p,
-        Ok(Err(e)) => return Err(Broken::Io(e)),
-        Err(_) => return Err(Broken::TimedOut),
-    };
-    let answer = serde_json::from_slice::<StreamAnswer>(&payload)
-        .map_err(|e| Broken::Decode(e.to_string()))?;
-    link.conn = Some(conn);
-    Ok(answer)
+impl Link {
+    /// The append in `body` and its answer on the link's stream; drops the
+    /// stream unless the exchange completed.
+    async fn exchange(&mut self, timeout: Duration) -> Result<StreamAnswer, Broken> {
+        // Taken out while in use: an exchange cut short leaves no stream behind
+        // in an unknown state.
+        let Some(mut conn) = self.conn.take() else {
+            return Err(Broken::Io(invalid("no stream")));
+        };
+        let answered = tokio::time::timeout(timeout, async {
+            conn.write(&self.body).await?;
+            let payload = conn.read().await?;
+            Ok::<_, std::io::Error>(serde_json::from_slice::<StreamAnswer>(payload))
+        })
+        .await;
+        let answer = match answered {
+            Ok(Ok(a)) => a.map_err(|e| Broken::Decode(e.to_string()))?,
+            Ok(Err(e)) => return Err(Broken::Io(e)),
+            Err(_) => return Err(Broken::TimedOut),
+        };
+        self.conn = Some(conn);
+        Ok(answer)
+    }
 }
 
 /// Opens a stream to `to`: a TCP connection, and a signed upgrade request
@@ -459,15 +510,12 @@ pub async fn serve(state: AppState, from: NodeId, stream: String, io: Upgraded) 
             },
         };
         let started = Instant::now();
-        let answer = answer(&state, &lf, from, &payload).await;
+        let answer = answer(&state, &lf, from, payload).await;
         // Counted for `/metrics` as the request it stands for.
         state
             .metrics
             .observe(APPEND_PATH, "POST", answer.status, started.elapsed());
-        let Ok(bytes) = serde_json::to_vec(&answer) else {
-            return;
-        };
-        if framed.write(&bytes).await.is_err() {
+        if framed.write_json(&answer).await.is_err() {
             return;
         }
     }
@@ -592,6 +640,33 @@ mod tests {
             assert_eq!(leader.read().await.unwrap(), b"ack");
         }
         assert_eq!((leader.sent, leader.received), (3, 3));
+    }
+
+    #[tokio::test]
+    async fn frames_of_any_size_cross_and_a_large_ones_buffer_is_not_kept() {
+        let (a, b) = tokio::io::duplex(1 << 20);
+        let secret = "s3cret-s3cret-s3cret";
+        let mut leader = Framed::new(a, Secret::new(secret), STREAM.into(), true);
+        let mut follower = Framed::new(b, Secret::new(secret), STREAM.into(), false);
+        for (i, n) in [10, 3_000, 0, KEEP_BUFFER_BYTES * 2, 7]
+            .into_iter()
+            .enumerate()
+        {
+            let payload = vec![u8::try_from(i).unwrap(); n];
+            leader.write(&payload).await.unwrap();
+            assert_eq!(follower.read().await.unwrap(), payload, "frame {i}");
+            follower
+                .write_json(&serde_json::json!({ "n": n }))
+                .await
+                .unwrap();
+            let answer: serde_json::Value =
+                serde_json::from_slice(leader.read().await.unwrap()).unwrap();
+            assert_eq!(answer["n"], n, "answer {i}");
+            // The buffers stay between frames, except after a large one.
+            assert!(leader.out_buf.capacity() <= KEEP_BUFFER_BYTES, "frame {i}");
+        }
+        assert!(follower.in_buf.capacity() <= KEEP_BUFFER_BYTES);
+        assert!(follower.in_buf.capacity() >= 7 && leader.out_buf.capacity() >= 7);
     }
 
     #[tokio::test]
