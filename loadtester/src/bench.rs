@@ -196,7 +196,9 @@ pub struct Measured {
     /// CPU time this tool used per operation, µs (client cost).
     pub client_cpu_us_per_op: Option<f64>,
     /// CPU time of the node that takes the writes (the leader, or the one
-    /// node) per write, µs; kv-node systems other than leaderless, on Linux.
+    /// node) per write, µs; kv-node systems other than leaderless, on Linux,
+    /// in a workload of writes only (with reads, that node's CPU time is
+    /// not the writes' alone).
     pub leader_cpu_us_per_write: Option<f64>,
     /// CPU time of every node together per operation, µs (kv-node systems, Linux).
     pub nodes_cpu_us_per_op: Option<f64>,
@@ -479,18 +481,22 @@ async fn measure_nodes(
             .copied()??
             .checked_sub(before.get(i).copied()??)
     };
-    let writes = m.writes_answered as f64;
     m.leader_cpu_us_per_write = p
         .writer
         .and_then(used)
-        .filter(|_| writes > 0.0)
-        .map(|d| d.as_secs_f64() * 1e6 / writes);
+        .and_then(|d| cpu_per_write(d, m.writes_answered, run.write_ratio));
     let total: Option<Duration> = p.all.iter().map(|&pid| used(pid)).sum();
     let ops = m.ops as f64;
     m.nodes_cpu_us_per_op = total
         .filter(|_| ops > 0.0)
         .map(|d| d.as_secs_f64() * 1e6 / ops);
     Ok(m)
+}
+
+/// The writer's CPU time per write, µs: only in a workload of writes only,
+/// where that time is the writes' alone.
+fn cpu_per_write(cpu: Duration, writes: u64, write_ratio: f64) -> Option<f64> {
+    (writes > 0 && write_ratio >= 1.0).then(|| cpu.as_secs_f64() * 1e6 / writes as f64)
 }
 
 /// One measurement of `run` (its target) paced by `plan`.
@@ -709,5 +715,14 @@ mod tests {
         assert_eq!((wait.target, wait.redis_wait), (Target::Redis, 2));
         assert!(lf.workload.no_check && lf.workload.no_verify);
         assert_eq!(b.clients, 32);
+    }
+
+    #[test]
+    fn the_writers_cpu_per_write_is_given_for_writes_only() {
+        let cpu = Duration::from_millis(30);
+        assert_eq!(cpu_per_write(cpu, 1_000, 1.0), Some(30.0));
+        // With reads, the writer's time is not the writes' alone.
+        assert_eq!(cpu_per_write(cpu, 1_000, 0.05), None);
+        assert_eq!(cpu_per_write(cpu, 0, 1.0), None);
     }
 }

@@ -7,6 +7,9 @@
 //! one frame back ([`kv_shared::leader_follower`] gives the format). Every
 //! frame is authenticated with the cluster secret, numbered, and bounded by
 //! [`MAX_INTERNAL_BODY_BYTES`]; a frame that fails a check ends the stream.
+//! Each end keeps its buffers (the append encoded, the frame sent, the
+//! payload read) from one frame to the next, so a frame costs no
+//! allocation; one grown past 256 KiB is let go after use.
 //!
 //! What a message meets is what it met as a request: the leader waits out a
 //! pause and applies its outgoing faults to each frame ([`Links::append`],
