@@ -9,7 +9,9 @@
 //! [`MAX_INTERNAL_BODY_BYTES`]; a frame that fails a check ends the stream.
 //! Each end keeps its buffers (the append encoded, the frame sent, the
 //! payload read) from one frame to the next, so a frame costs no
-//! allocation; one grown past 256 KiB is let go after use.
+//! allocation; one grown past 256 KiB is not kept: the frame sent is let go
+//! right after it, the append encoded when the next append starts, the
+//! payload read when a smaller one comes.
 //!
 //! What a message meets is what it met as a request: the leader waits out a
 //! pause and applies its outgoing faults to each frame ([`Links::append`],
@@ -66,7 +68,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// A frame's head: its length and its MAC.
 const HEAD_BYTES: usize = 4 + STREAM_MAC_BYTES;
 /// The buffers a stream keeps between frames (so that a frame costs no
-/// allocation) are dropped after a frame larger than this.
+/// allocation) are let go once they grew past this (see the module's notes
+/// for when).
 const KEEP_BUFFER_BYTES: usize = 256 * 1024;
 
 /// One end of a stream: numbered, authenticated frames over `S` (the
