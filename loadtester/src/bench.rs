@@ -173,6 +173,11 @@ pub struct BenchArgs {
     /// wake-ups across threads) but slows the single node.
     #[arg(long, default_value_t = 0)]
     pub node_worker_threads: usize,
+    /// `--read-batches-in-flight` of every kv-node started (0: no limit, the
+    /// node's default). 1 batches more of the coordinated reads' asks under
+    /// load (less CPU per read) at the price of a round trip of waiting.
+    #[arg(long, default_value_t = 0)]
+    pub node_read_batches_in_flight: u32,
     /// Directory for bench.json, bench.md and the processes' logs.
     #[arg(long, default_value = "bench-results")]
     pub out: PathBuf,
@@ -370,6 +375,8 @@ async fn measure_system(
                 extra_args: vec![
                     "--worker-threads".into(),
                     args.node_worker_threads.to_string(),
+                    "--read-batches-in-flight".into(),
+                    args.node_read_batches_in_flight.to_string(),
                 ],
                 env: Vec::new(),
             };

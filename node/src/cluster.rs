@@ -13,6 +13,7 @@ use crate::config::{ClusterSpec, Config};
 use crate::events::EventHub;
 use crate::faults::Faults;
 use crate::peers::Peers;
+use crate::reads::batch::ReadBatcher;
 use crate::transport::{SendPacer, Transport};
 use kv_shared::cluster::{
     ClusterConfig, ConfigError, ConfigUpdate, DelayProfile, PeerStatus, Progress,
@@ -43,6 +44,8 @@ struct Inner {
     events: EventHub,
     /// Faults injected into this node's transport.
     faults: Faults,
+    /// The queues of coordinated reads' asks to peers.
+    reads: ReadBatcher,
 }
 
 impl Cluster {
@@ -62,9 +65,15 @@ impl Cluster {
             epoch: 0,
             origin: 0,
         };
+        let transport = Transport::new(peers.clone(), faults.clone(), secret);
         Ok(Self {
             inner: Arc::new(Inner {
-                transport: Transport::new(peers.clone(), faults.clone(), secret),
+                reads: ReadBatcher::new(
+                    Arc::new(transport.clone()),
+                    config.peer_timeout(),
+                    config.read_batches_in_flight as usize,
+                ),
+                transport,
                 faults,
                 peers,
                 pacer: SendPacer::default(),
@@ -113,6 +122,11 @@ impl Cluster {
     /// The client to the other nodes.
     pub fn transport(&self) -> &Transport {
         &self.inner.transport
+    }
+
+    /// The queues that batch coordinated reads' asks to peers.
+    pub fn read_batcher(&self) -> &ReadBatcher {
+        &self.inner.reads
     }
 
     /// The pacer of replication sends (delay profile).

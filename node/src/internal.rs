@@ -1,5 +1,5 @@
 //! Handlers of the node-to-node endpoints both modes share (`/internal/read`,
-//! `/internal/repair`, `/internal/config`, see [`kv_shared::replication`]) and
+//! `/internal/reads`, `/internal/repair`, `/internal/config`, see [`kv_shared::replication`]) and
 //! the middleware that applies injected faults to every node-to-node request.
 //! Each mode's own endpoints have their handlers beside the mode
 //! ([`crate::leader_follower::endpoints`], [`crate::leaderless::endpoints`]).
@@ -14,9 +14,10 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use kv_shared::limits::{validate_key, MAX_READ_BATCH_KEYS};
 use kv_shared::replication::{
-    ConfigEnvelope, InternalReadQuery, InternalReadResponse, ReadCopy, RepairRequest,
-    RepairResponse,
+    ConfigEnvelope, InternalReadQuery, InternalReadResponse, InternalReadsRequest,
+    InternalReadsResponse, ReadCopy, RepairRequest, RepairResponse,
 };
 use kv_shared::NodeId;
 use std::time::Duration;
@@ -75,12 +76,48 @@ pub async fn read(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<InternalReadQuery>,
 ) -> Json<InternalReadResponse> {
+    remote_read_delay(&state).await;
+    Json(read_copy(&state, &q))
+}
+
+/// `POST /internal/reads`: what `GET /internal/read` answers, for each of
+/// several asks at once (one remote-read delay for the whole batch).
+///
+/// # Errors
+/// 400 for more than [`MAX_READ_BATCH_KEYS`] asks or a key the client API
+/// would refuse.
+pub async fn reads(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<InternalReadsRequest>,
+) -> Result<Json<InternalReadsResponse>, AppError> {
+    if req.asks.len() > MAX_READ_BATCH_KEYS as usize {
+        return Err(AppError::bad_request(format!(
+            "{} asks in one batch; the limit is {MAX_READ_BATCH_KEYS}",
+            req.asks.len()
+        )));
+    }
+    for ask in &req.asks {
+        validate_key(&ask.key)?;
+    }
+    remote_read_delay(&state).await;
+    Ok(Json(InternalReadsResponse {
+        answers: req.asks.iter().map(|q| read_copy(&state, q)).collect(),
+    }))
+}
+
+/// The delay profile's remote-read delay, once per request.
+async fn remote_read_delay(state: &AppState) {
     let ms = state.cluster.delays().remote_read_ms;
     if ms > 0 {
         tokio::time::sleep(Duration::from_millis(u64::from(ms))).await;
     }
+}
+
+/// This replica's copy of one key (its version only for a digest) and
+/// whether it counts towards R.
+fn read_copy(state: &AppState, q: &InternalReadQuery) -> InternalReadResponse {
     let local = state.replication.local_answer(&q.key);
-    Json(InternalReadResponse {
+    InternalReadResponse {
         node_id: state.cluster.node_id(),
         found: state.store.get(&q.key).map(|e| ReadCopy {
             version: e.version,
@@ -89,7 +126,7 @@ pub async fn read(
         current: state.replication.is_current(),
         term: local.term,
         leader_read: local.leader_read,
-    })
+    }
 }
 
 /// `POST /internal/repair`: newer records seen by a coordinated read

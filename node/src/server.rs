@@ -27,7 +27,9 @@ use kv_shared::admin::FAULTS_PATH;
 use kv_shared::leader_follower::{APPEND_PATH, SNAPSHOT_PATH, STREAM_PATH, VOTE_PATH};
 use kv_shared::leaderless::{LL_DIGEST_PATH, LL_FETCH_PATH, LL_KEYS_PATH, LL_WRITE_PATH};
 use kv_shared::limits::{MAX_BODY_BYTES, MAX_INTERNAL_BODY_BYTES};
-use kv_shared::replication::{INTERNAL_CONFIG_PATH, INTERNAL_READ_PATH, REPAIR_PATH};
+use kv_shared::replication::{
+    INTERNAL_CONFIG_PATH, INTERNAL_READS_PATH, INTERNAL_READ_PATH, REPAIR_PATH,
+};
 use kv_shared::{
     CONFIG_PATH, GET_KEY_ROUTE, GET_PATH, HEALTH_PATH, LOCAL_READ_KEY_ROUTE, LOCAL_READ_PATH,
     METRICS_PATH, OPENAPI_PATH, SET_PATH, STATUS_PATH,
@@ -193,6 +195,7 @@ fn internal_routes(state: &AppState) -> Router<AppState> {
         .route(SNAPSHOT_PATH, post(leader_follower::endpoints::snapshot))
         .route(STREAM_PATH, post(leader_follower::endpoints::append_stream))
         .route(INTERNAL_READ_PATH, get(internal::read))
+        .route(INTERNAL_READS_PATH, post(internal::reads))
         .route(REPAIR_PATH, post(internal::repair))
         .route(INTERNAL_CONFIG_PATH, post(internal::config))
         .route(LL_WRITE_PATH, post(leaderless::endpoints::write))

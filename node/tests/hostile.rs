@@ -18,10 +18,10 @@ use kv_shared::leader_follower::{
     STREAM_PATH, VOTE_PATH,
 };
 use kv_shared::leaderless::{DigestRequest, LlWrite, TreeShape, WriteKind};
-use kv_shared::limits::{MAX_DELAY_MS, MAX_TERM, MAX_VERSION};
+use kv_shared::limits::{MAX_DELAY_MS, MAX_KEY_BYTES, MAX_READ_BATCH_KEYS, MAX_TERM, MAX_VERSION};
 use kv_shared::replication::{
-    ConfigEnvelope, Record, RepairRequest, BODY_DIGEST_HEADER, FROM_HEADER, SIGNATURE_HEADER,
-    TIME_HEADER,
+    ConfigEnvelope, InternalReadQuery, InternalReadsRequest, Record, RepairRequest,
+    BODY_DIGEST_HEADER, FROM_HEADER, INTERNAL_READS_PATH, SIGNATURE_HEADER, TIME_HEADER,
 };
 use kv_shared::{ErrorBody, NodeId};
 use serde_json::{json, Value};
@@ -186,6 +186,15 @@ fn signed(
         .header(SIGNATURE_HEADER, sig.signature)
         .header("content-type", "application/json")
         .body(bytes)
+}
+
+/// `POST /internal/reads` asking for `n` copies of `key`.
+fn read_batch(n: usize, key: &str) -> Value {
+    let ask = InternalReadQuery {
+        key: key.to_owned(),
+        digest: false,
+    };
+    to_json(&InternalReadsRequest { asks: vec![ask; n] })
 }
 
 /// The node-to-node messages an outsider or a broken peer might send to
@@ -746,6 +755,18 @@ async fn a_leader_follower_cluster_refuses_every_attack_and_keeps_serving() {
                     "/internal/config",
                     envelope,
                     409,
+                ),
+                (
+                    "a batch of reads past the limit",
+                    INTERNAL_READS_PATH,
+                    read_batch(MAX_READ_BATCH_KEYS as usize + 1, "k"),
+                    400,
+                ),
+                (
+                    "a batch of reads with a key past the limit",
+                    INTERNAL_READS_PATH,
+                    read_batch(2, &"k".repeat(MAX_KEY_BYTES as usize + 1)),
+                    400,
                 ),
             ],
         ));

@@ -287,6 +287,65 @@ async fn coordinated_reads_return_the_newest_copy_and_leave_replicas_to_the_log(
     c.stop().await;
 }
 
+/// How many `POST /internal/reads` node `id` answered, from its `/metrics`.
+async fn read_batches_answered(c: &Cluster, id: u32) -> u64 {
+    let text = c
+        .client
+        .get(format!("{}/metrics", c.url(id)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = r#"kv_http_requests_total{route="/internal/reads",method="POST",status="200"} "#;
+    text.lines()
+        .find_map(|l| l.strip_prefix(line))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn concurrent_reads_share_batches_to_a_peer_and_each_gets_its_own_copy() {
+    // One batch in flight per peer, held 300 ms by the remote-read delay:
+    // the reads made meanwhile ask the leader together, in the next batch.
+    let c = Cluster::start(3, 3, 3, |cfg| {
+        cfg.read_batches_in_flight = 1;
+        cfg.remote_read_delay_ms = Some(300);
+    })
+    .await;
+    let reads = 30;
+    for i in 0..reads {
+        let (k, v) = (format!("k{i}"), format!("v{i}"));
+        assert_eq!(c.set(1, &k, &v).await.status(), StatusCode::CREATED);
+    }
+    let before = read_batches_answered(&c, 1).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..reads {
+        let (client, url) = (c.client.clone(), c.url(3));
+        tasks.spawn(async move {
+            let resp = client
+                .get(format!("{url}/get?key=k{i}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::OK, "read of k{i}");
+            (i, resp.json::<kv_shared::GetResponse>().await.unwrap())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        let (i, g) = r.unwrap();
+        assert_eq!((g.value, g.version), (format!("v{i}"), 1), "read of k{i}");
+    }
+    let batches = read_batches_answered(&c, 1).await - before;
+    // Every read asked the leader (the first candidate); far fewer batches
+    // than reads carried the asks.
+    assert!(
+        (1..reads / 3).contains(&batches),
+        "{batches} batches for {reads} reads"
+    );
+    c.stop().await;
+}
+
 #[tokio::test]
 async fn large_batches_travel_beyond_the_client_body_limit() {
     // Concurrent 60 KB writes accumulate into batches larger than the 128 KB client limit.

@@ -23,6 +23,11 @@ pub const MAX_BATCH_BYTES: u32 = 4 * 1024 * 1024;
 pub fn record_bytes(key: &str, value: &str) -> usize {
     key.len() + value.len() + 64
 }
+/// Most asks in one `POST /internal/reads`; a larger batch gets 400. A read
+/// coordinator sends at most this many to a peer at once, so that the
+/// answer to a full batch of values at [`MAX_VALUE_BYTES`] stays near
+/// [`MAX_BATCH_BYTES`].
+pub const MAX_READ_BATCH_KEYS: u32 = 64;
 /// Longest artificial delay of the delay profile, in ms (each of the three).
 pub const MAX_DELAY_MS: u32 = 10_000;
 /// Highest term or configuration epoch a node accepts: far above anything a

@@ -6,7 +6,8 @@
 //!
 //! | endpoint | body | answer | used by |
 //! | --- | --- | --- | --- |
-//! | `GET /internal/read?key=K[&digest=true]` ([`InternalReadQuery`]) | — | [`InternalReadResponse`] | read coordinator → replica: the replica's copy of one key (with `digest=true`, its version only) |
+//! | `GET /internal/read?key=K[&digest=true]` ([`InternalReadQuery`]) | — | [`InternalReadResponse`] | anyone holding the secret → replica: the replica's copy of one key (with `digest=true`, its version only), one at a time; coordinators ask with `POST /internal/reads` |
+//! | `POST /internal/reads` | [`InternalReadsRequest`] | [`InternalReadsResponse`] | read coordinator → replica: the copies of one or more keys at once, one per read that asks it meanwhile (at most [`MAX_READ_BATCH_KEYS`](crate::limits::MAX_READ_BATCH_KEYS)) |
 //! | `POST /internal/repair` | [`RepairRequest`] | [`RepairResponse`] | leaderless read coordinator → stale replica: newer records seen by a read |
 //! | `POST /internal/config` | [`ConfigEnvelope`] | [`ConfigEnvelope`] | leaderless: any node → every peer, a changed W/R or delay profile; leader-follower: a follower → the leader, a change to carry out |
 
@@ -31,6 +32,9 @@ pub const INTERNAL_PREFIX: &str = "/internal/";
 /// /internal/read?key=K[&digest=true]` ([`InternalReadQuery`]), answered
 /// with [`InternalReadResponse`].
 pub const INTERNAL_READ_PATH: &str = "/internal/read";
+/// Path of a batch of reads, `POST /internal/reads` ([`InternalReadsRequest`]),
+/// answered with [`InternalReadsResponse`].
+pub const INTERNAL_READS_PATH: &str = "/internal/reads";
 /// Path of [`RepairRequest`] (`POST`).
 pub const REPAIR_PATH: &str = "/internal/repair";
 /// Path of a [`ConfigEnvelope`] pushed to a peer (`POST`).
@@ -95,6 +99,24 @@ pub struct InternalReadQuery {
     /// newer than every copy it holds).
     #[serde(default)]
     pub digest: bool,
+}
+
+/// Body of `POST /internal/reads`: the keys of several coordinated reads
+/// that ask the same replica, answered together.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InternalReadsRequest {
+    /// One ask per read, in any order; a key may appear more than once.
+    /// At most [`MAX_READ_BATCH_KEYS`](crate::limits::MAX_READ_BATCH_KEYS).
+    pub asks: Vec<InternalReadQuery>,
+}
+
+/// Answer of `POST /internal/reads`: what `GET /internal/read` answers for
+/// each ask, in the order of the asks. A coordinator refuses an answer
+/// whose count differs from its asks'.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InternalReadsResponse {
+    /// One answer per ask.
+    pub answers: Vec<InternalReadResponse>,
 }
 
 /// A replica's copy of a key in a read answer. With its value, it is

@@ -1,7 +1,8 @@
 //! Coordinated reads over R replicas. Shared by both replication modes.
 //!
-//! The coordinator reads its own copy, asks R-1 peers for theirs (`GET
-//! /internal/read`), and returns the highest version. Peers are tried in a
+//! The coordinator reads its own copy, asks R-1 peers for theirs (`POST
+//! /internal/reads`: the asks of concurrent reads to one peer travel
+//! together, see [`batch`]), and returns the highest version. Peers are tried in a
 //! preferred order (the leader first in leader-follower mode, then peers that
 //! answered lately, rotated per key so that the load spreads); a peer that
 //! fails or times out is replaced by the next candidate. Only *current*
@@ -43,6 +44,8 @@
 //!   order, the asks in flight, the replies, replacements, the quorum, the
 //!   newest copy and its fetch, the repairs and the trace. No I/O, no clock:
 //!   tested alone, with a seeded random test of its promises.
+//! - [`batch`]: one queue per peer; the asks waiting for a peer leave as
+//!   one request.
 //! - this module: the runtime, which sends the asks the core returns, feeds
 //!   the answers back, sends the repairs and publishes the trace.
 //!
@@ -56,6 +59,7 @@
 //! - A digest answer is still read from the store with its value (the
 //!   store has no version-only lookup); only the wire is spared.
 
+pub mod batch;
 pub mod core;
 
 pub use self::core::{LocalAnswer, Quorum, ReadError, ReadPolicy};
@@ -65,15 +69,16 @@ use crate::cluster::Cluster;
 use crate::events::wall_ms;
 use crate::store::Store;
 use crate::transport::TransportError;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use kv_shared::events::{ReadTrace, TraceOutcome};
 use kv_shared::replication::{
-    InternalReadResponse, Record, RepairRequest, RepairResponse, VersionedValue,
-    INTERNAL_READ_PATH, REPAIR_PATH,
+    InternalReadQuery, InternalReadResponse, Record, RepairRequest, RepairResponse, VersionedValue,
+    REPAIR_PATH,
 };
 use kv_shared::{Mode, NodeId};
-use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
-use tokio::task::JoinSet;
 
 /// The outcome of a coordinated read that met its quorum.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,19 +108,6 @@ pub fn publish_read(
         }
         cluster.events().trace_read(t);
     }
-}
-
-/// Percent-encodes `s` for a query string (everything but unreserved characters).
-pub fn encode_query_value(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// A transport answer as a reply to the core.
@@ -182,7 +174,7 @@ pub async fn coordinate_read(
         let out = core.step(ask, reply, wall_ms());
         asks.send(out);
     }
-    // Dropping the asks aborts those the read no longer needs.
+    // Dropping the asks withdraws those the read no longer needs.
     drop(asks);
     let events = cluster.events();
     let trace_id = events.is_watched().then(|| events.next_read_id());
@@ -199,63 +191,49 @@ pub async fn coordinate_read(
     }
 }
 
-/// The asks of one read in flight, each a task of a [`JoinSet`].
+/// One ask waiting for its answer.
+type AskFuture<'a> = Pin<Box<dyn Future<Output = (AskId, Reply)> + Send + 'a>>;
+
+/// The asks of one read in flight: futures polled by the read's own task,
+/// each waiting for its peer's batch ([`batch`]), which another task sends.
+/// Dropping them withdraws the asks not answered yet.
 struct Asks<'a> {
     cluster: &'a Cluster,
-    /// The path of a full read of the key (a digest adds `&digest=true`).
-    path: String,
-    set: JoinSet<(AskId, Reply)>,
-    /// The ask of each task, for a task that panicked.
-    by_task: HashMap<tokio::task::Id, AskId>,
+    key: String,
+    pending: FuturesUnordered<AskFuture<'a>>,
 }
 
 impl<'a> Asks<'a> {
     fn new(cluster: &'a Cluster, key: &str) -> Self {
         Self {
             cluster,
-            path: format!("{INTERNAL_READ_PATH}?key={}", encode_query_value(key)),
-            set: JoinSet::new(),
-            by_task: HashMap::new(),
+            key: key.to_owned(),
+            pending: FuturesUnordered::new(),
         }
     }
 
     /// Sends what the core asks.
     fn send(&mut self, out: Vec<Output>) {
         for Output::Ask { ask, to, digest } in out {
-            let path = if digest {
-                format!("{}&digest=true", self.path)
-            } else {
-                self.path.clone()
+            let query = InternalReadQuery {
+                key: self.key.clone(),
+                digest,
             };
-            let (t, timeout) = (
-                self.cluster.transport().clone(),
-                self.cluster.peer_timeout(),
-            );
-            let handle = self.set.spawn(async move {
+            let cluster = self.cluster;
+            self.pending.push(Box::pin(async move {
                 let sent = Instant::now();
-                let answer = t.get::<InternalReadResponse>(to, &path, timeout).await;
-                (ask, reply_of(answer, sent.elapsed(), timeout))
-            });
-            self.by_task.insert(handle.id(), ask);
+                let answer = cluster.read_batcher().ask(to, query).await;
+                (
+                    ask,
+                    reply_of(answer, sent.elapsed(), cluster.peer_timeout()),
+                )
+            }));
         }
     }
 
-    /// The next answer (a task that panicked counts as a failed ask);
-    /// `None` when no ask is in flight.
+    /// The next answer; `None` when no ask is in flight.
     async fn next(&mut self) -> Option<(AskId, Reply)> {
-        loop {
-            match self.set.join_next_with_id().await? {
-                Ok((id, answer)) => {
-                    self.by_task.remove(&id);
-                    return Some(answer);
-                }
-                Err(e) => {
-                    if let Some(ask) = self.by_task.remove(&e.id()) {
-                        return Some((ask, Reply::Failed));
-                    }
-                }
-            }
-        }
+        self.pending.next().await
     }
 }
 
@@ -284,16 +262,5 @@ fn repair(cluster: &Cluster, store: &Store, key: &str, q: &Quorum) {
                 tracing::debug!(peer = id, error = %e, "read repair failed");
             }
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_values_are_percent_encoded() {
-        assert_eq!(encode_query_value("a b/c&d=é"), "a%20b%2Fc%26d%3D%C3%A9");
-        assert_eq!(encode_query_value("Plain-_.~9"), "Plain-_.~9");
     }
 }
