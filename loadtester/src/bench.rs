@@ -165,6 +165,11 @@ pub struct BenchArgs {
     /// Skip the open-loop latency measurement at half the peak.
     #[arg(long)]
     pub no_latency: bool,
+    /// Rate of the open-loop latency measurement, operations per second,
+    /// for every system (default: half of each system's peak). One rate
+    /// compares two builds or settings of a system at the same load.
+    #[arg(long, value_parser = positive_rate)]
+    pub latency_rate: Option<f64>,
     /// The kv-node binary (default: kv-node next to this executable).
     #[arg(long)]
     pub node_bin: Option<PathBuf>,
@@ -173,14 +178,24 @@ pub struct BenchArgs {
     /// wake-ups across threads) but slows the single node.
     #[arg(long, default_value_t = 0)]
     pub node_worker_threads: usize,
-    /// `--read-batches-in-flight` of every kv-node started (0: no limit, the
-    /// node's default). 1 batches more of the coordinated reads' asks under
+    /// `--read-batches-in-flight` of every kv-node started (0: no batching,
+    /// the node's default). 1 batches the coordinated reads' asks under
     /// load (less CPU per read) at the price of a round trip of waiting.
     #[arg(long, default_value_t = 0)]
     pub node_read_batches_in_flight: u32,
     /// Directory for bench.json, bench.md and the processes' logs.
     #[arg(long, default_value = "bench-results")]
     pub out: PathBuf,
+}
+
+/// A rate above 0 and at most 10 million operations per second.
+fn positive_rate(s: &str) -> std::result::Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if v.is_finite() && v > 0.0 && v <= 1e7 {
+        Ok(v)
+    } else {
+        Err("a rate above 0 and at most 10000000 ops/s".into())
+    }
 }
 
 /// One measurement.
@@ -235,7 +250,7 @@ pub struct Row {
     pub workload: BenchWorkload,
     /// Closed loop.
     pub peak: Option<Measured>,
-    /// Open loop at half the peak.
+    /// Open loop at half the peak (or at `--latency-rate`).
     pub half_peak: Option<Measured>,
     /// Why the system was not measured, when it was not.
     pub not_run: Option<String>,
@@ -248,6 +263,9 @@ pub struct BenchResult {
     pub command: String,
     /// When it started (UTC).
     pub started_at: String,
+    /// The rate of every latency measurement (`--latency-rate`); none: half
+    /// of each peak.
+    pub latency_rate: Option<f64>,
     /// Every row.
     pub rows: Vec<Row>,
 }
@@ -292,6 +310,7 @@ pub async fn run_bench(args: &BenchArgs, command: &str) -> Result<BenchResult> {
     let result = BenchResult {
         command: command.into(),
         started_at,
+        latency_rate: args.latency_rate,
         rows,
     };
     crate::output::write_json(&args.out.join("bench.json"), &result)?;
@@ -460,7 +479,7 @@ async fn measure_workload(
     }
     let open = Plan {
         pace: Pace::Open {
-            qps: peak.ops_per_s / 2.0,
+            qps: args.latency_rate.unwrap_or(peak.ops_per_s / 2.0),
             max_in_flight: args.clients.max(1) * 4,
         },
         ..closed
@@ -603,9 +622,12 @@ pub fn render(r: &BenchResult) -> String {
             .and_then(|row| row.peak.as_ref())
             .map(|m| m.ops_per_s)
     };
+    let at = r
+        .latency_rate
+        .map_or("half the peak".into(), |q| format!("{q:.0} ops/s"));
     let mut md = format!(
         "# kv-store benchmark\n\nGenerated {} by `{}`.\n\n\
-         | system | workload | peak ops/s | × one node | × etcd | × Redis SET | p50 / p99 / p99.9 ms at half the peak | errors | client CPU µs/op | leader CPU µs/write | nodes CPU µs/op |\n\
+         | system | workload | peak ops/s | × one node | × etcd | × Redis SET | p50 / p99 / p99.9 ms at {at} | errors | client CPU µs/op | leader CPU µs/write | nodes CPU µs/op |\n\
          |---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|\n",
         r.started_at, r.command
     );
@@ -683,6 +705,7 @@ mod tests {
         let r = BenchResult {
             command: "kv-loadtester bench".into(),
             started_at: "now".into(),
+            latency_rate: None,
             rows: vec![
                 row(System::Single, Some(100_000.0)),
                 row(System::LfW3, Some(60_000.0)),
@@ -700,6 +723,18 @@ mod tests {
                 "| etcd 3.4 (5 members) | write-heavy (100 % writes) | not run: etcd is missing"
             ),
             "{md}"
+        );
+        assert!(
+            md.contains("p50 / p99 / p99.9 ms at half the peak |"),
+            "{md}"
+        );
+        let fixed = render(&BenchResult {
+            latency_rate: Some(2500.0),
+            ..r
+        });
+        assert!(
+            fixed.contains("p50 / p99 / p99.9 ms at 2500 ops/s |"),
+            "{fixed}"
         );
     }
 
@@ -721,7 +756,19 @@ mod tests {
         let wait = run_args(&b, System::RedisWait2, BenchWorkload::WriteHeavy, &urls);
         assert_eq!((wait.target, wait.redis_wait), (Target::Redis, 2));
         assert!(lf.workload.no_check && lf.workload.no_verify);
-        assert_eq!(b.clients, 32);
+        assert_eq!((b.clients, b.latency_rate), (32, None));
+        for bad in ["0", "-5", "NaN", "inf", "1e9", "fast"] {
+            assert!(
+                crate::cli::parse_from(["kv-loadtester", "bench", "--latency-rate", bad]).is_err(),
+                "--latency-rate {bad}"
+            );
+        }
+        let args =
+            crate::cli::parse_from(["kv-loadtester", "bench", "--latency-rate", "2500"]).unwrap();
+        let Some(crate::cli::Command::Bench(b)) = args.command else {
+            panic!("bench parses");
+        };
+        assert_eq!(b.latency_rate, Some(2500.0));
     }
 
     #[test]

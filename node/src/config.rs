@@ -214,12 +214,13 @@ pub struct Config {
     /// How long a node waits for one peer's answer (reads, forwarding, config), in ms.
     #[arg(long, env = "PEER_TIMEOUT_MS", default_value_t = 2000)]
     pub peer_timeout_ms: u64,
-    /// Most batches of coordinated reads' asks travelling to one peer at
-    /// once (`POST /internal/reads`); asks made meanwhile wait and leave
-    /// together in the next batch. 0: no limit — every ask leaves at once,
-    /// with the asks made at the same moment. 1 spends the least CPU per
-    /// read under load, but a read may wait one round trip to the peer (one
-    /// remote-read delay of the delay profile) for the batch ahead of it.
+    /// Batches coordinated reads' asks to a peer: at most this many batches
+    /// (`POST /internal/reads`) travel to one peer at once, and asks made
+    /// meanwhile leave together in the next. 0: off — each ask is its own
+    /// `GET /internal/read`, sent at once (the lowest latency). 1 spends the
+    /// least CPU per read under load, but a read may wait one round trip to
+    /// the peer (one remote-read delay of the delay profile) for the batch
+    /// ahead of it.
     #[arg(long, env = "READ_BATCHES_IN_FLIGHT", default_value_t = 0,
         value_parser = clap::value_parser!(u32).range(0..=1024))]
     pub read_batches_in_flight: u32,

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{wait_until, Cluster};
+use common::{metrics_sample, wait_until, Cluster};
 use kv_shared::cluster::{ClusterConfig, DelayProfile};
 use kv_shared::{ErrorBody, SetResponse};
 use reqwest::StatusCode;
@@ -275,6 +275,20 @@ async fn coordinated_reads_return_the_newest_copy_and_leave_replicas_to_the_log(
         c.local(3, "k").await.is_none(),
         "no read repair in leader-follower mode"
     );
+    // Batching is off by default: the leader was asked with a request of
+    // its own, never a batch; a key the query string must encode arrives
+    // whole.
+    let odd = "a b&c=d/é?";
+    assert_eq!(c.set(1, odd, "odd").await.status(), StatusCode::CREATED);
+    let g: kv_shared::GetResponse = c.get(3, odd).await.json().await.unwrap();
+    assert_eq!((g.value.as_str(), g.version), ("odd", 1));
+    let leader = c.metrics(1).await;
+    let single = r#"kv_http_requests_total{route="/internal/read",method="GET",status="200"}"#;
+    assert!(
+        metrics_sample(&leader, single).is_some_and(|n| n >= 2.0),
+        "{leader}"
+    );
+    assert_eq!(read_batches_answered(&c, 1).await, 0);
     let forged = json!({"from": 1, "records": [{"key": "k", "value": "forged", "version": 9}]});
     let r = c.post_internal(3, "/internal/repair", forged).await;
     error(r, StatusCode::CONFLICT).await;
@@ -289,19 +303,8 @@ async fn coordinated_reads_return_the_newest_copy_and_leave_replicas_to_the_log(
 
 /// How many `POST /internal/reads` node `id` answered, from its `/metrics`.
 async fn read_batches_answered(c: &Cluster, id: u32) -> u64 {
-    let text = c
-        .client
-        .get(format!("{}/metrics", c.url(id)))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let line = r#"kv_http_requests_total{route="/internal/reads",method="POST",status="200"} "#;
-    text.lines()
-        .find_map(|l| l.strip_prefix(line))
-        .map_or(0, |n| n.trim().parse().unwrap())
+    let series = r#"kv_http_requests_total{route="/internal/reads",method="POST",status="200"}"#;
+    metrics_sample(&c.metrics(id).await, series).map_or(0, |n| n as u64)
 }
 
 #[tokio::test]

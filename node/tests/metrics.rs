@@ -4,30 +4,9 @@
 
 mod common;
 
-use common::{wait_until, Cluster};
+use common::{metrics_sample as sample, wait_until, Cluster};
 use serde_json::json;
 use std::time::Duration;
-
-/// The value of the sample `name{labels}` (labels exactly as printed), if present.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
-async fn scrape(c: &Cluster, id: u32) -> String {
-    let resp = c
-        .client
-        .get(format!("{}/metrics", c.url(id)))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let kind = resp.headers()["content-type"].to_str().unwrap().to_owned();
-    assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
-    let text = resp.text().await.unwrap();
-    assert!(text.ends_with("# EOF\n"), "OpenMetrics ends with # EOF");
-    text
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_requests_by_route_and_show_the_leaders_view_of_its_followers() {
@@ -41,7 +20,7 @@ async fn metrics_count_requests_by_route_and_show_the_leaders_view_of_its_follow
     }
     assert_eq!(c.get(leader, "k0").await.status(), 200);
     assert_eq!(c.get(leader, "k0").await.status(), 200);
-    let text = scrape(&c, leader).await;
+    let text = c.metrics(leader).await;
     // Route patterns, never keys, as labels.
     assert_eq!(
         sample(
@@ -78,7 +57,7 @@ async fn metrics_count_requests_by_route_and_show_the_leaders_view_of_its_follow
         );
     }
     // The followers' appends arrive as counted node-to-node requests.
-    let follower = scrape(&c, 2).await;
+    let follower = c.metrics(2).await;
     assert!(
         follower.contains(r#"route="/internal/lf/append",method="POST",status="200""#),
         "{follower}"
@@ -93,7 +72,7 @@ async fn metrics_count_requests_by_route_and_show_the_leaders_view_of_its_follow
     assert!(cut.status().is_success(), "{}", cut.text().await.unwrap());
     let resp = c.set(leader, "cut", "v").await;
     assert_eq!(resp.status(), 503);
-    let text = scrape(&c, leader).await;
+    let text = c.metrics(leader).await;
     assert_eq!(
         sample(
             &text,
@@ -115,7 +94,7 @@ async fn metrics_count_requests_by_route_and_show_the_leaders_view_of_its_follow
         .status()
         .is_success());
     assert_eq!(
-        sample(&scrape(&c, leader).await, "kv_faults_active"),
+        sample(&c.metrics(leader).await, "kv_faults_active"),
         Some(0.0)
     );
     wait_until(
@@ -123,7 +102,7 @@ async fn metrics_count_requests_by_route_and_show_the_leaders_view_of_its_follow
         Duration::from_secs(15),
         || async {
             for id in 1..=3u32 {
-                let text = scrape(&c, id).await;
+                let text = c.metrics(id).await;
                 let peers = (1..=3u32).filter(|p| *p != id);
                 if sample(&text, "kv_is_leader") == Some(1.0)
                     && peers.clone().count() == 2

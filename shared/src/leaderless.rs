@@ -2,7 +2,7 @@
 //! and the leaderless part of `/status`.
 //!
 //! Coordinated reads and read repair reuse the shared endpoints of
-//! [`crate::replication`] (`POST /internal/reads`, `POST /internal/repair`);
+//! [`crate::replication`] (`GET /internal/read` or, batched, `POST /internal/reads`; `POST /internal/repair`);
 //! what is specific to leaderless replication is here.
 //!
 //! | endpoint | body | answer | used by |

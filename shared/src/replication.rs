@@ -6,8 +6,8 @@
 //!
 //! | endpoint | body | answer | used by |
 //! | --- | --- | --- | --- |
-//! | `GET /internal/read?key=K[&digest=true]` ([`InternalReadQuery`]) | — | [`InternalReadResponse`] | anyone holding the secret → replica: the replica's copy of one key (with `digest=true`, its version only), one at a time; coordinators ask with `POST /internal/reads` |
-//! | `POST /internal/reads` | [`InternalReadsRequest`] | [`InternalReadsResponse`] | read coordinator → replica: the copies of one or more keys at once, one per read that asks it meanwhile (at most [`MAX_READ_BATCH_KEYS`](crate::limits::MAX_READ_BATCH_KEYS)) |
+//! | `GET /internal/read?key=K[&digest=true]` ([`InternalReadQuery`]) | — | [`InternalReadResponse`] | read coordinator → replica: the replica's copy of one key (with `digest=true`, its version only), one ask per request (batching off, the default) |
+//! | `POST /internal/reads` | [`InternalReadsRequest`] | [`InternalReadsResponse`] | read coordinator → replica, with `--read-batches-in-flight` ≥ 1: the copies of one or more keys at once, one per read that asks it meanwhile (at most [`MAX_READ_BATCH_KEYS`](crate::limits::MAX_READ_BATCH_KEYS)) |
 //! | `POST /internal/repair` | [`RepairRequest`] | [`RepairResponse`] | leaderless read coordinator → stale replica: newer records seen by a read |
 //! | `POST /internal/config` | [`ConfigEnvelope`] | [`ConfigEnvelope`] | leaderless: any node → every peer, a changed W/R or delay profile; leader-follower: a follower → the leader, a change to carry out |
 

@@ -35,8 +35,8 @@
 //!   C: a failed send → hint for that replica; W unreachable or the write
 //!      timeout passes → 503 {"error","acked","required"}
 //!
-//! client ──GET /get──▶ node X: read itself and R-1 peers' versions (digest
-//!   asks in POST /internal/reads), fetch the value from a peer only when its
+//! client ──GET /get──▶ node X: read itself and R-1 peers' versions (GET
+//!   /internal/read?digest=true, or batched in POST /internal/reads), fetch the value from a peer only when its
 //!   version is newer than X's copy, answer the highest version, push it to
 //!   replicas that answered older (POST /internal/repair) — the shared
 //!   coordinated read of `crate::reads`.

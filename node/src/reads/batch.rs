@@ -1,20 +1,23 @@
 //! Batched remote reads: the asks that concurrent reads send to the same
 //! peer share one request (`POST /internal/reads`).
 //!
-//! Each peer has a queue and a sender task. The task takes the first ask
-//! waiting, then everything queued behind it (at most
-//! [`MAX_READ_BATCH_KEYS`]), and sends them as one batch. With a limit on
-//! the batches in flight to a peer (`--read-batches-in-flight N`), asks
-//! that arrive while N batches travel wait for the next one: an idle peer
-//! gets an ask the moment it is made, and a busy one gets fewer, larger
-//! requests — the batch grows with the load, and no timer waits for it to
-//! fill (group commit, applied to reads); the price is that a read may wait
-//! for the round trip of the batch ahead of it. Without a limit (the
-//! default) an ask never waits for another batch: only asks queued at the
-//! same moment share one (under a CPU-bound load, the ones made while the
-//! sender task waited for a core). Each ask gets the answer to its own key — the
-//! answers come back in the order of the asks, and a batch answered with
-//! another count of copies fails every ask in it.
+//! Batching is on with `--read-batches-in-flight N`, N ≥ 1: each peer has a
+//! queue and sender tasks, at most N. A sender takes the first ask waiting,
+//! then everything queued behind it (at most [`MAX_READ_BATCH_KEYS`]), and
+//! sends them as one batch; asks that arrive while N batches travel wait
+//! for the next one. An idle peer gets an ask the moment it is made, and a
+//! busy one gets fewer, larger requests — the batch grows with the load,
+//! and no timer waits for it to fill (group commit, applied to reads); the
+//! price is that a read may wait for the round trip of the batch ahead of
+//! it. Each ask gets the answer to its own key — the answers come back in
+//! the order of the asks, and a batch answered with another count of copies
+//! fails every ask in it.
+//!
+//! With N = 0, the default, batching is off: each ask is its own `GET
+//! /internal/read`, sent at once by a task of its own, with no queue and no
+//! hand-over between asks. That path answers a read sooner when the peers
+//! are not saturated (measured in `docs/results.md`, "Batched remote
+//! reads").
 //!
 //! What a batch changes for the read ([`super::core`]) is nothing but the
 //! transport: an ask still gets a copy, a failure or a timeout. A batch that
@@ -29,9 +32,10 @@ use crate::transport::{Transport, TransportError};
 use kv_shared::limits::MAX_READ_BATCH_KEYS;
 use kv_shared::replication::{
     InternalReadQuery, InternalReadResponse, InternalReadsRequest, InternalReadsResponse,
-    INTERNAL_READS_PATH,
+    INTERNAL_READS_PATH, INTERNAL_READ_PATH,
 };
 use kv_shared::NodeId;
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -46,16 +50,32 @@ const QUEUE_CAPACITY: usize = 4 * MAX_READ_BATCH_KEYS as usize;
 pub type BatchAnswer =
     Pin<Box<dyn Future<Output = Result<InternalReadsResponse, TransportError>> + Send>>;
 
-/// Sends a batch of asks to a peer: the transport, or a stand-in in tests.
+/// What sending one ask alone returns.
+pub type OneAnswer =
+    Pin<Box<dyn Future<Output = Result<InternalReadResponse, TransportError>> + Send>>;
+
+/// Sends asks to a peer: the transport, or a stand-in in tests.
 pub trait SendBatch: Send + Sync + 'static {
-    /// Sends `req` to `to`, bounded by `timeout`.
+    /// Sends the batch `req` to `to`, bounded by `timeout`.
     fn send(&self, to: NodeId, req: InternalReadsRequest, timeout: Duration) -> BatchAnswer;
+    /// Sends one ask alone to `to`, bounded by `timeout`.
+    fn send_one(&self, to: NodeId, query: InternalReadQuery, timeout: Duration) -> OneAnswer;
 }
 
 impl SendBatch for Transport {
     fn send(&self, to: NodeId, req: InternalReadsRequest, timeout: Duration) -> BatchAnswer {
         let t = self.clone();
         Box::pin(async move { t.post(to, INTERNAL_READS_PATH, &req, timeout).await })
+    }
+
+    fn send_one(&self, to: NodeId, query: InternalReadQuery, timeout: Duration) -> OneAnswer {
+        let t = self.clone();
+        Box::pin(async move {
+            let key = utf8_percent_encode(&query.key, NON_ALPHANUMERIC);
+            let digest = if query.digest { "&digest=true" } else { "" };
+            let path = format!("{INTERNAL_READ_PATH}?key={key}{digest}");
+            t.get(to, &path, timeout).await
+        })
     }
 }
 
@@ -85,7 +105,7 @@ pub struct ReadBatcher {
 struct Shared {
     sender: Arc<dyn SendBatch>,
     timeout: Duration,
-    /// Most batches in flight to one peer.
+    /// Most batches in flight to one peer; 0: batching is off.
     in_flight: usize,
     queues: Mutex<HashMap<NodeId, PeerQueue>>,
 }
@@ -101,24 +121,21 @@ impl std::fmt::Debug for ReadBatcher {
 
 impl ReadBatcher {
     /// Batches sent with `sender`, at most `in_flight` to a peer at once
-    /// (0: no limit); every ask is bounded by `timeout`.
+    /// (0: no batches, each ask alone); every ask is bounded by `timeout`.
     pub fn new(sender: Arc<dyn SendBatch>, timeout: Duration, in_flight: usize) -> Self {
         Self {
             shared: Arc::new(Shared {
                 sender,
                 timeout,
-                in_flight: if in_flight == 0 {
-                    usize::MAX
-                } else {
-                    in_flight
-                },
+                in_flight,
                 queues: Mutex::new(HashMap::new()),
             }),
         }
     }
 
-    /// Asks `to` for its copy of `query.key`, in the next batch to it.
-    /// Cancel-safe: dropping the future only withdraws the ask.
+    /// Asks `to` for its copy of `query.key`, in the next batch to it (or
+    /// alone, at once, when batching is off). Cancel-safe: dropping the
+    /// future only withdraws the ask.
     ///
     /// # Errors
     /// The batch's failure, [`TransportError::Decode`] for an answer that
@@ -129,6 +146,15 @@ impl ReadBatcher {
         to: NodeId,
         query: InternalReadQuery,
     ) -> Result<InternalReadResponse, TransportError> {
+        if self.shared.in_flight == 0 {
+            // A task of its own, as before batching existed: measured, that
+            // answers sooner than the request polled by the read's task.
+            let one = self.shared.sender.send_one(to, query, self.shared.timeout);
+            let mut task = AbortOnDrop(tokio::spawn(one));
+            return (&mut task.0).await.unwrap_or_else(|e| {
+                Err(TransportError::Unreachable(format!("the ask ended: {e}")))
+            });
+        }
         let (reply, answer) = oneshot::channel();
         let start = {
             let mut queues = self.shared.lock();
@@ -197,6 +223,15 @@ impl Shared {
     }
 }
 
+/// A task stopped when the ask that awaits it is dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Hands each ask its answer, or the batch's failure.
 fn deliver(asks: Vec<Ask>, result: Result<InternalReadsResponse, TransportError>) {
     let result = result.and_then(|resp| {
@@ -242,11 +277,25 @@ mod tests {
         short: std::sync::atomic::AtomicBool,
         fail: std::sync::atomic::AtomicBool,
         sent: AtomicUsize,
+        /// Of the requests sent, those of one ask alone.
+        alone: AtomicUsize,
     }
 
     struct Stand(Arc<FakePeer>);
 
     impl SendBatch for Stand {
+        fn send_one(&self, to: NodeId, query: InternalReadQuery, t: Duration) -> OneAnswer {
+            let batch = self.send(to, InternalReadsRequest { asks: vec![query] }, t);
+            let peer = self.0.clone();
+            Box::pin(async move {
+                peer.alone.fetch_add(1, Ordering::SeqCst);
+                let mut answers = batch.await?.answers;
+                answers
+                    .pop()
+                    .ok_or(TransportError::Decode("no answer".into()))
+            })
+        }
+
         fn send(&self, to: NodeId, req: InternalReadsRequest, _: Duration) -> BatchAnswer {
             let peer = self.0.clone();
             Box::pin(async move {
@@ -287,32 +336,100 @@ mod tests {
         }
     }
 
-    /// Most batches in flight in these tests (but the one of no limit).
+    /// Most batches in flight in these tests (but the one of batching off).
     const BATCHES_IN_FLIGHT: usize = 2;
 
-    fn batcher(peer: &Arc<FakePeer>, timeout: Duration) -> Arc<ReadBatcher> {
+    fn batcher(peer: &Arc<FakePeer>, timeout: Duration, in_flight: usize) -> Arc<ReadBatcher> {
         Arc::new(ReadBatcher::new(
             Arc::new(Stand(peer.clone())),
             timeout,
-            BATCHES_IN_FLIGHT,
+            in_flight,
         ))
     }
 
-    /// Spawns an ask of each key; `started` counts the asks made. On the
-    /// tests' single-threaded runtime an ask is queued in the same poll that
-    /// counts it (the queue has room), so `started` counts queued asks.
-    fn spawn_asks(
-        reads: &mut tokio::task::JoinSet<(usize, Result<InternalReadResponse, TransportError>)>,
-        b: &Arc<ReadBatcher>,
-        keys: impl IntoIterator<Item = (usize, String)>,
-        started: &Arc<AtomicUsize>,
-    ) {
-        for (i, key) in keys {
-            let (b, started) = (b.clone(), started.clone());
-            reads.spawn(async move {
-                started.fetch_add(1, Ordering::SeqCst);
-                (i, b.ask(2, query(&key)).await)
-            });
+    /// The reads of a test: each answers its index and what its ask got.
+    type Reads = tokio::task::JoinSet<(usize, Result<InternalReadResponse, TransportError>)>;
+
+    /// A peer that holds every batch until let go, a batcher to it, and the
+    /// reads that ask it.
+    struct Held {
+        peer: Arc<FakePeer>,
+        b: Arc<ReadBatcher>,
+        reads: Reads,
+        /// The asks made. On the tests' single-threaded runtime an ask is
+        /// queued in the same poll that counts it (the queue has room), so
+        /// this counts queued asks.
+        started: Arc<AtomicUsize>,
+    }
+
+    impl Held {
+        fn new(timeout: Duration, in_flight: usize) -> Self {
+            let peer = Arc::new(FakePeer::default());
+            peer.hold.store(true, Ordering::SeqCst);
+            Self {
+                b: batcher(&peer, timeout, in_flight),
+                peer,
+                reads: Reads::new(),
+                started: Arc::new(AtomicUsize::new(0)),
+            }
+        }
+
+        /// Asks each key from a read of its own.
+        fn spawn_asks(&mut self, keys: impl IntoIterator<Item = (usize, String)>) {
+            for (i, key) in keys {
+                let (b, started) = (self.b.clone(), self.started.clone());
+                self.reads.spawn(async move {
+                    started.fetch_add(1, Ordering::SeqCst);
+                    (i, b.ask(2, query(&key)).await)
+                });
+            }
+        }
+
+        /// Asks `n` keys one after another, each once the batch before it
+        /// left: every ask travels alone.
+        async fn one_batch_each(&mut self, n: usize, key: impl Fn(usize) -> String) {
+            for i in 0..n {
+                self.spawn_asks([(i, key(i))]);
+                sent(&self.peer, i + 1).await;
+            }
+        }
+
+        /// Asks these keys at once and waits (bounded) until all are queued.
+        async fn queue(&mut self, keys: impl ExactSizeIterator<Item = (usize, String)>) {
+            let total = self.started.load(Ordering::SeqCst) + keys.len();
+            self.spawn_asks(keys);
+            reached(&self.started, total).await;
+        }
+
+        /// Asks these keys one after another, each once the one before is
+        /// queued and the tasks it woke (a sender it started) had their turn.
+        async fn queue_one_by_one(&mut self, keys: impl Iterator<Item = (usize, String)>) {
+            for key in keys {
+                self.queue([key].into_iter()).await;
+                for _ in 0..4 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+
+        /// Lets the held batches and every later one go.
+        fn let_go(&self) {
+            self.peer.hold.store(false, Ordering::SeqCst);
+            self.peer.release.notify_waiters();
+        }
+
+        /// Every read's answer, by index, once all ended.
+        async fn answers(&mut self) -> Vec<(usize, Result<InternalReadResponse, TransportError>)> {
+            let mut all = Vec::new();
+            while let Some(r) = self.reads.join_next().await {
+                all.push(r.unwrap());
+            }
+            all
+        }
+
+        /// The keys of every batch the peer got, in order.
+        fn batches(&self) -> Vec<Vec<String>> {
+            self.peer.batches.lock().unwrap().clone()
         }
     }
 
@@ -334,90 +451,57 @@ mod tests {
 
     #[tokio::test]
     async fn asks_made_while_batches_travel_leave_together_and_each_gets_its_own_copy() {
-        let peer = Arc::new(FakePeer::default());
-        peer.hold.store(true, Ordering::SeqCst);
-        let b = batcher(&peer, Duration::from_secs(10));
-        let mut reads = tokio::task::JoinSet::new();
-        let started = Arc::new(AtomicUsize::new(0));
+        let mut h = Held::new(Duration::from_secs(10), BATCHES_IN_FLIGHT);
         // The first BATCHES_IN_FLIGHT asks leave alone, at once.
-        for i in 0..BATCHES_IN_FLIGHT {
-            spawn_asks(&mut reads, &b, [(i, "k".repeat(i + 1))], &started);
-            sent(&peer, i + 1).await;
-        }
-        // These wait for a batch to come back, then leave as one.
+        h.one_batch_each(BATCHES_IN_FLIGHT, |i| "k".repeat(i + 1))
+            .await;
+        // These, made one by one, wait for a batch to come back, then leave
+        // as one.
         let more = 40;
-        let keys = (BATCHES_IN_FLIGHT..BATCHES_IN_FLIGHT + more).map(|i| (i, "k".repeat(i + 1)));
-        spawn_asks(&mut reads, &b, keys, &started);
-        reached(&started, BATCHES_IN_FLIGHT + more).await;
-        peer.hold.store(false, Ordering::SeqCst);
-        peer.release.notify_waiters();
-        let mut answered = 0;
-        while let Some(r) = reads.join_next().await {
-            let (i, answer) = r.unwrap();
+        h.queue_one_by_one(
+            (BATCHES_IN_FLIGHT..BATCHES_IN_FLIGHT + more).map(|i| (i, "k".repeat(i + 1))),
+        )
+        .await;
+        h.let_go();
+        let answers = h.answers().await;
+        assert_eq!(answers.len(), BATCHES_IN_FLIGHT + more);
+        for (i, answer) in answers {
             let copy = answer.unwrap().found.unwrap();
             assert_eq!(copy.version, i as u64 + 1, "ask {i} got another key's copy");
             assert_eq!(copy.value.unwrap(), "K".repeat(i + 1));
-            answered += 1;
         }
-        assert_eq!(answered, BATCHES_IN_FLIGHT + more);
-        let batches = peer.batches.lock().unwrap().clone();
+        let batches = h.batches();
         assert_eq!(batches.len(), BATCHES_IN_FLIGHT + 1, "{batches:?}");
         assert_eq!(batches[BATCHES_IN_FLIGHT].len(), more);
     }
 
     #[tokio::test]
-    async fn without_a_limit_no_ask_waits_for_a_batch_in_flight() {
-        let peer = Arc::new(FakePeer::default());
-        peer.hold.store(true, Ordering::SeqCst);
-        let b = Arc::new(ReadBatcher::new(
-            Arc::new(Stand(peer.clone())),
-            Duration::from_secs(10),
-            0,
-        ));
-        let mut reads = tokio::task::JoinSet::new();
-        let started = Arc::new(AtomicUsize::new(0));
-        // Every ask leaves while the batches before it are still held.
-        for i in 0..5 {
-            spawn_asks(&mut reads, &b, [(i, "k".repeat(i + 1))], &started);
-            sent(&peer, i + 1).await;
-        }
-        peer.hold.store(false, Ordering::SeqCst);
-        peer.release.notify_waiters();
-        while let Some(r) = reads.join_next().await {
-            let (i, answer) = r.unwrap();
+    async fn with_batching_off_each_ask_leaves_alone_at_once() {
+        let mut h = Held::new(Duration::from_secs(10), 0);
+        // Every ask leaves while the ones before it are still held.
+        h.one_batch_each(5, |i| "k".repeat(i + 1)).await;
+        h.queue((5..10).map(|i| (i, "k".repeat(i + 1)))).await;
+        sent(&h.peer, 10).await;
+        h.let_go();
+        for (i, answer) in h.answers().await {
             assert_eq!(answer.unwrap().found.unwrap().version, i as u64 + 1);
         }
-        assert_eq!(peer.batches.lock().unwrap().len(), 5);
+        assert_eq!(h.batches().len(), 10);
+        assert_eq!(h.peer.alone.load(Ordering::SeqCst), 10);
     }
 
     #[tokio::test]
     async fn a_batch_never_carries_more_than_the_limit() {
-        let peer = Arc::new(FakePeer::default());
-        peer.hold.store(true, Ordering::SeqCst);
-        let b = batcher(&peer, Duration::from_secs(10));
-        let mut reads = tokio::task::JoinSet::new();
-        let started = Arc::new(AtomicUsize::new(0));
-        for i in 0..BATCHES_IN_FLIGHT {
-            spawn_asks(&mut reads, &b, [(i, format!("k{i}"))], &started);
-            sent(&peer, i + 1).await;
-        }
+        let mut h = Held::new(Duration::from_secs(10), BATCHES_IN_FLIGHT);
+        h.one_batch_each(BATCHES_IN_FLIGHT, |i| format!("k{i}"))
+            .await;
         let queued = MAX_READ_BATCH_KEYS as usize + 10;
-        spawn_asks(
-            &mut reads,
-            &b,
-            (0..queued).map(|i| (i, format!("q{i}"))),
-            &started,
-        );
-        reached(&started, BATCHES_IN_FLIGHT + queued).await;
-        peer.hold.store(false, Ordering::SeqCst);
-        peer.release.notify_waiters();
-        let mut ok = 0;
-        while let Some(r) = reads.join_next().await {
-            assert!(r.unwrap().1.is_ok());
-            ok += 1;
-        }
-        assert_eq!(ok, BATCHES_IN_FLIGHT + queued);
-        let sizes: Vec<usize> = peer.batches.lock().unwrap().iter().map(Vec::len).collect();
+        h.queue((0..queued).map(|i| (i, format!("q{i}")))).await;
+        h.let_go();
+        let answers = h.answers().await;
+        assert_eq!(answers.len(), BATCHES_IN_FLIGHT + queued);
+        assert!(answers.iter().all(|(_, a)| a.is_ok()));
+        let sizes: Vec<usize> = h.batches().iter().map(Vec::len).collect();
         assert!(
             sizes.iter().all(|&n| n <= MAX_READ_BATCH_KEYS as usize),
             "{sizes:?}"
@@ -429,7 +513,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_batch_or_a_miscounted_answer_fails_every_ask_in_it() {
         let peer = Arc::new(FakePeer::default());
-        let b = batcher(&peer, Duration::from_secs(10));
+        let b = batcher(&peer, Duration::from_secs(10), BATCHES_IN_FLIGHT);
         peer.fail.store(true, Ordering::SeqCst);
         assert!(matches!(
             b.ask(3, query("a")).await,
@@ -450,30 +534,23 @@ mod tests {
 
     #[tokio::test]
     async fn an_ask_is_bounded_by_the_timeout_and_one_nobody_waits_for_is_not_sent() {
-        let peer = Arc::new(FakePeer::default());
-        peer.hold.store(true, Ordering::SeqCst);
-        let b = batcher(&peer, Duration::from_millis(100));
+        let mut h = Held::new(Duration::from_millis(100), BATCHES_IN_FLIGHT);
         // Both batches in flight are held; the third ask waits in the queue
         // and times out there.
-        let mut held = tokio::task::JoinSet::new();
-        for i in 0..BATCHES_IN_FLIGHT {
-            let b = b.clone();
-            held.spawn(async move { b.ask(2, query(&format!("held{i}"))).await });
-            sent(&peer, i + 1).await;
-        }
-        let late = b.ask(2, query("late")).await;
+        h.one_batch_each(BATCHES_IN_FLIGHT, |i| format!("held{i}"))
+            .await;
+        let late = h.b.ask(2, query("late")).await;
         assert!(
             matches!(late, Err(TransportError::Unreachable(_))),
             "{late:?}"
         );
-        while let Some(r) = held.join_next().await {
-            assert!(matches!(r.unwrap(), Err(TransportError::Unreachable(_))));
+        for (_, answer) in h.answers().await {
+            assert!(matches!(answer, Err(TransportError::Unreachable(_))));
         }
-        peer.hold.store(false, Ordering::SeqCst);
-        peer.release.notify_waiters();
+        h.let_go();
         // The next ask leaves alone: the one that timed out is not sent.
-        assert!(b.ask(2, query("next")).await.is_ok());
-        let batches = peer.batches.lock().unwrap().clone();
+        assert!(h.b.ask(2, query("next")).await.is_ok());
+        let batches = h.batches();
         assert_eq!(
             batches.last().unwrap(),
             &vec!["next".to_owned()],

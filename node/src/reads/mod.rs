@@ -1,8 +1,9 @@
 //! Coordinated reads over R replicas. Shared by both replication modes.
 //!
-//! The coordinator reads its own copy, asks R-1 peers for theirs (`POST
-//! /internal/reads`: the asks of concurrent reads to one peer travel
-//! together, see [`batch`]), and returns the highest version. Peers are tried in a
+//! The coordinator reads its own copy, asks R-1 peers for theirs (`GET
+//! /internal/read`, or, with `--read-batches-in-flight` ≥ 1, the asks of
+//! concurrent reads to one peer together in a `POST /internal/reads`, see
+//! [`batch`]), and returns the highest version. Peers are tried in a
 //! preferred order (the leader first in leader-follower mode, then peers that
 //! answered lately, rotated per key so that the load spreads); a peer that
 //! fails or times out is replaced by the next candidate. Only *current*
@@ -44,8 +45,8 @@
 //!   order, the asks in flight, the replies, replacements, the quorum, the
 //!   newest copy and its fetch, the repairs and the trace. No I/O, no clock:
 //!   tested alone, with a seeded random test of its promises.
-//! - [`batch`]: one queue per peer; the asks waiting for a peer leave as
-//!   one request.
+//! - [`batch`]: how an ask travels: alone, or in one queue per peer whose
+//!   waiting asks leave as one request.
 //! - this module: the runtime, which sends the asks the core returns, feeds
 //!   the answers back, sends the repairs and publishes the trace.
 //!
@@ -195,8 +196,9 @@ pub async fn coordinate_read(
 type AskFuture<'a> = Pin<Box<dyn Future<Output = (AskId, Reply)> + Send + 'a>>;
 
 /// The asks of one read in flight: futures polled by the read's own task,
-/// each waiting for its peer's batch ([`batch`]), which another task sends.
-/// Dropping them withdraws the asks not answered yet.
+/// each waiting for its own request or for its peer's batch ([`batch`]),
+/// which other tasks send. Dropping them withdraws the asks not answered
+/// yet.
 struct Asks<'a> {
     cluster: &'a Cluster,
     key: String,

@@ -18,6 +18,13 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+/// The value of the sample `name{labels}` (labels exactly as printed) in
+/// `/metrics` text, if present.
+pub fn metrics_sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
 /// A node served in this process on a free port of 127.0.0.1.
 pub struct TestNode {
     /// Where it listens.
@@ -332,6 +339,22 @@ impl Cluster {
             404 => None,
             s => panic!("local_read answered {s}"),
         }
+    }
+
+    /// `GET /metrics` on node `id`: OpenMetrics text, ending with `# EOF`.
+    pub async fn metrics(&self, id: NodeId) -> String {
+        let resp = self
+            .client
+            .get(format!("{}/metrics", self.url(id)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let kind = resp.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
+        let text = resp.text().await.unwrap();
+        assert!(text.ends_with("# EOF\n"), "OpenMetrics ends with # EOF");
+        text
     }
 
     /// `GET /status` on node `id`, or None if it does not answer.
