@@ -178,10 +178,10 @@ pub struct BenchArgs {
     /// wake-ups across threads) but slows the single node.
     #[arg(long, default_value_t = 0)]
     pub node_worker_threads: usize,
-    /// `--read-batches-in-flight` of every kv-node started (0: no batching,
-    /// the node's default). 1 batches the coordinated reads' asks under
-    /// load (less CPU per read) at the price of a round trip of waiting.
-    #[arg(long, default_value_t = 0)]
+    /// `--read-batches-in-flight` of every kv-node started (1, the node's
+    /// default: the coordinated reads' asks to a peer travel in batches over
+    /// one reads stream; 0: each ask is a request of its own).
+    #[arg(long, default_value_t = 1)]
     pub node_read_batches_in_flight: u32,
     /// Directory for bench.json, bench.md and the processes' logs.
     #[arg(long, default_value = "bench-results")]

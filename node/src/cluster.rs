@@ -13,15 +13,17 @@ use crate::config::{ClusterSpec, Config};
 use crate::events::EventHub;
 use crate::faults::Faults;
 use crate::peers::Peers;
-use crate::reads::batch::ReadBatcher;
+use crate::reads::batch::{PeerReads, ReadBatcher};
 use crate::transport::{SendPacer, Transport};
 use kv_shared::cluster::{
     ClusterConfig, ConfigError, ConfigUpdate, DelayProfile, PeerStatus, Progress,
 };
 use kv_shared::replication::ConfigEnvelope;
 use kv_shared::{Mode, NodeId, Role};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
+use tokio::sync::Notify;
 
 /// A cheap, cloneable handle to the node's cluster context.
 #[derive(Debug, Clone)]
@@ -46,6 +48,9 @@ struct Inner {
     faults: Faults,
     /// The queues of coordinated reads' asks to peers.
     reads: ReadBatcher,
+    /// Set, and its waiters woken, when the node stops.
+    stopped: AtomicBool,
+    halt: Notify,
 }
 
 impl Cluster {
@@ -69,10 +74,16 @@ impl Cluster {
         Ok(Self {
             inner: Arc::new(Inner {
                 reads: ReadBatcher::new(
-                    Arc::new(transport.clone()),
+                    Arc::new(PeerReads::new(
+                        transport.clone(),
+                        &peers.ids(),
+                        config.read_batches_in_flight as usize,
+                    )),
                     config.peer_timeout(),
                     config.read_batches_in_flight as usize,
                 ),
+                stopped: AtomicBool::new(false),
+                halt: Notify::new(),
                 transport,
                 faults,
                 peers,
@@ -127,6 +138,25 @@ impl Cluster {
     /// The queues that batch coordinated reads' asks to peers.
     pub fn read_batcher(&self) -> &ReadBatcher {
         &self.inner.reads
+    }
+
+    /// Ends what serves peers beyond the server's own requests (the reads
+    /// streams, see [`crate::peer_stream`]) and closes this node's idle
+    /// streams to them: the node stops.
+    pub fn stop(&self) {
+        self.inner.stopped.store(true, Ordering::Relaxed);
+        self.inner.halt.notify_waiters();
+        self.inner.reads.close();
+    }
+
+    /// Completes once [`Cluster::stop`] was called.
+    pub async fn stopped(&self) {
+        let halt = self.inner.halt.notified();
+        tokio::pin!(halt);
+        halt.as_mut().enable();
+        if !self.inner.stopped.load(Ordering::Relaxed) {
+            halt.await;
+        }
     }
 
     /// The pacer of replication sends (delay profile).

@@ -215,13 +215,12 @@ pub struct Config {
     #[arg(long, env = "PEER_TIMEOUT_MS", default_value_t = 2000)]
     pub peer_timeout_ms: u64,
     /// Batches coordinated reads' asks to a peer: at most this many batches
-    /// (`POST /internal/reads`) travel to one peer at once, and asks made
-    /// meanwhile leave together in the next. 0: off — each ask is its own
-    /// `GET /internal/read`, sent at once (the lowest latency). 1 spends the
-    /// least CPU per read under load, but a read may wait one round trip to
-    /// the peer (one remote-read delay of the delay profile) for the batch
-    /// ahead of it.
-    #[arg(long, env = "READ_BATCHES_IN_FLIGHT", default_value_t = 0,
+    /// travel to one peer at once, each over one of as many reads streams
+    /// kept open to it (`/internal/reads/stream`), and asks made meanwhile
+    /// leave together in the next; a read may wait one round trip to the
+    /// peer (one remote-read delay of the delay profile) for the batch ahead
+    /// of it. 0: off — each ask is its own `GET /internal/read`, sent at once.
+    #[arg(long, env = "READ_BATCHES_IN_FLIGHT", default_value_t = 1,
         value_parser = clap::value_parser!(u32).range(0..=1024))]
     pub read_batches_in_flight: u32,
     /// Interval of the leader's heartbeats and of the peers' health probes, in ms.

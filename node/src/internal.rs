@@ -1,6 +1,7 @@
 //! Handlers of the node-to-node endpoints both modes share (`/internal/read`,
-//! `/internal/reads`, `/internal/repair`, `/internal/config`, see [`kv_shared::replication`]) and
-//! the middleware that applies injected faults to every node-to-node request.
+//! `/internal/reads`, `/internal/reads/stream`, `/internal/repair`,
+//! `/internal/config`, see [`kv_shared::replication`]) and the middleware
+//! that applies injected faults to every node-to-node request.
 //! Each mode's own endpoints have their handlers beside the mode
 //! ([`crate::leader_follower::endpoints`], [`crate::leaderless::endpoints`]).
 //! Thin like the client ones: they translate between HTTP and the
@@ -8,6 +9,7 @@
 
 use crate::error::{ApiJson, ApiQuery, AppError};
 use crate::faults::{Fate, FROM_HEADER};
+use crate::peer_stream::{self, Reads};
 use crate::server::AppState;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
@@ -90,6 +92,41 @@ pub async fn reads(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<InternalReadsRequest>,
 ) -> Result<Json<InternalReadsResponse>, AppError> {
+    Ok(Json(read_batch(&state, req).await?))
+}
+
+/// `POST /internal/reads/stream`: a read coordinator opens a stream of
+/// batches (see [`crate::peer_stream`]), each answered as `POST
+/// /internal/reads` would be; answered 101, then served until it ends or
+/// this node stops.
+///
+/// # Errors
+/// 400 for a request that is not an upgrade to the stream or names no peer.
+pub async fn reads_stream(
+    State(state): State<AppState>,
+    req: Request,
+) -> Result<Response, AppError> {
+    let served = state.clone();
+    peer_stream::accept::<Reads, _, _>(&state, req, move |from, stream, io| async move {
+        let cluster = served.cluster.clone();
+        let handle = |req| read_batch(&served, req);
+        peer_stream::serve::<Reads, _, _>(
+            served.clone(),
+            from,
+            stream,
+            io,
+            cluster.stopped(),
+            handle,
+        )
+        .await;
+    })
+}
+
+/// The answer to a batch of asks.
+async fn read_batch(
+    state: &AppState,
+    req: InternalReadsRequest,
+) -> Result<InternalReadsResponse, AppError> {
     if req.asks.len() > MAX_READ_BATCH_KEYS as usize {
         return Err(AppError::bad_request(format!(
             "{} asks in one batch; the limit is {MAX_READ_BATCH_KEYS}",
@@ -99,10 +136,10 @@ pub async fn reads(
     for ask in &req.asks {
         validate_key(&ask.key)?;
     }
-    remote_read_delay(&state).await;
-    Ok(Json(InternalReadsResponse {
-        answers: req.asks.iter().map(|q| read_copy(&state, q)).collect(),
-    }))
+    remote_read_delay(state).await;
+    Ok(InternalReadsResponse {
+        answers: req.asks.iter().map(|q| read_copy(state, q)).collect(),
+    })
 }
 
 /// The delay profile's remote-read delay, once per request.

@@ -8,9 +8,10 @@
 //! - [`peers`]: static membership and up/down tracking of the other nodes.
 //! - [`transport`]: node-to-node HTTP over one keep-alive pool, the send pacer
 //!   of the delay profile, the health prober.
-//! - [`append_stream`]: the leader's append stream to each follower (one
-//!   upgraded connection of authenticated, numbered frames instead of one
-//!   request per append) and the follower's end of it.
+//! - [`peer_stream`]: connections kept open to a peer for one kind of message
+//!   (the leader's appends to each follower, a coordinator's batches of
+//!   reads): upgraded connections of authenticated, numbered frames instead
+//!   of one request per message, and the receiving end of them.
 //! - [`faults`]: faults injected into the node's own transport (cut messages
 //!   to or from chosen peers).
 //! - [`security`]: the cluster secret, the admin token, the `Host` and
@@ -55,7 +56,6 @@
 //!   time).
 
 pub mod api;
-pub mod append_stream;
 pub mod cluster;
 pub mod config;
 pub mod error;
@@ -66,6 +66,7 @@ pub mod leader_follower;
 pub mod leaderless;
 pub mod metrics;
 pub mod openapi;
+pub mod peer_stream;
 pub mod peers;
 pub mod reads;
 pub mod replication;

@@ -28,7 +28,8 @@ use kv_shared::leader_follower::{APPEND_PATH, SNAPSHOT_PATH, STREAM_PATH, VOTE_P
 use kv_shared::leaderless::{LL_DIGEST_PATH, LL_FETCH_PATH, LL_KEYS_PATH, LL_WRITE_PATH};
 use kv_shared::limits::{MAX_BODY_BYTES, MAX_INTERNAL_BODY_BYTES};
 use kv_shared::replication::{
-    INTERNAL_CONFIG_PATH, INTERNAL_READS_PATH, INTERNAL_READ_PATH, REPAIR_PATH,
+    INTERNAL_CONFIG_PATH, INTERNAL_READS_PATH, INTERNAL_READS_STREAM_PATH, INTERNAL_READ_PATH,
+    REPAIR_PATH,
 };
 use kv_shared::{
     CONFIG_PATH, GET_KEY_ROUTE, GET_PATH, HEALTH_PATH, LOCAL_READ_KEY_ROUTE, LOCAL_READ_PATH,
@@ -127,6 +128,7 @@ impl AppState {
     /// Stops the background tasks and every further message to peers.
     pub fn stop_background(&self) {
         self.replication.stop();
+        self.cluster.stop();
         for t in self
             .tasks
             .lock()
@@ -196,6 +198,7 @@ fn internal_routes(state: &AppState) -> Router<AppState> {
         .route(STREAM_PATH, post(leader_follower::endpoints::append_stream))
         .route(INTERNAL_READ_PATH, get(internal::read))
         .route(INTERNAL_READS_PATH, post(internal::reads))
+        .route(INTERNAL_READS_STREAM_PATH, post(internal::reads_stream))
         .route(REPAIR_PATH, post(internal::repair))
         .route(INTERNAL_CONFIG_PATH, post(internal::config))
         .route(LL_WRITE_PATH, post(leaderless::endpoints::write))

@@ -10,9 +10,9 @@
 //! Flow control (one in-flight replication message per follower, later
 //! entries batched into the next one) lives in the replication cores, which
 //! decide what to send; this module only carries it. Leader-follower
-//! appends usually travel on the leader's append stream instead
-//! ([`crate::append_stream`], built on this transport's peers,
-//! faults and secret); they come here when it is busy or not offered.
+//! appends, and batched reads' asks, usually travel on peer streams instead
+//! ([`crate::peer_stream`], built on this transport's peers, faults and
+//! secret); they come here when every stream is busy or none is offered.
 
 use crate::faults::{Fate, Faults};
 use crate::peers::Peers;

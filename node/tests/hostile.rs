@@ -21,7 +21,8 @@ use kv_shared::leaderless::{DigestRequest, LlWrite, TreeShape, WriteKind};
 use kv_shared::limits::{MAX_DELAY_MS, MAX_KEY_BYTES, MAX_READ_BATCH_KEYS, MAX_TERM, MAX_VERSION};
 use kv_shared::replication::{
     ConfigEnvelope, InternalReadQuery, InternalReadsRequest, Record, RepairRequest,
-    BODY_DIGEST_HEADER, FROM_HEADER, INTERNAL_READS_PATH, SIGNATURE_HEADER, TIME_HEADER,
+    BODY_DIGEST_HEADER, FROM_HEADER, INTERNAL_READS_PATH, INTERNAL_READS_STREAM_PATH,
+    SIGNATURE_HEADER, TIME_HEADER,
 };
 use kv_shared::{ErrorBody, NodeId};
 use serde_json::{json, Value};
@@ -739,6 +740,12 @@ async fn a_leader_follower_cluster_refuses_every_attack_and_keeps_serving() {
                     400,
                 ),
                 (
+                    "a reads stream asked for without the upgrade",
+                    INTERNAL_READS_STREAM_PATH,
+                    json!({}),
+                    400,
+                ),
+                (
                     "a snapshot with a version past the limit",
                     SNAPSHOT_PATH,
                     snapshot,
@@ -937,6 +944,12 @@ async fn a_leaderless_cluster_refuses_every_attack_and_keeps_serving() {
                     "a configuration from an unknown origin",
                     "/internal/config",
                     envelope(config(1, 1, 0), 1, 9),
+                    400,
+                ),
+                (
+                    "a reads stream asked for without the upgrade",
+                    INTERNAL_READS_STREAM_PATH,
+                    json!({}),
                     400,
                 ),
                 (

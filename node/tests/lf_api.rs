@@ -5,7 +5,8 @@ mod common;
 
 use common::{metrics_sample, wait_until, Cluster};
 use kv_shared::cluster::{ClusterConfig, DelayProfile};
-use kv_shared::{ErrorBody, SetResponse};
+use kv_shared::replication::INTERNAL_READS_STREAM_PATH;
+use kv_shared::{ErrorBody, NodeId, SetResponse};
 use reqwest::StatusCode;
 use serde_json::json;
 use std::time::Duration;
@@ -275,20 +276,12 @@ async fn coordinated_reads_return_the_newest_copy_and_leave_replicas_to_the_log(
         c.local(3, "k").await.is_none(),
         "no read repair in leader-follower mode"
     );
-    // Batching is off by default: the leader was asked with a request of
-    // its own, never a batch; a key the query string must encode arrives
-    // whole.
-    let odd = "a b&c=d/é?";
-    assert_eq!(c.set(1, odd, "odd").await.status(), StatusCode::CREATED);
-    let g: kv_shared::GetResponse = c.get(3, odd).await.json().await.unwrap();
-    assert_eq!((g.value.as_str(), g.version), ("odd", 1));
-    let leader = c.metrics(1).await;
-    let single = r#"kv_http_requests_total{route="/internal/read",method="GET",status="200"}"#;
-    assert!(
-        metrics_sample(&leader, single).is_some_and(|n| n >= 2.0),
-        "{leader}"
-    );
-    assert_eq!(read_batches_answered(&c, 1).await, 0);
+    // By default the leader was asked in batches over one reads stream,
+    // never with a request of its own; an odd key arrives whole.
+    odd_key_read(&c).await;
+    assert!(read_batches_answered(&c, 1).await >= 2);
+    assert_eq!(reads_streams_opened(&c, 1).await, 1);
+    assert_eq!(single_asks_answered(&c, 1).await, 0);
     let forged = json!({"from": 1, "records": [{"key": "k", "value": "forged", "version": 9}]});
     let r = c.post_internal(3, "/internal/repair", forged).await;
     error(r, StatusCode::CONFLICT).await;
@@ -301,8 +294,34 @@ async fn coordinated_reads_return_the_newest_copy_and_leave_replicas_to_the_log(
     c.stop().await;
 }
 
-/// How many `POST /internal/reads` node `id` answered, from its `/metrics`.
-async fn read_batches_answered(c: &Cluster, id: u32) -> u64 {
+#[tokio::test]
+async fn with_batching_off_each_ask_is_a_request_of_its_own() {
+    let c = Cluster::start(3, 3, 3, |cfg| cfg.read_batches_in_flight = 0).await;
+    odd_key_read(&c).await;
+    assert!(single_asks_answered(&c, 1).await >= 1);
+    assert_eq!(read_batches_answered(&c, 1).await, 0);
+    assert_eq!(reads_streams_opened(&c, 1).await, 0);
+    c.stop().await;
+}
+
+/// Writes and reads over R = 3 at node 3 a key that the query string must
+/// encode (`GET /internal/read`): it arrives whole.
+async fn odd_key_read(c: &Cluster) {
+    let odd = "a b&c=d/é?";
+    assert_eq!(c.set(1, odd, "odd").await.status(), StatusCode::CREATED);
+    let g: kv_shared::GetResponse = c.get(3, odd).await.json().await.unwrap();
+    assert_eq!((g.value.as_str(), g.version), ("odd", 1));
+}
+
+/// How many `GET /internal/read` node `id` answered, from its `/metrics`.
+async fn single_asks_answered(c: &Cluster, id: NodeId) -> u64 {
+    let series = r#"kv_http_requests_total{route="/internal/read",method="GET",status="200"}"#;
+    metrics_sample(&c.metrics(id).await, series).map_or(0, |n| n as u64)
+}
+
+/// How many `POST /internal/reads` node `id` answered, from its `/metrics`
+/// (each batch over a reads stream counts as one).
+async fn read_batches_answered(c: &Cluster, id: NodeId) -> u64 {
     let series = r#"kv_http_requests_total{route="/internal/reads",method="POST",status="200"}"#;
     metrics_sample(&c.metrics(id).await, series).map_or(0, |n| n as u64)
 }
@@ -322,9 +341,28 @@ async fn concurrent_reads_share_batches_to_a_peer_and_each_gets_its_own_copy() {
         assert_eq!(c.set(1, &k, &v).await.status(), StatusCode::CREATED);
     }
     let before = read_batches_answered(&c, 1).await;
+    // Two rounds, one after the other: each needs at least one batch.
+    for round in 0..2 {
+        concurrent_reads(&c, 3, reads, round).await;
+    }
+    let batches = read_batches_answered(&c, 1).await - before;
+    // Every read asked the leader (the first candidate); far fewer batches
+    // than reads carried the asks.
+    assert!(
+        (2..reads as u64 / 3).contains(&batches),
+        "{batches} batches for {reads} reads"
+    );
+    // All of them over one reads stream from node 3, opened once.
+    assert_eq!(reads_streams_opened(&c, 1).await, 1);
+    c.stop().await;
+}
+
+/// Reads `k0`…`k{reads-1}` at node `at` all at once and checks each gets
+/// its own value (`v{i}`, version 1).
+async fn concurrent_reads(c: &Cluster, at: NodeId, reads: usize, round: usize) {
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..reads {
-        let (client, url) = (c.client.clone(), c.url(3));
+        let (client, url) = (c.client.clone(), c.url(at));
         tasks.spawn(async move {
             let resp = client
                 .get(format!("{url}/get?key=k{i}"))
@@ -337,14 +375,58 @@ async fn concurrent_reads_share_batches_to_a_peer_and_each_gets_its_own_copy() {
     }
     while let Some(r) = tasks.join_next().await {
         let (i, g) = r.unwrap();
-        assert_eq!((g.value, g.version), (format!("v{i}"), 1), "read of k{i}");
+        let want = (format!("v{i}"), 1);
+        assert_eq!((g.value, g.version), want, "round {round}, read of k{i}");
     }
-    let batches = read_batches_answered(&c, 1).await - before;
-    // Every read asked the leader (the first candidate); far fewer batches
-    // than reads carried the asks.
-    assert!(
-        (1..reads / 3).contains(&batches),
-        "{batches} batches for {reads} reads"
+}
+
+/// How many reads streams node `id` accepted (upgrades of
+/// `POST /internal/reads/stream`), from its `/metrics`.
+async fn reads_streams_opened(c: &Cluster, id: NodeId) -> u64 {
+    let series = format!(
+        r#"kv_http_requests_total{{route="{INTERNAL_READS_STREAM_PATH}",method="POST",status="101"}}"#
+    );
+    metrics_sample(&c.metrics(id).await, &series).map_or(0, |n| n as u64)
+}
+
+#[tokio::test]
+async fn a_stopped_node_answers_no_batch_on_its_reads_stream_and_a_new_one_serves_again() {
+    // N = R = 3: a read at node 3 needs the copies of both others.
+    let mut c = Cluster::start(3, 3, 3, |cfg| cfg.read_batches_in_flight = 1).await;
+    let reads = 8;
+    for i in 0..reads {
+        let (k, v) = (format!("k{i}"), format!("v{i}"));
+        assert_eq!(c.set(1, &k, &v).await.status(), StatusCode::CREATED);
+    }
+    c.wait_converged().await;
+    concurrent_reads(&c, 3, reads, 0).await;
+    assert_eq!(reads_streams_opened(&c, 2).await, 1);
+    // Node 2 stops: the stream node 3 holds to it must not answer any more
+    // (its server is gone, the stream too), so R = 3 cannot be met.
+    c.kill(2).await;
+    let r = c.get(3, "k0").await;
+    assert_eq!(
+        r.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "read with node 2 stopped"
+    );
+    // Back (empty, then caught up from the leader): a new stream serves.
+    c.restart(2).await;
+    wait_until("node 2 caught up", Duration::from_secs(10), || async {
+        c.local(2, &format!("k{}", reads - 1)).await.is_some()
+    })
+    .await;
+    wait_until(
+        "a read at node 3 meets R = 3 again",
+        Duration::from_secs(10),
+        || async { c.get(3, "k0").await.status() == StatusCode::OK },
+    )
+    .await;
+    concurrent_reads(&c, 3, reads, 1).await;
+    assert_eq!(
+        reads_streams_opened(&c, 2).await,
+        1,
+        "the restarted node's own count"
     );
     c.stop().await;
 }

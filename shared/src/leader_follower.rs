@@ -11,19 +11,14 @@
 //! | `POST /internal/lf/vote` | [`VoteRequest`] | [`VoteResponse`] | a (pre-)candidate → every peer |
 //! | `POST /internal/lf/append` | [`AppendRequest`] | [`AppendResponse`] | leader → follower: entries after `(prev_index, prev_term)`, or none (a heartbeat) |
 //! | `POST /internal/lf/snapshot` | [`SnapshotRequest`] | [`AppendResponse`] | leader → follower: the committed state, when the leader's log no longer holds what the follower misses |
-//! | `POST /internal/lf/stream` (upgrade to [`STREAM_PROTOCOL`]) | frames of [`AppendRequest`] | frames of [`StreamAnswer`] | leader → follower: the same appends as `/internal/lf/append`, one after the other over one connection |
+//! | `POST /internal/lf/stream` (upgrade to [`STREAM_PROTOCOL`]) | frames of [`AppendRequest`] | frames of [`AppendStreamAnswer`] | leader → follower: the same appends as `/internal/lf/append`, one after the other over one connection |
 //!
 //! **The append stream.** A leader keeps one connection per follower,
 //! upgraded from a signed `POST /internal/lf/stream`, and sends its appends
 //! over it one at a time, each answered before the next leaves; an append
 //! that finds the stream busy (a heartbeat while a batch is out) goes as a
-//! request of its own. Each frame is `length (u32, big-endian) ‖ MAC (32
-//! bytes) ‖ JSON`, the length at most
-//! [`crate::limits::MAX_INTERNAL_BODY_BYTES`], the MAC an HMAC-SHA256 under
-//! the cluster secret over the upgrade request's signature, the direction,
-//! the frame's number on the stream and the JSON: a frame cannot be forged,
-//! replayed onto another stream, reordered or dropped unnoticed. A frame
-//! that fails any check ends the stream.
+//! request of its own. Its frames are those of every peer stream (see
+//! [`crate::replication`], "Peer streams").
 //!
 //! Every message carries the sender's term. A node that sees a higher term
 //! adopts it and becomes a follower; a message from an older term is refused
@@ -44,8 +39,6 @@ pub const SNAPSHOT_PATH: &str = "/internal/lf/snapshot";
 pub const STREAM_PATH: &str = "/internal/lf/stream";
 /// The `Upgrade` protocol of the append stream.
 pub const STREAM_PROTOCOL: &str = "kv-lf-append-stream/1";
-/// Length of the MAC that follows a stream frame's length.
-pub const STREAM_MAC_BYTES: usize = 32;
 
 /// What one log entry does. Externally tagged on the wire
 /// (`{"write":{...}}`), which decodes without buffering.
@@ -201,17 +194,7 @@ pub struct AppendResponse {
 
 /// A follower's answer to one append of the stream: what
 /// `POST /internal/lf/append` would have answered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StreamAnswer {
-    /// The HTTP status the request would have got (200, or an error's).
-    pub status: u16,
-    /// With 200: the answer.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub answer: Option<AppendResponse>,
-    /// Otherwise: the error.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<crate::ErrorBody>,
-}
+pub type AppendStreamAnswer = crate::replication::StreamAnswer<AppendResponse>;
 
 /// Body of `POST /internal/lf/snapshot`: one chunk of the leader's committed
 /// state. A snapshot travels in chunks of bounded size; the follower stages

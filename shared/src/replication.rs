@@ -8,9 +8,25 @@
 //! | --- | --- | --- | --- |
 //! | `GET /internal/read?key=K[&digest=true]` ([`InternalReadQuery`]) | — | [`InternalReadResponse`] | read coordinator → replica: the replica's copy of one key (with `digest=true`, its version only), one ask per request (batching off, the default) |
 //! | `POST /internal/reads` | [`InternalReadsRequest`] | [`InternalReadsResponse`] | read coordinator → replica, with `--read-batches-in-flight` ≥ 1: the copies of one or more keys at once, one per read that asks it meanwhile (at most [`MAX_READ_BATCH_KEYS`](crate::limits::MAX_READ_BATCH_KEYS)) |
+//! | `POST /internal/reads/stream` (upgrade to [`READS_STREAM_PROTOCOL`]) | frames of [`InternalReadsRequest`] | frames of [`StreamAnswer`]`<`[`InternalReadsResponse`]`>` | read coordinator → replica, with `--read-batches-in-flight` ≥ 1: the same batches as `/internal/reads`, over at most that many connections per peer kept open |
 //! | `POST /internal/repair` | [`RepairRequest`] | [`RepairResponse`] | leaderless read coordinator → stale replica: newer records seen by a read |
 //! | `POST /internal/config` | [`ConfigEnvelope`] | [`ConfigEnvelope`] | leaderless: any node → every peer, a changed W/R or delay profile; leader-follower: a follower → the leader, a change to carry out |
 
+//!
+//! # Peer streams
+//! Messages that a node sends to the same peer again and again (a leader's
+//! appends, a coordinator's batches of reads) may travel over a connection
+//! kept open for them instead of a request each: the sender upgrades a
+//! signed `POST` of the stream's path, and then each message is one frame,
+//! answered by one frame before the next leaves. A frame is `length (u32,
+//! big-endian) ‖ MAC (`[`STREAM_MAC_BYTES`]` bytes) ‖ JSON`, the length at
+//! most [`crate::limits::MAX_INTERNAL_BODY_BYTES`], the MAC an HMAC-SHA256
+//! under the cluster secret over the upgrade request's signature, the
+//! direction, the frame's number on the stream and the JSON: a frame cannot
+//! be forged, replayed onto another stream, reordered or dropped unnoticed.
+//! A frame that fails any check ends the stream. The answer frame is a
+//! [`StreamAnswer`]: the status and body the message would have got as a
+//! request.
 //!
 //! # Authentication
 //! Every node-to-node request carries the headers below, and every answer
@@ -35,6 +51,13 @@ pub const INTERNAL_READ_PATH: &str = "/internal/read";
 /// Path of a batch of reads, `POST /internal/reads` ([`InternalReadsRequest`]),
 /// answered with [`InternalReadsResponse`].
 pub const INTERNAL_READS_PATH: &str = "/internal/reads";
+/// Path a read coordinator upgrades to a stream of [`InternalReadsRequest`]
+/// batches to one replica (see "Peer streams" above).
+pub const INTERNAL_READS_STREAM_PATH: &str = "/internal/reads/stream";
+/// The `Upgrade` protocol of a reads stream.
+pub const READS_STREAM_PROTOCOL: &str = "kv-reads-stream/1";
+/// Length of the MAC that follows a stream frame's length.
+pub const STREAM_MAC_BYTES: usize = 32;
 /// Path of [`RepairRequest`] (`POST`).
 pub const REPAIR_PATH: &str = "/internal/repair";
 /// Path of a [`ConfigEnvelope`] pushed to a peer (`POST`).
@@ -47,6 +70,21 @@ pub const BODY_DIGEST_HEADER: &str = "x-kv-body-sha256";
 pub const SIGNATURE_HEADER: &str = "x-kv-signature";
 /// Most a request's [`TIME_HEADER`] may differ from the receiver's clock, in ms.
 pub const SIGNATURE_WINDOW_MS: u64 = 60_000;
+
+/// The answer frame of a peer stream: what the message would have got as a
+/// request (`T` is that request's answer).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(bound(deserialize = "T: Deserialize<'de>"))]
+pub struct StreamAnswer<T> {
+    /// The HTTP status the request would have got (200, or an error's).
+    pub status: u16,
+    /// With 200: the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<T>,
+    /// Otherwise: the error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<crate::ErrorBody>,
+}
 
 /// A key with its value and version: the unit of snapshots and read repair.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

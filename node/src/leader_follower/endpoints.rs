@@ -4,18 +4,15 @@
 //! [`crate::error::ReplicationError`]s become answers through `?`.
 
 use crate::error::{ApiJson, AppError};
-use crate::faults::FROM_HEADER;
+use crate::peer_stream::{self, Appends};
 use crate::server::AppState;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 use kv_shared::leader_follower::{
-    AppendRequest, AppendResponse, SnapshotRequest, VoteRequest, VoteResponse, STREAM_PATH,
-    STREAM_PROTOCOL,
+    AppendRequest, AppendResponse, SnapshotRequest, VoteRequest, VoteResponse,
 };
-use kv_shared::replication::SIGNATURE_HEADER;
-use kv_shared::NodeId;
 
 fn lf_only(state: &AppState) -> Result<&super::LeaderFollower, AppError> {
     state.replication.leader_follower().ok_or_else(|| {
@@ -43,37 +40,34 @@ pub async fn append(
 }
 
 /// `POST /internal/lf/stream`: a leader opens its append stream (see
-/// [`crate::append_stream`]); answered 101, then served until it
-/// ends. The request passed [`crate::security::authenticate_peer`], so its
-/// sender header is genuine.
+/// [`crate::peer_stream`]); answered 101, then served until it ends or this
+/// node stops.
 ///
 /// # Errors
 /// 409 outside leader-follower mode; 400 for a request that is not an
 /// upgrade to the stream or names no peer.
 pub async fn append_stream(
     State(state): State<AppState>,
-    mut req: Request,
+    req: Request,
 ) -> Result<Response, AppError> {
-    lf_only(&state)?;
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-    let upgrade = header(axum::http::header::UPGRADE.as_str()) == Some(STREAM_PROTOCOL);
-    let from = header(FROM_HEADER).and_then(|v| v.parse::<NodeId>().ok());
-    let signature = header(SIGNATURE_HEADER).map(str::to_owned);
-    let (true, Some(from), Some(signature)) = (upgrade, from, signature) else {
-        return Err(AppError::bad_request(format!(
-            "{STREAM_PATH} takes a signed upgrade to {STREAM_PROTOCOL}"
-        )));
-    };
-    if state.cluster.peers().url(from).is_none() {
-        return Err(AppError::bad_request(format!("node {from} is not a peer")));
-    }
-    let upgrading = hyper::upgrade::on(&mut req);
-    tokio::spawn(async move {
-        if let Ok(io) = upgrading.await {
-            crate::append_stream::serve(state, from, signature, io).await;
-        }
-    });
-    Ok(crate::append_stream::switching_protocols())
+    let lf = lf_only(&state)?.clone();
+    let served = state.clone();
+    peer_stream::accept::<Appends, _, _>(&state, req, move |from, stream, io| async move {
+        let halt = lf.clone();
+        let stop = async move {
+            let stopping = halt.stopping();
+            tokio::pin!(stopping);
+            stopping.as_mut().enable();
+            if !halt.is_stopped() {
+                stopping.await;
+            }
+        };
+        let handle = |req| {
+            let lf = lf.clone();
+            async move { lf.on_append(req).await.map_err(AppError::from) }
+        };
+        peer_stream::serve::<Appends, _, _>(served, from, stream, io, stop, handle).await;
+    })
 }
 
 /// `POST /internal/lf/snapshot`: the leader's committed state.

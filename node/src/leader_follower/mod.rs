@@ -163,7 +163,7 @@
 //!   the leader's log (`--log-capacity` committed entries) gets a snapshot of
 //!   the committed state, then the tail.
 //! - Appends travel on the leader's **append stream** to each follower
-//!   ([`crate::append_stream`]): one connection, upgraded from a signed request, carrying
+//!   ([`crate::peer_stream`]): one connection, upgraded from a signed request, carrying
 //!   one append and its answer at a time, each frame authenticated with the
 //!   cluster secret and bounded in size. An append that finds the stream
 //!   busy (a heartbeat while a batch is out) goes as a request of its own
@@ -301,8 +301,8 @@ struct Inner {
     stopped: AtomicBool,
     /// Woken when the node stops: ends the append streams it serves.
     halt: Notify,
-    /// The append streams to the followers (see [`crate::append_stream`]).
-    links: crate::append_stream::Links,
+    /// The append streams to the followers (see [`crate::peer_stream`]).
+    links: crate::peer_stream::Links<crate::peer_stream::Appends>,
     /// One configuration change at a time.
     changing: tokio::sync::Mutex<()>,
 }
@@ -385,7 +385,7 @@ impl LeaderFollower {
                 stepped: Notify::new(),
                 stopped: AtomicBool::new(false),
                 halt: Notify::new(),
-                links: crate::append_stream::Links::new(&cluster_peers),
+                links: crate::peer_stream::Links::new(&cluster_peers, 1),
                 changing: tokio::sync::Mutex::new(()),
             }),
         }
@@ -987,7 +987,7 @@ impl LeaderFollower {
                     if let Some((a, b)) = range {
                         events.trace_sent(to, a..=b);
                     }
-                    this.inner.links.append(&t, to, &req, timeout).await
+                    this.inner.links.carry(&t, to, &req, timeout).await
                 };
                 let r = if range.is_some() {
                     cluster

@@ -1,8 +1,10 @@
 //! Batched remote reads: the asks that concurrent reads send to the same
-//! peer share one request (`POST /internal/reads`).
+//! peer share one message, carried over a reads stream kept open to the
+//! peer ([`crate::peer_stream`]; as `POST /internal/reads` when none can
+//! carry it).
 //!
-//! Batching is on with `--read-batches-in-flight N`, N ≥ 1: each peer has a
-//! queue and sender tasks, at most N. A sender takes the first ask waiting,
+//! Batching is on with `--read-batches-in-flight N`, N ≥ 1 (1 by default):
+//! each peer has a queue, sender tasks and reads streams, at most N. A sender takes the first ask waiting,
 //! then everything queued behind it (at most [`MAX_READ_BATCH_KEYS`]), and
 //! sends them as one batch; asks that arrive while N batches travel wait
 //! for the next one. An idle peer gets an ask the moment it is made, and a
@@ -13,11 +15,11 @@
 //! the order of the asks, and a batch answered with another count of copies
 //! fails every ask in it.
 //!
-//! With N = 0, the default, batching is off: each ask is its own `GET
-//! /internal/read`, sent at once by a task of its own, with no queue and no
-//! hand-over between asks. That path answers a read sooner when the peers
-//! are not saturated (measured in `docs/results.md`, "Batched remote
-//! reads").
+//! With N = 0 batching is off: each ask is its own `GET /internal/read`,
+//! sent at once by a task of its own, with no queue and no hand-over
+//! between asks. Batches over streams spend about half the CPU per read and
+//! answer sooner at every load measured (`docs/results.md`, "Reads over
+//! peer streams"), hence N = 1 by default.
 //!
 //! What a batch changes for the read ([`super::core`]) is nothing but the
 //! transport: an ask still gets a copy, a failure or a timeout. A batch that
@@ -28,11 +30,12 @@
 //! waits for it (the read met its quorum, or was dropped) is left out of
 //! the next batch.
 
+use crate::peer_stream::{Links, Reads};
 use crate::transport::{Transport, TransportError};
 use kv_shared::limits::MAX_READ_BATCH_KEYS;
 use kv_shared::replication::{
     InternalReadQuery, InternalReadResponse, InternalReadsRequest, InternalReadsResponse,
-    INTERNAL_READS_PATH, INTERNAL_READ_PATH,
+    INTERNAL_READ_PATH,
 };
 use kv_shared::NodeId;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
@@ -54,28 +57,55 @@ pub type BatchAnswer =
 pub type OneAnswer =
     Pin<Box<dyn Future<Output = Result<InternalReadResponse, TransportError>> + Send>>;
 
-/// Sends asks to a peer: the transport, or a stand-in in tests.
+/// Sends asks to a peer: the transport ([`PeerReads`]), or a stand-in in
+/// tests.
 pub trait SendBatch: Send + Sync + 'static {
     /// Sends the batch `req` to `to`, bounded by `timeout`.
     fn send(&self, to: NodeId, req: InternalReadsRequest, timeout: Duration) -> BatchAnswer;
     /// Sends one ask alone to `to`, bounded by `timeout`.
     fn send_one(&self, to: NodeId, query: InternalReadQuery, timeout: Duration) -> OneAnswer;
+    /// Closes the connections kept idle for later batches (the node stops).
+    fn close(&self) {}
 }
 
-impl SendBatch for Transport {
+/// How the node's asks travel: a batch over one of the reads streams kept
+/// open to the peer (as many as batches may be in flight to it, see
+/// [`crate::peer_stream`]), or as `POST /internal/reads` when no stream can
+/// carry it; an ask alone as `GET /internal/read`.
+#[derive(Clone)]
+pub struct PeerReads {
+    transport: Transport,
+    links: Arc<Links<Reads>>,
+}
+
+impl PeerReads {
+    /// Room for `streams` reads streams to each of `peers`.
+    pub fn new(transport: Transport, peers: &[NodeId], streams: usize) -> Self {
+        Self {
+            transport,
+            links: Arc::new(Links::new(peers, streams)),
+        }
+    }
+}
+
+impl SendBatch for PeerReads {
     fn send(&self, to: NodeId, req: InternalReadsRequest, timeout: Duration) -> BatchAnswer {
-        let t = self.clone();
-        Box::pin(async move { t.post(to, INTERNAL_READS_PATH, &req, timeout).await })
+        let this = self.clone();
+        Box::pin(async move { this.links.carry(&this.transport, to, &req, timeout).await })
     }
 
     fn send_one(&self, to: NodeId, query: InternalReadQuery, timeout: Duration) -> OneAnswer {
-        let t = self.clone();
+        let t = self.transport.clone();
         Box::pin(async move {
             let key = utf8_percent_encode(&query.key, NON_ALPHANUMERIC);
             let digest = if query.digest { "&digest=true" } else { "" };
             let path = format!("{INTERNAL_READ_PATH}?key={key}{digest}");
             t.get(to, &path, timeout).await
         })
+    }
+
+    fn close(&self) {
+        self.links.close();
     }
 }
 
@@ -131,6 +161,11 @@ impl ReadBatcher {
                 queues: Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// Closes the connections kept idle for later batches (the node stops).
+    pub fn close(&self) {
+        self.shared.sender.close();
     }
 
     /// Asks `to` for its copy of `query.key`, in the next batch to it (or

@@ -1,9 +1,9 @@
 //! Coordinated reads over R replicas. Shared by both replication modes.
 //!
-//! The coordinator reads its own copy, asks R-1 peers for theirs (`GET
-//! /internal/read`, or, with `--read-batches-in-flight` ≥ 1, the asks of
-//! concurrent reads to one peer together in a `POST /internal/reads`, see
-//! [`batch`]), and returns the highest version. Peers are tried in a
+//! The coordinator reads its own copy, asks R-1 peers for theirs (the asks
+//! of concurrent reads to one peer together in one batch over a reads
+//! stream, or with `--read-batches-in-flight 0` each as a `GET
+//! /internal/read`, see [`batch`]), and returns the highest version. Peers are tried in a
 //! preferred order (the leader first in leader-follower mode, then peers that
 //! answered lately, rotated per key so that the load spreads); a peer that
 //! fails or times out is replaced by the next candidate. Only *current*

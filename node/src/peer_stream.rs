@@ -1,63 +1,76 @@
-//! The append stream: one connection per follower over which the leader
-//! sends its appends, instead of one HTTP request each.
+//! Peer streams: connections kept open to a peer, over which a node sends
+//! the same kind of message again and again — the leader its appends to a
+//! follower ([`Appends`]), a read coordinator its batches of asks to a
+//! replica ([`Reads`]) — instead of one HTTP request each.
 //!
-//! The leader opens it with a signed `POST /internal/lf/stream` (checked by
-//! [`crate::security::authenticate_peer`] like every node-to-node request)
-//! that the follower upgrades; then each append is one frame and its answer
-//! one frame back ([`kv_shared::leader_follower`] gives the format). Every
-//! frame is authenticated with the cluster secret, numbered, and bounded by
-//! [`MAX_INTERNAL_BODY_BYTES`]; a frame that fails a check ends the stream.
-//! Each end keeps its buffers (the append encoded, the frame sent, the
-//! payload read) from one frame to the next, so a frame costs no
-//! allocation; one grown past 256 KiB is not kept: the frame sent is let go
-//! right after it, the append encoded when the next append starts, the
-//! payload read when a smaller one comes.
+//! The sender opens a stream with a signed `POST` of the kind's upgrade path
+//! (checked by [`crate::security::authenticate_peer`] like every
+//! node-to-node request), which the peer upgrades; then each message is one
+//! frame and its answer one frame back ([`kv_shared::replication`], "Peer
+//! streams", gives the format). Every frame is authenticated with the
+//! cluster secret, numbered, and bounded by [`MAX_INTERNAL_BODY_BYTES`]; a
+//! frame that fails a check ends the stream. Each end keeps its buffers (the
+//! message encoded, the frame sent, the payload read) from one frame to the
+//! next, so a frame costs no allocation; one grown past 256 KiB is not kept:
+//! the frame sent is let go right after it, the message encoded when the
+//! next message starts, the payload read when a smaller one comes.
 //!
-//! What a message meets is what it met as a request: the leader waits out a
-//! pause and applies its outgoing faults to each frame ([`Links::append`],
-//! as [`Transport`] does for a request); the follower holds each frame while
+//! What a message meets is what it met as a request: the sender waits out a
+//! pause and applies its outgoing faults to each frame ([`Links::carry`], as
+//! [`Transport`] does for a request); the peer holds each frame while
 //! paused, refuses it when its incoming faults say so, and applies its
 //! outgoing faults to the answer ([`serve`], as the server's middleware
-//! does). The follower answers exactly what `POST /internal/lf/append` would
-//! (its status and body), so the core sees the same answers and failures,
-//! and counts each frame in `/metrics` as that request.
+//! does). The peer answers exactly what the kind's request would get (its
+//! status and body), so the caller sees the same answers and failures, and
+//! counts each frame in `/metrics` as that request. A node that stops ends
+//! the streams it serves.
 //!
-//! One append is on a stream at a time, which the cores' flow control (one
-//! message in flight per follower) fits: an append that finds the stream
-//! busy — a heartbeat while a batch is out, or a message sent again after a
-//! timeout — goes as a request of its own, so nothing waits behind another
-//! message. A stream that breaks (reset, closed, no answer in time, a bad
-//! frame) is dropped and the message reported failed, as a failed request
-//! is; the next append opens a new one. A follower that does not offer the
-//! stream (it refuses the upgrade) gets requests for [`UPGRADE_RETRY`].
+//! One message is on a stream at a time. A sender keeps a fixed number of
+//! streams per peer (one for appends, which the core's flow control — one
+//! message in flight per follower — fits; `--read-batches-in-flight` for
+//! reads, which the read batcher never exceeds); a message that finds them
+//! all busy — a heartbeat while a batch is out, or a message sent again
+//! after a timeout — goes as a request of its own, so nothing waits behind
+//! another message. A stream that breaks (reset, closed, no answer in time,
+//! a bad frame) is dropped and the message reported failed, as a failed
+//! request is; the next message opens a new one. A peer that does not offer
+//! the stream (it refuses the upgrade) gets requests for [`UPGRADE_RETRY`].
 
 use crate::error::AppError;
-use crate::faults::{Fate, Faults};
+use crate::faults::{Fate, Faults, FROM_HEADER};
 use crate::security::Secret;
 use crate::server::AppState;
 use crate::transport::{Transport, TransportError};
 use axum::body::Body;
+use axum::extract::Request as ServerRequest;
 use axum::http::{header, HeaderValue, Request, StatusCode};
+use axum::response::Response;
 use bytes::Bytes;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use kv_shared::leader_follower::{
-    AppendRequest, AppendResponse, StreamAnswer, APPEND_PATH, STREAM_MAC_BYTES, STREAM_PATH,
-    STREAM_PROTOCOL,
+    AppendRequest, AppendResponse, APPEND_PATH, STREAM_PATH, STREAM_PROTOCOL,
 };
 use kv_shared::limits::MAX_INTERNAL_BODY_BYTES;
-use kv_shared::replication::SIGNATURE_HEADER;
+use kv_shared::replication::{
+    InternalReadsRequest, InternalReadsResponse, StreamAnswer, INTERNAL_READS_PATH,
+    INTERNAL_READS_STREAM_PATH, READS_STREAM_PROTOCOL, SIGNATURE_HEADER, STREAM_MAC_BYTES,
+};
 use kv_shared::NodeId;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 
-/// Direction label of the leader's frames in their MAC.
+/// Direction label of the sender's frames in their MAC.
 const REQUEST: &str = "request";
-/// Direction label of the follower's frames in their MAC.
+/// Direction label of the peer's frames in their MAC.
 const ANSWER: &str = "answer";
-/// After a follower refused the upgrade, appends to it go as requests for
-/// this long before the leader asks again.
+/// After a peer refused the upgrade, messages to it go as requests for
+/// this long before the sender asks again.
 pub const UPGRADE_RETRY: Duration = Duration::from_secs(1);
 /// A stream unused for this long is opened anew rather than reused: well
 /// under the peers' `--idle-timeout-ms` (60 s by default), as for the
@@ -71,6 +84,47 @@ const HEAD_BYTES: usize = 4 + STREAM_MAC_BYTES;
 /// allocation) are let go once they grew past this (see the module's notes
 /// for when).
 const KEEP_BUFFER_BYTES: usize = 256 * 1024;
+
+/// A kind of message that peer streams carry.
+pub trait Carried: 'static {
+    /// The message.
+    type Req: Serialize + DeserializeOwned + Send + Sync;
+    /// Its answer.
+    type Resp: Serialize + DeserializeOwned + Send;
+    /// The request a message stands for: how it travels when no stream
+    /// carries it, and its name in `/metrics`.
+    const REQUEST_PATH: &'static str;
+    /// The path the sender upgrades.
+    const UPGRADE_PATH: &'static str;
+    /// The `Upgrade` protocol.
+    const PROTOCOL: &'static str;
+    /// What the stream is called in errors and logs.
+    const NAME: &'static str;
+}
+
+/// A leader's appends to a follower (`POST /internal/lf/append`).
+pub struct Appends;
+
+impl Carried for Appends {
+    type Req = AppendRequest;
+    type Resp = AppendResponse;
+    const REQUEST_PATH: &'static str = APPEND_PATH;
+    const UPGRADE_PATH: &'static str = STREAM_PATH;
+    const PROTOCOL: &'static str = STREAM_PROTOCOL;
+    const NAME: &'static str = "append stream";
+}
+
+/// A read coordinator's batches of asks to a replica (`POST /internal/reads`).
+pub struct Reads;
+
+impl Carried for Reads {
+    type Req = InternalReadsRequest;
+    type Resp = InternalReadsResponse;
+    const REQUEST_PATH: &'static str = INTERNAL_READS_PATH;
+    const UPGRADE_PATH: &'static str = INTERNAL_READS_STREAM_PATH;
+    const PROTOCOL: &'static str = READS_STREAM_PROTOCOL;
+    const NAME: &'static str = "reads stream";
+}
 
 /// One end of a stream: numbered, authenticated frames over `S` (the
 /// upgraded connection; an in-memory pipe in the tests).
@@ -91,8 +145,8 @@ struct Framed<S = TokioIo<Upgraded>> {
 }
 
 impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Framed<S> {
-    fn new(io: S, secret: Secret, stream: String, leader_end: bool) -> Self {
-        let (out, inn) = if leader_end {
+    fn new(io: S, secret: Secret, stream: String, sender_end: bool) -> Self {
+        let (out, inn) = if sender_end {
             (REQUEST, ANSWER)
         } else {
             (ANSWER, REQUEST)
@@ -192,67 +246,79 @@ fn invalid(what: &str) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned())
 }
 
-/// The state of the stream to one follower.
+/// The state of one stream to one peer.
 #[derive(Default)]
 struct Link {
     conn: Option<Framed>,
-    /// When the follower last refused the upgrade.
+    /// When the peer last refused the upgrade.
     refused_at: Option<Instant>,
-    /// The append being sent, in JSON: kept between appends.
+    /// The message being sent, in JSON: kept between messages.
     body: Vec<u8>,
 }
 
 /// Why a stream could not be opened.
 enum OpenError {
-    /// The follower does not offer it: send requests instead.
+    /// The peer does not offer it: send requests instead.
     NotOffered,
     /// The peer is unreachable, or its answer not genuine: the message fails.
     Failed(TransportError),
 }
 
-/// The leader's streams, one per follower; each carries one append at a time.
-pub struct Links {
-    links: BTreeMap<NodeId, tokio::sync::Mutex<Link>>,
+/// A sender's streams of kind `K`: a fixed number per peer, each carrying
+/// one message at a time.
+pub struct Links<K> {
+    links: BTreeMap<NodeId, Vec<tokio::sync::Mutex<Link>>>,
+    kind: PhantomData<fn() -> K>,
 }
 
-impl Links {
-    /// No stream open yet to any of `peers`.
-    pub fn new(peers: &[NodeId]) -> Self {
+impl<K: Carried> Links<K> {
+    /// Room for `per_peer` streams to each of `peers` (none open yet).
+    pub fn new(peers: &[NodeId], per_peer: usize) -> Self {
         Self {
             links: peers
                 .iter()
-                .map(|&id| (id, tokio::sync::Mutex::new(Link::default())))
+                .map(|&id| {
+                    let slots = (0..per_peer)
+                        .map(|_| tokio::sync::Mutex::new(Link::default()))
+                        .collect();
+                    (id, slots)
+                })
                 .collect(),
+            kind: PhantomData,
         }
     }
 
     /// Closes every idle stream (the node stops).
     pub fn close(&self) {
-        for link in self.links.values() {
+        for link in self.links.values().flatten() {
             if let Ok(mut l) = link.try_lock() {
                 l.conn = None;
             }
         }
     }
 
-    /// Carries `req` to `to` over its stream, or as a request when the
-    /// stream is busy or not offered; answers as [`Transport::post`] to
-    /// [`APPEND_PATH`] would.
+    /// Carries `req` to `to` over one of its streams, or as a request when
+    /// they are all busy or not offered; answers as [`Transport::post`] to
+    /// [`Carried::REQUEST_PATH`] would.
     ///
     /// # Errors
     /// As [`Transport::post`].
-    pub async fn append(
+    pub async fn carry(
         &self,
         t: &Transport,
         to: NodeId,
-        req: &AppendRequest,
+        req: &K::Req,
         timeout: Duration,
-    ) -> Result<AppendResponse, TransportError> {
-        let over_http = || t.post::<_, AppendResponse>(to, APPEND_PATH, req, timeout);
-        let (Some(secret), Some(link)) = (t.secret(), self.links.get(&to)) else {
+    ) -> Result<K::Resp, TransportError> {
+        let over_http = || t.post::<_, K::Resp>(to, K::REQUEST_PATH, req, timeout);
+        let Some(secret) = t.secret() else {
             return over_http().await;
         };
-        let Ok(mut link) = link.try_lock() else {
+        let free = self
+            .links
+            .get(&to)
+            .and_then(|slots| slots.iter().find_map(|l| l.try_lock().ok()));
+        let Some(mut link) = free else {
             return over_http().await;
         };
         let refused_lately = link
@@ -279,7 +345,7 @@ impl Links {
             .as_ref()
             .is_none_or(|c| c.last_used.elapsed() >= IDLE_REUSE);
         if fresh {
-            match open(t, secret, to, timeout).await {
+            match open::<K>(t, secret, to, timeout).await {
                 Ok(c) => link.conn = Some(c),
                 Err(OpenError::NotOffered) => {
                     link.refused_at = Some(Instant::now());
@@ -295,13 +361,13 @@ impl Links {
             }
         }
         crate::transport::outgoing_fault(t.faults(), to).await?;
-        let mut result = link.exchange(timeout).await;
+        let mut result = link.exchange::<K::Resp>(timeout).await;
         if matches!(result, Err(Broken::Io(_))) && !fresh {
-            // A reused stream the follower closed meanwhile (it restarted, or
-            // timed the stream out): appends are idempotent, so send it once
-            // more over a new one, as a connection pool retries a request on
-            // a fresh connection.
-            match open(t, secret, to, timeout).await {
+            // A reused stream the peer closed meanwhile (it restarted, or
+            // timed the stream out): appends and reads are idempotent, so
+            // send it once more over a new one, as a connection pool retries
+            // a request on a fresh connection.
+            match open::<K>(t, secret, to, timeout).await {
                 Ok(c) => {
                     link.conn = Some(c);
                     result = link.exchange(timeout).await;
@@ -320,7 +386,7 @@ impl Links {
         let answer = match result {
             Ok(a) => a,
             Err(b) => {
-                let e = b.into_error(timeout);
+                let e = b.into_error(K::NAME, timeout);
                 t.peers().mark_down(to, e.to_string());
                 return Err(e);
             }
@@ -351,14 +417,14 @@ enum Broken {
 }
 
 impl Broken {
-    fn into_error(self, timeout: Duration) -> TransportError {
+    fn into_error(self, name: &str, timeout: Duration) -> TransportError {
         match self {
             Broken::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                TransportError::Unauthenticated(format!("append stream: {e}"))
+                TransportError::Unauthenticated(format!("{name}: {e}"))
             }
-            Broken::Io(e) => TransportError::Unreachable(format!("append stream broken: {e}")),
+            Broken::Io(e) => TransportError::Unreachable(format!("{name} broken: {e}")),
             Broken::TimedOut => TransportError::Unreachable(format!(
-                "append stream: no answer within {} ms",
+                "{name}: no answer within {} ms",
                 timeout.as_millis()
             )),
             Broken::Decode(e) => TransportError::Decode(e),
@@ -367,9 +433,12 @@ impl Broken {
 }
 
 impl Link {
-    /// The append in `body` and its answer on the link's stream; drops the
+    /// The message in `body` and its answer on the link's stream; drops the
     /// stream unless the exchange completed.
-    async fn exchange(&mut self, timeout: Duration) -> Result<StreamAnswer, Broken> {
+    async fn exchange<T: DeserializeOwned>(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<StreamAnswer<T>, Broken> {
         // Taken out while in use: an exchange cut short leaves no stream behind
         // in an unknown state.
         let Some(mut conn) = self.conn.take() else {
@@ -378,7 +447,7 @@ impl Link {
         let answered = tokio::time::timeout(timeout, async {
             conn.write(&self.body).await?;
             let payload = conn.read().await?;
-            Ok::<_, std::io::Error>(serde_json::from_slice::<StreamAnswer>(payload))
+            Ok::<_, std::io::Error>(serde_json::from_slice::<StreamAnswer<T>>(payload))
         })
         .await;
         let answer = match answered {
@@ -391,9 +460,9 @@ impl Link {
     }
 }
 
-/// Opens a stream to `to`: a TCP connection, and a signed upgrade request
-/// whose answer must be signed too.
-async fn open(
+/// Opens a stream of kind `K` to `to`: a TCP connection, and a signed
+/// upgrade request whose answer must be signed too.
+async fn open<K: Carried>(
     t: &Transport,
     secret: &Secret,
     to: NodeId,
@@ -436,18 +505,18 @@ async fn open(
         let _ = conn.with_upgrades().await;
     });
     let me = t.peers().self_id();
-    let (headers, sig) = secret.signed_headers("POST", STREAM_PATH, me, b"");
-    let mut req = Request::post(STREAM_PATH)
+    let (headers, sig) = secret.signed_headers("POST", K::UPGRADE_PATH, me, b"");
+    let mut req = Request::post(K::UPGRADE_PATH)
         .header(header::HOST, authority)
         .header(header::CONNECTION, "upgrade")
-        .header(header::UPGRADE, STREAM_PROTOCOL)
+        .header(header::UPGRADE, K::PROTOCOL)
         .body(http_body_util::Empty::<Bytes>::new())
         .map_err(|e| unreachable(e.to_string()))?;
     req.headers_mut().extend(headers);
     let resp = match tokio::time::timeout(timeout, sender.send_request(req)).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => return Err(unreachable(e.to_string())),
-        Err(_) => return Err(unreachable("no answer to the stream upgrade".into())),
+        Err(_) => return Err(unreachable(format!("no answer to the {} upgrade", K::NAME))),
     };
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         return Err(OpenError::NotOffered);
@@ -458,14 +527,20 @@ async fn open(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| secret.verify_response(&sig.signature, 101, b"", a));
     if !genuine {
-        return Err(failed(TransportError::Unauthenticated(
-            "the stream upgrade is not signed with the cluster secret".into(),
-        )));
+        return Err(failed(TransportError::Unauthenticated(format!(
+            "the {} upgrade is not signed with the cluster secret",
+            K::NAME
+        ))));
     }
     let upgraded = match tokio::time::timeout(timeout, hyper::upgrade::on(resp)).await {
         Ok(Ok(u)) => u,
         Ok(Err(e)) => return Err(unreachable(e.to_string())),
-        Err(_) => return Err(unreachable("the stream upgrade did not complete".into())),
+        Err(_) => {
+            return Err(unreachable(format!(
+                "the {} upgrade did not complete",
+                K::NAME
+            )))
+        }
     };
     Ok(Framed::new(
         TokioIo::new(upgraded),
@@ -475,33 +550,73 @@ async fn open(
     ))
 }
 
-/// The answer that accepts the upgrade of an authenticated stream request.
-pub fn switching_protocols() -> axum::response::Response {
-    let mut resp = axum::response::Response::new(Body::empty());
+/// Accepts the upgrade of an authenticated request for a stream of kind
+/// `K` (it passed [`crate::security::authenticate_peer`], so its sender
+/// header is genuine): answers 101 and serves the stream with `serve_it`,
+/// given the sender, the stream's name (the upgrade's signature) and the
+/// connection.
+///
+/// # Errors
+/// 400 for a request that is not an upgrade to `K`'s protocol or names no
+/// peer.
+pub fn accept<K: Carried, F, Fut>(
+    state: &AppState,
+    mut req: ServerRequest,
+    serve_it: F,
+) -> Result<Response, AppError>
+where
+    F: FnOnce(NodeId, String, Upgraded) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let upgrade = header(header::UPGRADE.as_str()) == Some(K::PROTOCOL);
+    let from = header(FROM_HEADER).and_then(|v| v.parse::<NodeId>().ok());
+    let signature = header(SIGNATURE_HEADER).map(str::to_owned);
+    let (true, Some(from), Some(signature)) = (upgrade, from, signature) else {
+        return Err(AppError::bad_request(format!(
+            "{} takes a signed upgrade to {}",
+            K::UPGRADE_PATH,
+            K::PROTOCOL
+        )));
+    };
+    if state.cluster.peers().url(from).is_none() {
+        return Err(AppError::bad_request(format!("node {from} is not a peer")));
+    }
+    let upgrading = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        if let Ok(io) = upgrading.await {
+            serve_it(from, signature, io).await;
+        }
+    });
+    let mut resp = Response::new(Body::empty());
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = resp.headers_mut();
     h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    h.insert(header::UPGRADE, HeaderValue::from_static(STREAM_PROTOCOL));
-    resp
+    h.insert(header::UPGRADE, HeaderValue::from_static(K::PROTOCOL));
+    Ok(resp)
 }
 
-/// The follower's end: answers the frames of leader `from` until the stream
-/// ends or the node stops.
-pub async fn serve(state: AppState, from: NodeId, stream: String, io: Upgraded) {
-    let Some(lf) = state.replication.leader_follower().cloned() else {
-        return;
-    };
+/// The peer's end of a stream of kind `K` from node `from`: answers each
+/// frame with what `handle` answers the message, until the stream ends or
+/// `stop` completes (the node stops).
+pub async fn serve<K, F, Fut>(
+    state: AppState,
+    from: NodeId,
+    stream: String,
+    io: Upgraded,
+    stop: impl Future<Output = ()>,
+    mut handle: F,
+) where
+    K: Carried,
+    F: FnMut(K::Req) -> Fut,
+    Fut: Future<Output = Result<K::Resp, AppError>>,
+{
     let Some(secret) = state.security.cluster_secret().cloned() else {
         return;
     };
     let mut framed = Framed::new(TokioIo::new(io), secret, stream, false);
+    tokio::pin!(stop);
     loop {
-        let stop = lf.stopping();
-        tokio::pin!(stop);
-        stop.as_mut().enable();
-        if lf.is_stopped() {
-            return;
-        }
         let payload = tokio::select! {
             () = &mut stop => return,
             read = framed.read() => match read {
@@ -509,32 +624,37 @@ pub async fn serve(state: AppState, from: NodeId, stream: String, io: Upgraded) 
                 Err(e) => {
                     if e.kind() == std::io::ErrorKind::InvalidData {
                         let n = crate::security::count(&state.security.refusals().unauthenticated);
-                        tracing::warn!(from, refused = n, "append stream closed: {e}");
+                        tracing::warn!(from, refused = n, "{} closed: {e}", K::NAME);
                     }
                     return;
                 }
             },
         };
         let started = Instant::now();
-        let answer = answer(&state, &lf, from, payload).await;
+        let answer = answer::<K, _, _>(&state, from, payload, &mut handle).await;
         // Counted for `/metrics` as the request it stands for.
         state
             .metrics
-            .observe(APPEND_PATH, "POST", answer.status, started.elapsed());
+            .observe(K::REQUEST_PATH, "POST", answer.status, started.elapsed());
         if framed.write_json(&answer).await.is_err() {
             return;
         }
     }
 }
 
-/// What `POST /internal/lf/append` with `payload` would answer, with the
-/// faults the server's middleware applies around it.
-async fn answer(
+/// What the request of kind `K` with `payload` would get, with the faults
+/// the server's middleware applies around it.
+async fn answer<K, F, Fut>(
     state: &AppState,
-    lf: &crate::leader_follower::LeaderFollower,
     from: NodeId,
     payload: &[u8],
-) -> StreamAnswer {
+    handle: &mut F,
+) -> StreamAnswer<K::Resp>
+where
+    K: Carried,
+    F: FnMut(K::Req) -> Fut,
+    Fut: Future<Output = Result<K::Resp, AppError>>,
+{
     let faults: &Faults = state.cluster.faults();
     // As the pause gate holds a request.
     faults.wait_unpaused().await;
@@ -547,22 +667,22 @@ async fn answer(
     {
         return gone;
     }
-    let answer = match serde_json::from_slice::<AppendRequest>(payload) {
-        Ok(req) => match lf.on_append(req).await {
+    let answer = match serde_json::from_slice::<K::Req>(payload) {
+        Ok(req) => match handle(req).await {
             Ok(resp) => StreamAnswer {
                 status: 200,
                 answer: Some(resp),
                 error: None,
             },
-            Err(e) => refused(e.into()),
+            Err(e) => refused(e),
         },
-        Err(e) => refused(AppError::bad_request(format!("invalid append: {e}"))),
+        Err(e) => refused(AppError::bad_request(format!("invalid message: {e}"))),
     };
     if answer.status == StatusCode::BAD_REQUEST.as_u16() {
         let n = crate::security::count(&state.security.refusals().invalid_messages);
         tracing::warn!(
             from,
-            path = STREAM_PATH,
+            path = K::UPGRADE_PATH,
             refused = n,
             "refused a malformed node-to-node message"
         );
@@ -580,7 +700,7 @@ async fn answer(
 }
 
 /// The 503 of a cut or dropped message (after waiting out a delay, `None`).
-async fn lost(fate: Fate, cut: String, dropped: &str) -> Option<StreamAnswer> {
+async fn lost<T>(fate: Fate, cut: String, dropped: &str) -> Option<StreamAnswer<T>> {
     let error = match fate {
         Fate::Cut => cut,
         Fate::Dropped => dropped.to_owned(),
@@ -597,7 +717,7 @@ async fn lost(fate: Fate, cut: String, dropped: &str) -> Option<StreamAnswer> {
     )))
 }
 
-fn refused(e: AppError) -> StreamAnswer {
+fn refused<T>(e: AppError) -> StreamAnswer<T> {
     StreamAnswer {
         status: e.status.as_u16(),
         answer: None,
