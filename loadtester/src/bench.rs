@@ -178,6 +178,11 @@ pub struct BenchArgs {
     /// wake-ups across threads) but slows the single node.
     #[arg(long, default_value_t = 0)]
     pub node_worker_threads: usize,
+    /// `--worker-threads` of the nodes of the replicated systems only (the
+    /// single node keeps `--node-worker-threads`; default: the same). Five
+    /// replicas sharing two cores with 1 each wake each other less.
+    #[arg(long)]
+    pub replica_worker_threads: Option<usize>,
     /// `--read-batches-in-flight` of every kv-node started (1, the node's
     /// default: the coordinated reads' asks to a peer travel in batches over
     /// one reads stream; 0: each ask is a request of its own).
@@ -371,6 +376,14 @@ fn run_args(args: &BenchArgs, system: System, workload: BenchWorkload, urls: &[S
     }
 }
 
+/// `--worker-threads` of the nodes of a kv system of `n` nodes.
+fn worker_threads(args: &BenchArgs, n: u32) -> usize {
+    match args.replica_worker_threads {
+        Some(threads) if n > 1 => threads,
+        _ => args.node_worker_threads,
+    }
+}
+
 /// Starts `system`, measures every workload on it, stops it.
 async fn measure_system(
     args: &BenchArgs,
@@ -393,7 +406,7 @@ async fn measure_system(
                 log_dir: Some(logs.to_owned()),
                 extra_args: vec![
                     "--worker-threads".into(),
-                    args.node_worker_threads.to_string(),
+                    worker_threads(args, n).to_string(),
                     "--read-batches-in-flight".into(),
                     args.node_read_batches_in_flight.to_string(),
                 ],
@@ -735,6 +748,29 @@ mod tests {
         assert!(
             fixed.contains("p50 / p99 / p99.9 ms at 2500 ops/s |"),
             "{fixed}"
+        );
+    }
+
+    #[test]
+    fn replica_worker_threads_leave_the_single_node_alone() {
+        let bench = |extra: &[&str]| {
+            let argv = ["kv-loadtester", "bench"].iter().chain(extra).copied();
+            match crate::cli::parse_from(argv).unwrap().command {
+                Some(crate::cli::Command::Bench(b)) => b,
+                _ => panic!("bench parses"),
+            }
+        };
+        let default = bench(&[]);
+        assert_eq!(
+            (worker_threads(&default, 1), worker_threads(&default, 5)),
+            (0, 0)
+        );
+        let both = bench(&["--node-worker-threads", "2"]);
+        assert_eq!((worker_threads(&both, 1), worker_threads(&both, 5)), (2, 2));
+        let replicas = bench(&["--replica-worker-threads", "1"]);
+        assert_eq!(
+            (worker_threads(&replicas, 1), worker_threads(&replicas, 5)),
+            (0, 1)
         );
     }
 

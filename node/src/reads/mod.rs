@@ -3,8 +3,8 @@
 //! The coordinator reads its own copy, asks R-1 peers for theirs (the asks
 //! of concurrent reads to one peer together in one batch over a reads
 //! stream, or with `--read-batches-in-flight 0` each as a `GET
-//! /internal/read`, see [`batch`]), and returns the highest version. Peers are tried in a
-//! preferred order (the leader first in leader-follower mode, then peers that
+//! /internal/read`, see [`batch`]), and returns the highest version. Peers
+//! are tried in a preferred order (the leader first in leader-follower mode, then peers that
 //! answered lately, rotated per key so that the load spreads); a peer that
 //! fails or times out is replaced by the next candidate. Only *current*
 //! copies count: a leader-follower replica that restarted and has not caught
@@ -46,7 +46,7 @@
 //!   newest copy and its fetch, the repairs and the trace. No I/O, no clock:
 //!   tested alone, with a seeded random test of its promises.
 //! - [`batch`]: how an ask travels: alone, or in one queue per peer whose
-//!   waiting asks leave as one request.
+//!   waiting asks leave as one batch over a reads stream.
 //! - this module: the runtime, which sends the asks the core returns, feeds
 //!   the answers back, sends the repairs and publishes the trace.
 //!
