@@ -868,4 +868,57 @@ mod tests {
         assert!(leader.write(&big).await.is_err());
         assert_eq!(leader.sent, 0);
     }
+
+    #[tokio::test]
+    async fn a_peer_that_refuses_the_upgrade_gets_requests_and_is_asked_again_later() {
+        use crate::peers::{PeerInfo, Peers};
+        use axum::http::HeaderMap;
+        use std::future::IntoFuture;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        // A peer on 127.0.0.1 that answers batches as requests (signed, as
+        // a node answers) but offers no reads stream.
+        let secret = Secret::new("a secret of the peer-stream tests");
+        let (upgrades, requests) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (u, r, key) = (upgrades.clone(), requests.clone(), secret.clone());
+        let app = axum::Router::new()
+            .route(
+                INTERNAL_READS_STREAM_PATH,
+                axum::routing::post(move || async move {
+                    u.fetch_add(1, Ordering::Relaxed);
+                    StatusCode::NOT_FOUND
+                }),
+            )
+            .route(
+                INTERNAL_READS_PATH,
+                axum::routing::post(move |headers: HeaderMap| async move {
+                    r.fetch_add(1, Ordering::Relaxed);
+                    let asked = headers[SIGNATURE_HEADER].to_str().unwrap();
+                    let body = br#"{"answers":[]}"#;
+                    let signed = key.sign_response(asked, 200, body);
+                    ([(SIGNATURE_HEADER, signed)], &body[..])
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(axum::serve(listener, app).into_future());
+        let peers = Peers::new(1, vec![PeerInfo { id: 2, url }]);
+        let t = Transport::new(peers, Faults::default(), Some(secret));
+        let links = Links::<Reads>::new(&[2], 1);
+        let batch = InternalReadsRequest { asks: Vec::new() };
+        let timeout = Duration::from_secs(5);
+        for i in 0..3 {
+            let answer = links.carry(&t, 2, &batch, timeout).await;
+            assert_eq!(answer.unwrap().answers, Vec::new(), "batch {i}");
+        }
+        // Asked for the stream once; every batch went as a request.
+        assert_eq!(upgrades.load(Ordering::Relaxed), 1);
+        assert_eq!(requests.load(Ordering::Relaxed), 3);
+        // Past the retry interval, the sender asks again.
+        tokio::time::sleep(UPGRADE_RETRY + Duration::from_millis(100)).await;
+        links.carry(&t, 2, &batch, timeout).await.unwrap();
+        assert_eq!(upgrades.load(Ordering::Relaxed), 2);
+        assert_eq!(requests.load(Ordering::Relaxed), 4);
+        server.abort();
+    }
 }
