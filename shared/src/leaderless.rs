@@ -2,8 +2,9 @@
 //! and the leaderless part of `/status`.
 //!
 //! Coordinated reads and read repair reuse the shared endpoints of
-//! [`crate::replication`] (`GET /internal/read` or, batched, `POST /internal/reads`; `POST /internal/repair`);
-//! what is specific to leaderless replication is here.
+//! [`crate::replication`] (batches over `/internal/reads/stream` or
+//! `POST /internal/reads`, or `GET /internal/read` each; `POST
+//! /internal/repair`); what is specific to leaderless replication is here.
 //!
 //! | endpoint | body | answer | used by |
 //! | --- | --- | --- | --- |

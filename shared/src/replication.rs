@@ -6,9 +6,9 @@
 //!
 //! | endpoint | body | answer | used by |
 //! | --- | --- | --- | --- |
-//! | `GET /internal/read?key=K[&digest=true]` ([`InternalReadQuery`]) | — | [`InternalReadResponse`] | read coordinator → replica: the replica's copy of one key (with `digest=true`, its version only), one ask per request (batching off, the default) |
-//! | `POST /internal/reads` | [`InternalReadsRequest`] | [`InternalReadsResponse`] | read coordinator → replica, with `--read-batches-in-flight` ≥ 1: the copies of one or more keys at once, one per read that asks it meanwhile (at most [`MAX_READ_BATCH_KEYS`](crate::limits::MAX_READ_BATCH_KEYS)) |
-//! | `POST /internal/reads/stream` (upgrade to [`READS_STREAM_PROTOCOL`]) | frames of [`InternalReadsRequest`] | frames of [`StreamAnswer`]`<`[`InternalReadsResponse`]`>` | read coordinator → replica, with `--read-batches-in-flight` ≥ 1: the same batches as `/internal/reads`, over at most that many connections per peer kept open |
+//! | `GET /internal/read?key=K[&digest=true]` ([`InternalReadQuery`]) | — | [`InternalReadResponse`] | read coordinator → replica: the replica's copy of one key (with `digest=true`, its version only), one ask per request (with `--read-batches-in-flight 0`: batching off) |
+//! | `POST /internal/reads` | [`InternalReadsRequest`] | [`InternalReadsResponse`] | read coordinator → replica, with `--read-batches-in-flight` ≥ 1 (1 by default), when no reads stream can carry the batch: the copies of one or more keys at once, one per read that asks it meanwhile (at most [`MAX_READ_BATCH_KEYS`](crate::limits::MAX_READ_BATCH_KEYS)) |
+//! | `POST /internal/reads/stream` (upgrade to [`READS_STREAM_PROTOCOL`]) | frames of [`InternalReadsRequest`] | frames of [`StreamAnswer`]`<`[`InternalReadsResponse`]`>` | read coordinator → replica, with `--read-batches-in-flight` ≥ 1 (1 by default): the same batches as `/internal/reads`, over at most that many connections per peer kept open |
 //! | `POST /internal/repair` | [`RepairRequest`] | [`RepairResponse`] | leaderless read coordinator → stale replica: newer records seen by a read |
 //! | `POST /internal/config` | [`ConfigEnvelope`] | [`ConfigEnvelope`] | leaderless: any node → every peer, a changed W/R or delay profile; leader-follower: a follower → the leader, a change to carry out |
 

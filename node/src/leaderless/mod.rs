@@ -35,11 +35,12 @@
 //!   C: a failed send → hint for that replica; W unreachable or the write
 //!      timeout passes → 503 {"error","acked","required"}
 //!
-//! client ──GET /get──▶ node X: read itself and R-1 peers' versions (GET
-//!   /internal/read?digest=true, or batched in POST /internal/reads), fetch the value from a peer only when its
-//!   version is newer than X's copy, answer the highest version, push it to
-//!   replicas that answered older (POST /internal/repair) — the shared
-//!   coordinated read of `crate::reads`.
+//! client ──GET /get──▶ node X: read itself and R-1 peers' versions
+//!   (batched over a reads stream, /internal/reads/stream, or GET
+//!   /internal/read?digest=true each), fetch the value from a peer only
+//!   when its version is newer than X's copy, answer the highest version,
+//!   push it to replicas that answered older (POST /internal/repair) — the
+//!   shared coordinated read of `crate::reads`.
 //!
 //! every anti-entropy period (jittered), node X with one random peer P:
 //!   X ──digest(level 0: root)──▶ P; descend only into differing children
