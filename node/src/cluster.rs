@@ -140,9 +140,9 @@ impl Cluster {
         &self.inner.reads
     }
 
-    /// Ends what serves peers beyond the server's own requests (the reads
-    /// streams, see [`crate::peer_stream`]) and closes this node's idle
-    /// streams to them: the node stops.
+    /// Ends what serves peers beyond the server's own requests (the peer
+    /// streams it serves, appends and reads, see [`crate::peer_stream`]) and
+    /// closes this node's idle reads streams to them: the node stops.
     pub fn stop(&self) {
         self.inner.stopped.store(true, Ordering::Relaxed);
         self.inner.halt.notify_waiters();

@@ -299,8 +299,6 @@ struct Inner {
     /// room in the uncommitted window look again.
     stepped: Notify,
     stopped: AtomicBool,
-    /// Woken when the node stops: ends the append streams it serves.
-    halt: Notify,
     /// The append streams to the followers (see [`crate::peer_stream`]).
     links: crate::peer_stream::Links<crate::peer_stream::Appends>,
     /// One configuration change at a time.
@@ -384,7 +382,6 @@ impl LeaderFollower {
                 }),
                 stepped: Notify::new(),
                 stopped: AtomicBool::new(false),
-                halt: Notify::new(),
                 links: crate::peer_stream::Links::new(&cluster_peers, 1),
                 changing: tokio::sync::Mutex::new(()),
             }),
@@ -449,23 +446,12 @@ impl LeaderFollower {
         }))
     }
 
-    /// Stops sending: messages in flight finish, no new one leaves; the
-    /// append streams this node serves end.
+    /// Stops sending: messages in flight finish, no new one leaves, the
+    /// append streams to the followers close. (The streams this node serves
+    /// end with [`crate::cluster::Cluster::stop`].)
     pub fn stop(&self) {
         self.inner.stopped.store(true, Ordering::Relaxed);
-        self.inner.halt.notify_waiters();
         self.inner.links.close();
-    }
-
-    /// Whether [`LeaderFollower::stop`] was called.
-    pub fn is_stopped(&self) -> bool {
-        self.inner.stopped.load(Ordering::Relaxed)
-    }
-
-    /// Completes when [`LeaderFollower::stop`] is called after it was
-    /// created (enable it, then check [`LeaderFollower::is_stopped`]).
-    pub fn stopping(&self) -> tokio::sync::futures::Notified<'_> {
-        self.inner.halt.notified()
     }
 
     /// The node's role now.
