@@ -1,7 +1,8 @@
 //! Peer streams: connections kept open to a peer, over which a node sends
 //! the same kind of message again and again — the leader its appends to a
 //! follower ([`Appends`]), a read coordinator its batches of asks to a
-//! replica ([`Reads`]) — instead of one HTTP request each.
+//! replica ([`Reads`]), a leaderless write coordinator its batches of client
+//! writes to a replica ([`LlWrites`]) — instead of one HTTP request each.
 //!
 //! The sender opens a stream with a signed `POST` of the kind's upgrade path
 //! (checked by [`crate::security::authenticate_peer`] like every
@@ -26,9 +27,10 @@
 //! the streams it serves.
 //!
 //! One message is on a stream at a time. A sender keeps a fixed number of
-//! streams per peer (one for appends, which the core's flow control — one
-//! message in flight per follower — fits; `--read-batches-in-flight` for
-//! reads, which the read batcher never exceeds); a message that finds them
+//! streams per peer (one for appends and for leaderless writes, which the
+//! cores' flow control — one message in flight per peer — fits;
+//! `--read-batches-in-flight` for reads, which the read batcher never
+//! exceeds); a message that finds them
 //! all busy — a heartbeat while a batch is out, or a message sent again
 //! after a timeout — goes as a request of its own, so nothing waits behind
 //! another message. A stream that breaks (reset, closed, no answer in time,
@@ -50,6 +52,9 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use kv_shared::leader_follower::{
     AppendRequest, AppendResponse, APPEND_PATH, STREAM_PATH, STREAM_PROTOCOL,
+};
+use kv_shared::leaderless::{
+    LlWrite, LlWriteAck, LL_WRITE_PATH, LL_WRITE_STREAM_PATH, LL_WRITE_STREAM_PROTOCOL,
 };
 use kv_shared::limits::MAX_INTERNAL_BODY_BYTES;
 use kv_shared::replication::{
@@ -124,6 +129,19 @@ impl Carried for Reads {
     const UPGRADE_PATH: &'static str = INTERNAL_READS_STREAM_PATH;
     const PROTOCOL: &'static str = READS_STREAM_PROTOCOL;
     const NAME: &'static str = "reads stream";
+}
+
+/// A leaderless write coordinator's batches of client writes to a replica
+/// (`POST /internal/ll/write`).
+pub struct LlWrites;
+
+impl Carried for LlWrites {
+    type Req = LlWrite;
+    type Resp = LlWriteAck;
+    const REQUEST_PATH: &'static str = LL_WRITE_PATH;
+    const UPGRADE_PATH: &'static str = LL_WRITE_STREAM_PATH;
+    const PROTOCOL: &'static str = LL_WRITE_STREAM_PROTOCOL;
+    const NAME: &'static str = "leaderless writes stream";
 }
 
 /// One end of a stream: numbered, authenticated frames over `S` (the

@@ -25,7 +25,9 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use kv_shared::admin::FAULTS_PATH;
 use kv_shared::leader_follower::{APPEND_PATH, SNAPSHOT_PATH, STREAM_PATH, VOTE_PATH};
-use kv_shared::leaderless::{LL_DIGEST_PATH, LL_FETCH_PATH, LL_KEYS_PATH, LL_WRITE_PATH};
+use kv_shared::leaderless::{
+    LL_DIGEST_PATH, LL_FETCH_PATH, LL_KEYS_PATH, LL_WRITE_PATH, LL_WRITE_STREAM_PATH,
+};
 use kv_shared::limits::{MAX_BODY_BYTES, MAX_INTERNAL_BODY_BYTES};
 use kv_shared::replication::{
     INTERNAL_CONFIG_PATH, INTERNAL_READS_PATH, INTERNAL_READS_STREAM_PATH, INTERNAL_READ_PATH,
@@ -202,6 +204,10 @@ fn internal_routes(state: &AppState) -> Router<AppState> {
         .route(REPAIR_PATH, post(internal::repair))
         .route(INTERNAL_CONFIG_PATH, post(internal::config))
         .route(LL_WRITE_PATH, post(leaderless::endpoints::write))
+        .route(
+            LL_WRITE_STREAM_PATH,
+            post(leaderless::endpoints::write_stream),
+        )
         .route(LL_DIGEST_PATH, post(leaderless::endpoints::digest))
         .route(LL_KEYS_PATH, post(leaderless::endpoints::keys))
         .route(LL_FETCH_PATH, post(leaderless::endpoints::fetch))

@@ -17,7 +17,7 @@ use kv_shared::leader_follower::{
     AppendRequest, Command, LogEntry, SnapshotRequest, VoteRequest, APPEND_PATH, SNAPSHOT_PATH,
     STREAM_PATH, VOTE_PATH,
 };
-use kv_shared::leaderless::{DigestRequest, LlWrite, TreeShape, WriteKind};
+use kv_shared::leaderless::{DigestRequest, LlWrite, TreeShape, WriteKind, LL_WRITE_STREAM_PATH};
 use kv_shared::limits::{MAX_DELAY_MS, MAX_KEY_BYTES, MAX_READ_BATCH_KEYS, MAX_TERM, MAX_VERSION};
 use kv_shared::replication::{
     ConfigEnvelope, InternalReadQuery, InternalReadsRequest, Record, RepairRequest,
@@ -746,6 +746,12 @@ async fn a_leader_follower_cluster_refuses_every_attack_and_keeps_serving() {
                     400,
                 ),
                 (
+                    "a leaderless writes stream (not this mode)",
+                    LL_WRITE_STREAM_PATH,
+                    json!({}),
+                    409,
+                ),
+                (
                     "a snapshot with a version past the limit",
                     SNAPSHOT_PATH,
                     snapshot,
@@ -949,6 +955,12 @@ async fn a_leaderless_cluster_refuses_every_attack_and_keeps_serving() {
                 (
                     "a reads stream asked for without the upgrade",
                     INTERNAL_READS_STREAM_PATH,
+                    json!({}),
+                    400,
+                ),
+                (
+                    "a writes stream asked for without the upgrade",
+                    LL_WRITE_STREAM_PATH,
                     json!({}),
                     400,
                 ),

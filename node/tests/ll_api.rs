@@ -8,7 +8,8 @@ mod ll_support;
 use common::{wait_until, Cluster, TestNode};
 use kv_node::config::{DelayProfileArg, ModeArg};
 use kv_node::{AppState, Config};
-use kv_shared::{ErrorBody, GetResponse, Mode, Role, SetResponse};
+use kv_shared::leaderless::{LL_WRITE_PATH, LL_WRITE_STREAM_PATH};
+use kv_shared::{ErrorBody, GetResponse, Mode, NodeId, Role, SetResponse};
 use ll_support::{start, write};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -228,6 +229,83 @@ async fn w_not_met_answers_503_with_acked_and_required_and_the_hint_lands_later(
     .await;
     // With every replica back, W = 3 is met again.
     write(&c, 1, "k", "v2").await;
+    c.stop().await;
+}
+
+/// Node `id`'s count of `series` in `/metrics` (0 when absent).
+async fn counted(c: &Cluster, id: NodeId, series: &str) -> u64 {
+    common::metrics_sample(&c.metrics(id).await, series).map_or(0, |n| n as u64)
+}
+
+/// How many writes streams node `id` accepted (upgrades of
+/// `POST /internal/ll/write/stream`).
+async fn writes_streams_opened(c: &Cluster, id: NodeId) -> u64 {
+    let series = format!(
+        r#"kv_http_requests_total{{route="{LL_WRITE_STREAM_PATH}",method="POST",status="101"}}"#
+    );
+    counted(c, id, &series).await
+}
+
+/// How many `LlWrite` messages node `id` took (as requests or as frames of a
+/// stream, which `/metrics` counts as the request they stand for).
+async fn writes_taken(c: &Cluster, id: NodeId) -> u64 {
+    let series =
+        format!(r#"kv_http_requests_total{{route="{LL_WRITE_PATH}",method="POST",status="200"}}"#);
+    counted(c, id, &series).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn client_writes_travel_over_one_stream_per_peer_that_a_stopped_node_stops_answering() {
+    // W = N = 3: every write at node 1 needs both others' acknowledgements
+    // (anti-entropy off: only the coordinator's batches carry records).
+    let mut c = start(3, 3, 1, |cfg| cfg.anti_entropy_ms = 0).await;
+    let sequential = 12;
+    for i in 0..sequential {
+        write(&c, 1, &format!("k{i}"), "v").await;
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..16 {
+        let (client, url) = (c.client.clone(), c.url(1));
+        tasks.spawn(async move {
+            let r = client
+                .post(format!("{url}/set"))
+                .json(&json!({"key": format!("c{i}"), "value": "v"}))
+                .send()
+                .await
+                .unwrap();
+            (i, r.status())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        let (i, status) = r.unwrap();
+        assert_eq!(status, StatusCode::CREATED, "concurrent write c{i}");
+    }
+    for peer in [2, 3] {
+        // One batch per sequential write at least, all over one stream.
+        assert_eq!(writes_streams_opened(&c, peer).await, 1, "node {peer}");
+        let taken = writes_taken(&c, peer).await;
+        assert!(taken >= sequential, "node {peer} took {taken} batches");
+        assert_eq!(c.local(peer, "c15").await.unwrap().value, "v");
+    }
+    // Node 2 stops: the stream node 1 holds to it must not acknowledge
+    // anything any more, so W = 3 cannot be met.
+    c.kill(2).await;
+    let r = c.set(1, "after", "v").await;
+    assert_eq!(
+        r.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "write with node 2 stopped"
+    );
+    // Back (empty): the hint lands and a new stream carries the next writes.
+    c.restart(2).await;
+    wait_until(
+        "a write at node 1 meets W = 3 again",
+        Duration::from_secs(10),
+        || async { c.set(1, "back", "v").await.status() == StatusCode::CREATED },
+    )
+    .await;
+    assert_eq!(writes_streams_opened(&c, 2).await, 1, "restarted node 2");
+    assert_eq!(c.local(2, "back").await.unwrap().value, "v");
     c.stop().await;
 }
 

@@ -8,7 +8,8 @@
 //!
 //! | endpoint | body | answer | used by |
 //! | --- | --- | --- | --- |
-//! | `POST /internal/ll/write` | [`LlWrite`] | [`LlWriteAck`] | write coordinator → replica (a client write, a hint, or records pushed by anti-entropy) |
+//! | `POST /internal/ll/write` | [`LlWrite`] | [`LlWriteAck`] | write coordinator → replica (a client write, a hint, or records pushed by anti-entropy); a coordinator's batches of client writes travel over the stream below when it can carry them |
+//! | `POST /internal/ll/write/stream` (upgrade to [`LL_WRITE_STREAM_PROTOCOL`]) | frames of [`LlWrite`] | frames of [`StreamAnswer`](crate::replication::StreamAnswer)`<`[`LlWriteAck`]`>` | write coordinator → replica: its batches of client writes, one at a time, over one connection per peer kept open |
 //! | `POST /internal/ll/digest` | [`DigestRequest`] | [`DigestResponse`] | anti-entropy: hashes of some Merkle-tree nodes |
 //! | `POST /internal/ll/keys` | [`BucketKeysRequest`] | [`BucketKeysResponse`] | anti-entropy: keys and versions of the differing leaf buckets |
 //! | `POST /internal/ll/fetch` | [`FetchRequest`] | [`FetchResponse`] | anti-entropy: the records of keys the peer holds newer |
@@ -74,6 +75,11 @@ pub enum WriteKind {
 
 /// Path of [`LlWrite`] (`POST`).
 pub const LL_WRITE_PATH: &str = "/internal/ll/write";
+/// Path a write coordinator upgrades to a stream of its [`LlWrite`] batches
+/// to one replica (see "Peer streams" in [`crate::replication`]).
+pub const LL_WRITE_STREAM_PATH: &str = "/internal/ll/write/stream";
+/// The `Upgrade` protocol of a leaderless writes stream.
+pub const LL_WRITE_STREAM_PROTOCOL: &str = "kv-ll-write-stream/1";
 /// Path of [`DigestRequest`] (`POST`).
 pub const LL_DIGEST_PATH: &str = "/internal/ll/digest";
 /// Path of [`BucketKeysRequest`] (`POST`).

@@ -15,7 +15,8 @@
 //!
 //! # Peer streams
 //! Messages that a node sends to the same peer again and again (a leader's
-//! appends, a coordinator's batches of reads) may travel over a connection
+//! appends, a coordinator's batches of reads, a leaderless coordinator's
+//! batches of writes) may travel over a connection
 //! kept open for them instead of a request each: the sender upgrades a
 //! signed `POST` of the stream's path, and then each message is one frame,
 //! answered by one frame before the next leaves. A frame is `length (u32,

@@ -4,6 +4,7 @@
 use super::anti_entropy;
 use super::runtime::Leaderless;
 use crate::error::{ApiJson, AppError, Invalid};
+use crate::peer_stream::{self, LlWrites};
 use crate::server::AppState;
 use crate::validate;
 use axum::extract::State;
@@ -97,10 +98,38 @@ pub async fn write(
     State(state): State<AppState>,
     ApiJson(msg): ApiJson<LlWrite>,
 ) -> Result<Json<LlWriteAck>, AppError> {
-    let ll = leaderless(&state)?;
-    check_sender(&state, msg.from, msg.config.as_ref())?;
-    check_records(&state, Some(msg.clock), &msg.records)?;
-    Ok(Json(ll.on_write(msg).await))
+    Ok(Json(take_write(&state, msg).await?))
+}
+
+/// `POST /internal/ll/write/stream`: a write coordinator opens a stream of
+/// its batches of client writes (see [`crate::peer_stream`]), each answered
+/// as `POST /internal/ll/write` would be; answered 101, then served until it
+/// ends or this node stops.
+///
+/// # Errors
+/// 409 on a node that is not leaderless; 400 for a request that is not an
+/// upgrade to the stream or names no peer.
+pub async fn write_stream(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+) -> Result<axum::response::Response, AppError> {
+    leaderless(&state)?;
+    let served = state.clone();
+    peer_stream::accept::<LlWrites, _, _>(&state, req, move |from, stream, io| async move {
+        let stopped = served.cluster.stopped();
+        let handle = |msg| take_write(&served, msg);
+        peer_stream::serve::<LlWrites, _, _>(served.clone(), from, stream, io, stopped, handle)
+            .await;
+    })
+}
+
+/// Checks a message of records and applies it: what both ways of sending
+/// one answer.
+async fn take_write(state: &AppState, msg: LlWrite) -> Result<LlWriteAck, AppError> {
+    let ll = leaderless(state)?;
+    check_sender(state, msg.from, msg.config.as_ref())?;
+    check_records(state, Some(msg.clock), &msg.records)?;
+    Ok(ll.on_write(msg).await)
 }
 
 /// `POST /internal/ll/digest`: Merkle hashes for an anti-entropy round.

@@ -29,7 +29,9 @@
 //! ```text
 //! client ──POST /set──▶ coordinator C
 //!   C: version = hlc.stamp_after(local copy); apply locally     (ack 1 of W)
-//!   C ──POST /internal/ll/write──▶ every other replica, in parallel
+//!   C ──LlWrite──▶ every other replica, in parallel: over the writes
+//!        stream kept open to it (/internal/ll/write/stream), one batch of
+//!        the writes queued for it at a time, or POST /internal/ll/write
 //!        replica: apply if newer, observe C's clock, ack         (ack 2.. of W)
 //!   C ◀── W acks: 201 {key, value, version, status}
 //!   C: a failed send → hint for that replica; W unreachable or the write

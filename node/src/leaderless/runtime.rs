@@ -5,7 +5,10 @@
 //! microseconds per step and never across `.await`: a step returns outputs,
 //! the local ones (apply to the store, answer a waiting client) are carried
 //! out under the lock, the network ones are spawned as tasks after it is
-//! released. A tick task answers overdue writes and starts hint deliveries;
+//! released. A batch of client writes travels over the writes stream kept
+//! open to its peer ([`crate::peer_stream`], one per peer: the coordinator
+//! has one batch in flight per peer), or as `POST /internal/ll/write` when
+//! the stream cannot carry it; hints always go as requests. A tick task answers overdue writes and starts hint deliveries;
 //! the anti-entropy task ([`super::anti_entropy`]) compares the store with a
 //! random peer's every period.
 
@@ -15,6 +18,7 @@ use super::hlc::Stamp;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::error::{Aftermath, ReplicationError};
+use crate::peer_stream::{Links, LlWrites};
 use crate::store::Store;
 use kv_shared::cluster::StatusResponse;
 use kv_shared::events::{NodeEventKind, TraceOutcome};
@@ -60,6 +64,8 @@ struct Inner {
     state: Mutex<State>,
     next_id: AtomicU64,
     stopped: AtomicBool,
+    /// The writes stream to each peer.
+    links: Links<LlWrites>,
     anti_entropy: AntiEntropy,
     /// `--max-clock-offset-ms`: a peer's clock reading further ahead of this
     /// node's wall clock is not taken.
@@ -102,9 +108,11 @@ impl Leaderless {
             hint_capacity_bytes: usize::try_from(config.max_hint_bytes_per_peer)
                 .unwrap_or(usize::MAX),
         };
-        let core = Coordinator::new(cluster.node_id(), &cluster.peers().ids(), timing)?;
+        let peers = cluster.peers().ids();
+        let core = Coordinator::new(cluster.node_id(), &peers, timing)?;
         Ok(Self {
             inner: Arc::new(Inner {
+                links: Links::new(&peers, 1),
                 anti_entropy: AntiEntropy::new(Duration::from_millis(config.anti_entropy_ms)),
                 cluster,
                 store,
@@ -252,8 +260,9 @@ impl Leaderless {
         }
     }
 
-    /// Carries one batch of client writes to a replica, through the shared
-    /// send pacer of the delay profile, and reports its fate.
+    /// Carries one batch of client writes to a replica (over the writes
+    /// stream to it), through the shared send pacer of the delay profile,
+    /// and reports its fate.
     async fn replicate(self, to: NodeId, ids: Vec<WriteId>, records: Vec<Record>) {
         let cluster = self.inner.cluster.clone();
         let delays = cluster.delays();
@@ -262,12 +271,12 @@ impl Leaderless {
         let t = cluster.transport().clone();
         let events = cluster.events().clone();
         let traced = ids.clone();
+        let this = self.clone();
         let send = async move {
             for id in traced {
                 events.trace_sent(to, id..=id);
             }
-            t.post::<_, LlWriteAck>(to, LL_WRITE_PATH, &msg, timeout)
-                .await
+            this.inner.links.carry(&t, to, &msg, timeout).await
         };
         let result = cluster.pacer().paced(ms(delays.send_ms), send).await;
         for id in &ids {
@@ -482,9 +491,12 @@ impl Leaderless {
         });
     }
 
-    /// Stops sending: messages in flight finish, no new one leaves.
+    /// Stops sending: messages in flight finish, no new one leaves, the
+    /// writes streams to the peers close. (The streams this node serves end
+    /// with [`crate::cluster::Cluster::stop`].)
     pub fn stop(&self) {
         self.inner.stopped.store(true, Ordering::Relaxed);
+        self.inner.links.close();
     }
 
     /// Fills the leaderless fields of `/status`.
