@@ -54,7 +54,8 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknow
 fi
 
 # The static kv-node (scripts/build.sh --static): Rust's musl target ships its own C library
-# and start files, so no musl-gcc is needed (the node has no C dependency).
+# and start files, so no musl-gcc is needed (the static node has no C dependency: mimalloc, built
+# with the cc that links every Rust binary, is the allocator of the glibc build only).
 if ((for_tests)) && ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
   log "adding the x86_64-unknown-linux-musl target"
   rustup target add x86_64-unknown-linux-musl
