@@ -30,10 +30,9 @@
 //! streams per peer (one for appends and for leaderless writes, which the
 //! cores' flow control — one message in flight per peer — fits;
 //! `--read-batches-in-flight` for reads, which the read batcher never
-//! exceeds); a message that finds them
-//! all busy — a heartbeat while a batch is out, or a message sent again
-//! after a timeout — goes as a request of its own, so nothing waits behind
-//! another message. A stream that breaks (reset, closed, no answer in time,
+//! exceeds); a message that finds them all busy — a heartbeat while a batch
+//! is out, or a message sent again after a timeout — goes as a request of
+//! its own, so nothing waits behind another message. A stream that breaks (reset, closed, no answer in time,
 //! a bad frame) is dropped and the message reported failed, as a failed
 //! request is; the next message opens a new one. A peer that does not offer
 //! the stream (it refuses the upgrade) gets requests for [`UPGRADE_RETRY`].

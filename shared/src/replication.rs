@@ -16,10 +16,10 @@
 //! # Peer streams
 //! Messages that a node sends to the same peer again and again (a leader's
 //! appends, a coordinator's batches of reads, a leaderless coordinator's
-//! batches of writes) may travel over a connection
-//! kept open for them instead of a request each: the sender upgrades a
-//! signed `POST` of the stream's path, and then each message is one frame,
-//! answered by one frame before the next leaves. A frame is `length (u32,
+//! batches of writes) may travel over a connection kept open for them
+//! instead of a request each: the sender upgrades a signed `POST` of the
+//! stream's path, and then each message is one frame, answered by one frame
+//! before the next leaves. A frame is `length (u32,
 //! big-endian) ‖ MAC (`[`STREAM_MAC_BYTES`]` bytes) ‖ JSON`, the length at
 //! most [`crate::limits::MAX_INTERNAL_BODY_BYTES`], the MAC an HMAC-SHA256
 //! under the cluster secret over the upgrade request's signature, the

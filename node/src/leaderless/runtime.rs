@@ -8,9 +8,10 @@
 //! released. A batch of client writes travels over the writes stream kept
 //! open to its peer ([`crate::peer_stream`], one per peer: the coordinator
 //! has one batch in flight per peer), or as `POST /internal/ll/write` when
-//! the stream cannot carry it; hints always go as requests. A tick task answers overdue writes and starts hint deliveries;
-//! the anti-entropy task ([`super::anti_entropy`]) compares the store with a
-//! random peer's every period.
+//! the stream cannot carry it; hints always go as requests. A tick task
+//! answers overdue writes and starts hint deliveries; the anti-entropy task
+//! ([`super::anti_entropy`]) compares the store with a random peer's every
+//! period.
 
 use super::anti_entropy::AntiEntropy;
 use super::coordinator::{Coordinator, Input, Output, QuorumFailure, Timing, WriteId};
