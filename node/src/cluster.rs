@@ -141,7 +141,7 @@ impl Cluster {
     }
 
     /// Ends what serves peers beyond the server's own requests (the peer
-    /// streams it serves, appends and reads, see [`crate::peer_stream`]) and
+    /// streams it serves, of every kind, see [`crate::peer_stream`]) and
     /// closes this node's idle reads streams to them: the node stops.
     pub fn stop(&self) {
         self.inner.stopped.store(true, Ordering::Relaxed);

@@ -108,17 +108,8 @@ pub async fn reads_stream(
 ) -> Result<Response, AppError> {
     let served = state.clone();
     peer_stream::accept::<Reads, _, _>(&state, req, move |from, stream, io| async move {
-        let cluster = served.cluster.clone();
         let handle = |req| read_batch(&served, req);
-        peer_stream::serve::<Reads, _, _>(
-            served.clone(),
-            from,
-            stream,
-            io,
-            cluster.stopped(),
-            handle,
-        )
-        .await;
+        peer_stream::serve::<Reads, _, _>(served.clone(), from, stream, io, handle).await;
     })
 }
 

@@ -10,8 +10,9 @@
 //!   of the delay profile, the health prober.
 //! - [`peer_stream`]: connections kept open to a peer for one kind of message
 //!   (the leader's appends to each follower, a coordinator's batches of
-//!   reads): upgraded connections of authenticated, numbered frames instead
-//!   of one request per message, and the receiving end of them.
+//!   reads, a leaderless coordinator's batches of writes): upgraded
+//!   connections of authenticated, numbered frames instead of one request
+//!   per message, and the receiving end of them.
 //! - [`faults`]: faults injected into the node's own transport (cut messages
 //!   to or from chosen peers).
 //! - [`security`]: the cluster secret, the admin token, the `Host` and

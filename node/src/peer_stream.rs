@@ -32,10 +32,11 @@
 //! `--read-batches-in-flight` for reads, which the read batcher never
 //! exceeds); a message that finds them all busy — a heartbeat while a batch
 //! is out, or a message sent again after a timeout — goes as a request of
-//! its own, so nothing waits behind another message. A stream that breaks (reset, closed, no answer in time,
-//! a bad frame) is dropped and the message reported failed, as a failed
-//! request is; the next message opens a new one. A peer that does not offer
-//! the stream (it refuses the upgrade) gets requests for [`UPGRADE_RETRY`].
+//! its own, so nothing waits behind another message. A stream that breaks
+//! (reset, closed, no answer in time, a bad frame) is dropped and the
+//! message reported failed, as a failed request is; the next message opens
+//! a new one. A peer that does not offer the stream (it refuses the
+//! upgrade) gets requests for [`UPGRADE_RETRY`].
 
 use crate::error::AppError;
 use crate::faults::{Fate, Faults, FROM_HEADER};
@@ -361,44 +362,23 @@ impl<K: Carried> Links<K> {
             .conn
             .as_ref()
             .is_none_or(|c| c.last_used.elapsed() >= IDLE_REUSE);
-        if fresh {
-            match open::<K>(t, secret, to, timeout).await {
-                Ok(c) => link.conn = Some(c),
-                Err(OpenError::NotOffered) => {
-                    link.refused_at = Some(Instant::now());
-                    link.conn = None;
-                    drop(link);
-                    return over_http().await;
-                }
-                Err(OpenError::Failed(e)) => {
-                    link.conn = None;
-                    t.peers().mark_down(to, e.to_string());
-                    return Err(e);
-                }
-            }
+        if fresh && !link.reopen::<K>(t, secret, to, timeout).await? {
+            drop(link);
+            return over_http().await;
         }
         crate::transport::outgoing_fault(t.faults(), to).await?;
         let mut result = link.exchange::<K::Resp>(timeout).await;
         if matches!(result, Err(Broken::Io(_))) && !fresh {
             // A reused stream the peer closed meanwhile (it restarted, or
-            // timed the stream out): appends and reads are idempotent, so
-            // send it once more over a new one, as a connection pool retries
-            // a request on a fresh connection.
-            match open::<K>(t, secret, to, timeout).await {
-                Ok(c) => {
-                    link.conn = Some(c);
-                    result = link.exchange(timeout).await;
-                }
-                Err(OpenError::NotOffered) => {
-                    link.refused_at = Some(Instant::now());
-                    drop(link);
-                    return over_http().await;
-                }
-                Err(OpenError::Failed(e)) => {
-                    t.peers().mark_down(to, e.to_string());
-                    return Err(e);
-                }
+            // timed the stream out): appends, reads and leaderless writes
+            // (applied only when newer) are idempotent, so send it once more
+            // over a new one, as a connection pool retries a request on a
+            // fresh connection.
+            if !link.reopen::<K>(t, secret, to, timeout).await? {
+                drop(link);
+                return over_http().await;
             }
+            result = link.exchange(timeout).await;
         }
         let answer = match result {
             Ok(a) => a,
@@ -450,6 +430,36 @@ impl Broken {
 }
 
 impl Link {
+    /// Drops the link's stream and opens a new one of kind `K` to `to`;
+    /// `false` when the peer does not offer it (noted, so that messages go
+    /// as requests for [`UPGRADE_RETRY`]).
+    ///
+    /// # Errors
+    /// The peer is unreachable or its answer not genuine (it is marked down).
+    async fn reopen<K: Carried>(
+        &mut self,
+        t: &Transport,
+        secret: &Secret,
+        to: NodeId,
+        timeout: Duration,
+    ) -> Result<bool, TransportError> {
+        self.conn = None;
+        match open::<K>(t, secret, to, timeout).await {
+            Ok(c) => {
+                self.conn = Some(c);
+                Ok(true)
+            }
+            Err(OpenError::NotOffered) => {
+                self.refused_at = Some(Instant::now());
+                Ok(false)
+            }
+            Err(OpenError::Failed(e)) => {
+                t.peers().mark_down(to, e.to_string());
+                Err(e)
+            }
+        }
+    }
+
     /// The message in `body` and its answer on the link's stream; drops the
     /// stream unless the exchange completed.
     async fn exchange<T: DeserializeOwned>(
@@ -615,13 +625,12 @@ where
 
 /// The peer's end of a stream of kind `K` from node `from`: answers each
 /// frame with what `handle` answers the message, until the stream ends or
-/// `stop` completes (the node stops).
+/// the node stops ([`crate::cluster::Cluster::stop`]).
 pub async fn serve<K, F, Fut>(
     state: AppState,
     from: NodeId,
     stream: String,
     io: Upgraded,
-    stop: impl Future<Output = ()>,
     mut handle: F,
 ) where
     K: Carried,
@@ -632,6 +641,8 @@ pub async fn serve<K, F, Fut>(
         return;
     };
     let mut framed = Framed::new(TokioIo::new(io), secret, stream, false);
+    let cluster = state.cluster.clone();
+    let stop = cluster.stopped();
     tokio::pin!(stop);
     loop {
         let payload = tokio::select! {

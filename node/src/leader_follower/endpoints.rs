@@ -53,13 +53,11 @@ pub async fn append_stream(
     let lf = lf_only(&state)?.clone();
     let served = state.clone();
     peer_stream::accept::<Appends, _, _>(&state, req, move |from, stream, io| async move {
-        let cluster = served.cluster.clone();
         let handle = |req| {
             let lf = lf.clone();
             async move { lf.on_append(req).await.map_err(AppError::from) }
         };
-        peer_stream::serve::<Appends, _, _>(served, from, stream, io, cluster.stopped(), handle)
-            .await;
+        peer_stream::serve::<Appends, _, _>(served, from, stream, io, handle).await;
     })
 }
 

@@ -116,10 +116,8 @@ pub async fn write_stream(
     leaderless(&state)?;
     let served = state.clone();
     peer_stream::accept::<LlWrites, _, _>(&state, req, move |from, stream, io| async move {
-        let stopped = served.cluster.stopped();
         let handle = |msg| take_write(&served, msg);
-        peer_stream::serve::<LlWrites, _, _>(served.clone(), from, stream, io, stopped, handle)
-            .await;
+        peer_stream::serve::<LlWrites, _, _>(served.clone(), from, stream, io, handle).await;
     })
 }
 

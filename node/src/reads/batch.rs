@@ -4,8 +4,9 @@
 //! carry it).
 //!
 //! Batching is on with `--read-batches-in-flight N`, N ≥ 1 (1 by default):
-//! each peer has a queue, sender tasks and reads streams, at most N. A sender takes the first ask waiting,
-//! then everything queued behind it (at most [`MAX_READ_BATCH_KEYS`]), and
+//! each peer has a queue, sender tasks and reads streams, at most N. A
+//! sender takes the first ask waiting, then everything queued behind it (at
+//! most [`MAX_READ_BATCH_KEYS`]), and
 //! sends them as one batch; asks that arrive while N batches travel wait
 //! for the next one. An idle peer gets an ask the moment it is made, and a
 //! busy one gets fewer, larger requests — the batch grows with the load,
