@@ -688,7 +688,7 @@ where
     faults.wait_unpaused().await;
     if let Some(gone) = lost(
         faults.incoming(from),
-        format!("messages from node {from} are cut off by an injected fault"),
+        || format!("messages from node {from} are cut off by an injected fault"),
         "the message was dropped by an injected fault",
     )
     .await
@@ -717,7 +717,7 @@ where
     }
     if let Some(gone) = lost(
         faults.outgoing(from),
-        format!("the answer to node {from} is cut off by an injected fault"),
+        || format!("the answer to node {from} is cut off by an injected fault"),
         "the answer was dropped by an injected fault",
     )
     .await
@@ -727,10 +727,15 @@ where
     answer
 }
 
-/// The 503 of a cut or dropped message (after waiting out a delay, `None`).
-async fn lost<T>(fate: Fate, cut: String, dropped: &str) -> Option<StreamAnswer<T>> {
+/// The 503 of a cut or dropped message (after waiting out a delay, `None`);
+/// `cut` words the error of a cut only when there is one.
+async fn lost<T>(
+    fate: Fate,
+    cut: impl FnOnce() -> String,
+    dropped: &str,
+) -> Option<StreamAnswer<T>> {
     let error = match fate {
-        Fate::Cut => cut,
+        Fate::Cut => cut(),
         Fate::Dropped => dropped.to_owned(),
         Fate::Pass(d) => {
             if !d.is_zero() {
