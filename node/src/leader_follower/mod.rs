@@ -980,19 +980,18 @@ impl LeaderFollower {
                     this.inner.links.carry(&t, to, &req, timeout).await
                 };
                 let r = if range.is_some() {
-                    cluster
+                    let r = cluster
                         .pacer()
                         .paced(Duration::from_millis(u64::from(delays.send_ms)), send)
-                        .await
-                } else {
-                    send.await
-                };
-                if range.is_some() {
+                        .await;
                     // Group commit: the tasks ready now (client writes already
                     // read, mostly) are proposed before this answer lets the
                     // next batch leave, so that batch carries them too.
                     tokio::task::yield_now().await;
-                }
+                    r
+                } else {
+                    send.await
+                };
                 self.answered(to, stamp, r);
             }
             Message::Snapshot(req) => {
