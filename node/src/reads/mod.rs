@@ -5,7 +5,8 @@
 //! stream, or with `--read-batches-in-flight 0` each as a `GET
 //! /internal/read`, see [`batch`]), and returns the highest version. Peers
 //! are tried in a preferred order (the leader first in leader-follower mode, then peers that
-//! answered lately, rotated per key so that the load spreads); a peer that
+//! answered lately, in ring order from the coordinator on, so that its reads
+//! meet in the same peers' batches and the load spreads); a peer that
 //! fails or times out is replaced by the next candidate. Only *current*
 //! copies count: a leader-follower replica that restarted and has not caught
 //! up yet answers `"current": false` (it may lack writes it once
@@ -155,7 +156,7 @@ pub async fn coordinate_read(
         me,
         key: key.to_owned(),
         r,
-        candidates: candidate_order(me, key, &view, preferred),
+        candidates: candidate_order(me, &view, preferred),
         policy,
         local: store.get(key).map(|e| VersionedValue {
             value: e.value,
