@@ -398,7 +398,11 @@ impl Log {
     }
 
     /// The store as it was right after entry `index` (which must be settled
-    /// or above): the current records with every later write undone.
+    /// or above): the current records with every later write undone, in key
+    /// order — the same list for the same index whatever was written after
+    /// it, so that a snapshot sent in chunks by offset can be built again
+    /// while a chunk of an earlier build is still on its way, and the
+    /// follower resume at the offset it holds.
     pub fn records_at(&self, index: Seq) -> Vec<Record> {
         // The first write of a key after `index` remembers what the key held at `index`.
         let mut before: BTreeMap<&str, &Option<Entry>> = BTreeMap::new();
@@ -420,6 +424,7 @@ impl Log {
                 version: e.version,
             })
         }));
+        records.sort_unstable_by(|a, b| a.key.cmp(&b.key));
         records
     }
 
@@ -520,6 +525,29 @@ mod tests {
     fn sorted(mut r: Vec<Record>) -> Vec<(String, String, Version)> {
         r.sort_by(|a, b| a.key.cmp(&b.key));
         r.into_iter().map(|r| (r.key, r.value, r.version)).collect()
+    }
+
+    #[test]
+    fn the_records_at_an_index_are_the_same_list_whatever_comes_after() {
+        // A snapshot at index 4 is sent in chunks by offset; built again
+        // after more writes, it must list the same records in the same order,
+        // or a follower resuming at its offset skips some.
+        let now = Instant::now();
+        let mut log = Log::new(Store::new(), config());
+        let keys = ["d", "a", "c", "b"];
+        for (i, k) in (1..).zip(keys) {
+            log.append(write(i, 1, k, "1", 1), now);
+        }
+        log.settle(4);
+        let first = log.records_at(4);
+        let listed: Vec<&str> = first.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(listed, ["a", "b", "c", "d"], "in key order");
+        // Later writes overwrite some keys (their state at 4 now comes from
+        // the undo records) and add others.
+        log.append(write(5, 1, "c", "2", 2), now);
+        log.append(write(6, 1, "e", "1", 1), now);
+        log.append(write(7, 1, "a", "2", 2), now);
+        assert_eq!(log.records_at(4), first);
     }
 
     #[test]
