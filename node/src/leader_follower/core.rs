@@ -328,7 +328,9 @@ struct Progress {
 }
 
 /// A snapshot the leader sends in chunks: the message without records, and
-/// every record of the committed state it describes.
+/// every record of the committed state it describes, in key order (a chunk
+/// is named by its offset, which must mean the same in every plan of the
+/// same index: [`Log::records_at`]).
 #[derive(Debug)]
 struct SnapshotPlan {
     head: SnapshotRequest,

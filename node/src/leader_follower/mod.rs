@@ -200,7 +200,9 @@
 //! - A snapshot travels in chunks of `--snapshot-chunk-bytes` (1 MiB),
 //!   staged by the follower and installed when the last one arrives; while
 //!   any follower is sent one, the leader holds one copy of the committed
-//!   store (shared by every follower that needs a snapshot).
+//!   store (shared by every follower that needs a snapshot). Its records are
+//!   in key order, so a copy built again for the same index lists them
+//!   alike and a follower resumes at the offset it staged.
 //! - Node-to-node messages are signed with the cluster secret (see
 //!   [`crate::security`]) but not encrypted: on an untrusted network, values
 //!   can be read in transit.
