@@ -1570,6 +1570,19 @@ mod regressions {
     //! every invariant and heal into equal replicas.
     use super::*;
 
+    /// Waits for a leader other than `l0` and has it start the change to
+    /// `target`; returns that leader.
+    fn a_new_leader_changes_to(sim: &mut Sim, l0: NodeId, target: ClusterConfig) -> NodeId {
+        sim.run_until("a new leader", 3_000, |s| {
+            s.leader().is_some_and(|x| x != l0)
+        });
+        let l = sim.leader().unwrap_or(l0);
+        let now = sim.clock();
+        sim.node_mut(l).change_config(target, now).expect("change");
+        sim.flush(l);
+        l
+    }
+
     fn restart_all_with(sim: &mut Sim, f: impl Fn(&mut Settings)) {
         f(&mut sim.settings);
         sim.nodes.clear();
@@ -1756,14 +1769,8 @@ mod regressions {
         sim.cut_off(l0, &rest);
         sim.cut_off(f, &rest);
         sim.pause(l0, 3_000);
-        sim.run_until("a new leader", 3_000, |s| {
-            s.leader().is_some_and(|x| x != l0)
-        });
-        let l = sim.leader().unwrap_or(l0);
-        let now = sim.clock();
         let target = ClusterConfig::new(5, 1, 5, DelayProfile::OFF).unwrap();
-        sim.node_mut(l).change_config(target, now).expect("change");
-        sim.flush(l);
+        let l = a_new_leader_changes_to(&mut sim, l0, target);
         sim.run_until("the new leader acknowledges with W=1", 4_000, |s| {
             s.node(l).config().w == 1
         });
@@ -1783,14 +1790,8 @@ mod regressions {
         let l0 = sim.elect();
         sim.run_for(100);
         sim.pause(l0, 6_000);
-        sim.run_until("a new leader", 3_000, |s| {
-            s.leader().is_some_and(|x| x != l0)
-        });
-        let l = sim.leader().unwrap_or(l0);
-        let now = sim.clock();
         let target = ClusterConfig::new(5, 3, 3, DelayProfile::OFF).unwrap();
-        sim.node_mut(l).change_config(target, now).expect("change");
-        sim.flush(l);
+        let l = a_new_leader_changes_to(&mut sim, l0, target);
         sim.run_until("the change is done", 5_000, |s| s.changes.1 >= 1);
         // Every node alone: nobody can be elected, and the others read with
         // R=3 until their lease on it ends.
