@@ -68,6 +68,13 @@ struct InFlight {
     packet: Packet,
 }
 
+/// A node's store, in key order (two stores compare equal as lists).
+fn sorted_records(c: &Core) -> Vec<Record> {
+    let mut r = c.log().store().records();
+    r.sort_by(|a, b| a.key.cmp(&b.key));
+    r
+}
+
 /// The send stamp of a leader's message (what a failure report names).
 fn stamp(p: &Packet) -> Option<u64> {
     match p {
@@ -1008,12 +1015,7 @@ impl Sim {
                 return;
             }
         }
-        let mut records = |c: &Core| {
-            let mut r = c.log().store().records();
-            r.sort_by(|a, b| a.key.cmp(&b.key));
-            r
-        };
-        let reference = self.core(1).map(&mut records).unwrap_or_default();
+        let reference = self.core(1).map(sorted_records).unwrap_or_default();
         let states: Vec<String> = self
             .ids()
             .iter()
@@ -1021,7 +1023,7 @@ impl Sim {
                 self.core(id).map(|c| {
                     // Records that differ from node 1's, (key, version): its own
                     // that node 1 lacks, and node 1's that it lacks.
-                    let mine = records(c);
+                    let mine = sorted_records(c);
                     let only = |a: &[Record], b: &[Record]| -> Vec<(String, u64)> {
                         a.iter()
                             .filter(|r| !b.contains(r))
@@ -1052,17 +1054,12 @@ impl Sim {
             return false;
         };
         let last = first.log().last_index();
-        let sorted = |c: &Core| {
-            let mut r = c.log().store().records();
-            r.sort_by(|a, b| a.key.cmp(&b.key));
-            r
-        };
-        let reference = sorted(first);
+        let reference = sorted_records(first);
         cores.iter().all(|c| {
             c.log().last_index() == last
                 && c.commit() == last
                 && !c.is_catching_up()
-                && sorted(c) == reference
+                && sorted_records(c) == reference
         })
     }
 
